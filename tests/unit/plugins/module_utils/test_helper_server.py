@@ -1,0 +1,73 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import os
+import socket
+
+from ansible_collections.embedvirt.libvirt.plugins.module_utils import helper_server
+
+
+def test_messages_round_trip_as_single_lines():
+    message = {'id': 3, 'op': 'domain_list', 'args': {'names': ['a\nb']}}
+    line = helper_server.encode(message)
+    assert line.endswith(b'\n') and line.count(b'\n') == 1
+    assert helper_server.decode(line) == message
+
+
+def test_version_is_the_hash_of_the_code():
+    assert helper_server.code_version(b'a') != helper_server.code_version(b'a ')
+    assert len(helper_server.code_version(b'')) == 64
+
+
+def test_format_version():
+    assert helper_server.format_version(9000000) == '9.0.0'
+    assert helper_server.format_version(7002022) == '7.2.22'
+
+
+def test_peer_credentials_of_a_socket_pair():
+    left, right = socket.socketpair(socket.AF_UNIX)
+    try:
+        pid, uid, _gid = helper_server.peer_credentials(left)
+        assert (pid, uid) == (os.getpid(), os.geteuid())
+    finally:
+        left.close()
+        right.close()
+
+
+def test_missing_account_names_the_account_and_the_command():
+    err = helper_server.explain_open_error(
+        "invalid argument: Failed to parse user 'libvirt-qemu'", '/srv/vms', '/nonexistent')
+    assert err.kind == 'account'
+    assert 'useradd --system' in err.hint and 'libvirt-qemu' in err.hint
+    err = helper_server.explain_open_error(
+        "invalid argument: Failed to parse group 'qemu'", '/srv/vms', '/nonexistent')
+    assert 'groupadd --system qemu' in err.hint
+
+
+def test_busy_root_names_the_process(tmp_path):
+    pidfile = tmp_path / 'driver.pid'
+    pidfile.write_text(u'%d' % os.getpid())
+    err = helper_server.explain_open_error(
+        "Failed to acquire pid file '/srv/vms/run/qemu/driver.pid': Resource temporarily unavailable",
+        '/srv/vms', str(pidfile))
+    assert err.kind == 'root_busy'
+    assert 'process %d (' % os.getpid() in err.hint
+
+
+def test_busy_root_without_a_readable_pidfile(tmp_path):
+    err = helper_server.explain_open_error('Failed to acquire pid file', '/srv/vms', str(tmp_path / 'none'))
+    assert 'another process' in err.hint
+
+
+def test_missing_driver_names_the_packages():
+    err = helper_server.explain_open_error('no connection driver available for qemu:///embed?root=/x', '/x', '/none')
+    assert err.kind == 'driver_missing'
+    assert 'libvirt-daemon-driver-qemu' in err.hint
+
+
+def test_other_libvirt_errors_pass_through():
+    err = helper_server.explain_open_error('something else', '/x', '/none')
+    assert (err.kind, err.message, err.hint) == ('libvirt', 'something else', None)
