@@ -1,0 +1,40 @@
+# -*- coding: utf-8 -*-
+# Copyright: embedvirt.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+
+class ModuleDocFragment:
+    # Options every module shares; the argument spec is ROOT_ARGUMENT_SPEC in module_utils/common.py.
+    DOCUMENTATION = r'''
+options:
+  root:
+    description:
+      - The embedded driver root, the directory that holds everything of C(qemu:///embed?root=...)
+        and C(secret:///embed?root=...) on the managed host.
+      - Must be absolute, normalised, not C(/) and short enough for the UNIX sockets libvirt puts
+        under it (at most 27 bytes).
+      - Created (mode 0700) when missing. When it exists it must belong to the user running the task,
+        unless that user is root.
+      - If not given, the value of the E(EMBEDVIRT_ROOT) environment variable on the managed host is used.
+    type: path
+    required: true
+  helper_idle_timeout:
+    description:
+      - Seconds the root's helper process stays up with no request before it exits; V(0) keeps it up.
+      - When omitted, a running helper keeps its setting and a new helper uses 300 seconds.
+      - Guests do not depend on the helper; they keep running when it exits.
+    type: int
+notes:
+  - Libvirt allows one process per embedded root, so every task against a root goes through
+    one helper process per root, started on demand and serialised with a lock in the root.
+  - Needs on the managed host QEMU, libvirt's QEMU and secret driver modules, the libvirt Python
+    bindings and the Python module C(filelock). On Debian 12 C(apt-get install qemu-system-x86 qemu-utils
+    libvirt-daemon libvirt-daemon-driver-qemu python3-libvirt python3-filelock).
+  - Running as root, libvirt's QEMU driver also needs the account C(libvirt-qemu) (user and group) to exist.
+requirements:
+  - libvirt Python bindings (python3-libvirt)
+  - filelock (python3-filelock)
+'''
