@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Installs what the demo and the tests need on a Debian 12 machine, as root:
+# QEMU, libvirt's QEMU and secret drivers and the Python bindings (Debian packages), the
+# libvirt-qemu account the privileged embedded driver looks up, and a virtual environment
+# in .cache/venv (ansible-core and test tools) that also sees Debian's python3-libvirt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  qemu-system-x86 qemu-utils seabios
+  libvirt-daemon libvirt-daemon-driver-qemu
+  python3 python3-venv python3-libvirt python3-filelock
+  git procps util-linux
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "bootstrap: installing ${missing[*]}"
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# Running as root, libvirt's QEMU driver resolves its build-default account before it reads
+# qemu.conf, and fails without it (see README, troubleshooting).
+getent group libvirt-qemu >/dev/null || groupadd --system libvirt-qemu
+getent passwd libvirt-qemu >/dev/null \
+  || useradd --system --gid libvirt-qemu --no-create-home --home-dir /var/lib/libvirt \
+             --shell /usr/sbin/nologin libvirt-qemu
+
+venv=.cache/venv
+if [ ! -x "$venv/bin/ansible" ] || ! cmp -s requirements-dev.txt "$venv/requirements-dev.txt"; then
+  echo "bootstrap: building $venv"
+  rm -rf "$venv"
+  /usr/bin/python3 -m venv --system-site-packages "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r requirements-dev.txt
+  cp requirements-dev.txt "$venv/requirements-dev.txt"
+fi
+
+# Ansible finds the collection here, whatever the checkout is called.
+mkdir -p .cache/collections/ansible_collections/embedvirt
+ln -sfn "$PWD" .cache/collections/ansible_collections/embedvirt/libvirt
+
+# ansible-test bootstraps pip in its test environments with a script from a host this
+# machine cannot reach; put our stand-in where it looks for a cached copy.
+pip_version=$("$venv/bin/python" - <<'PY'
+import os, re, ansible_test
+path = os.path.join(os.path.dirname(ansible_test.__file__), '_internal', 'python_requirements.py')
+print(re.search(r"pip='([0-9.]+)'", open(path).read()).group(1))
+PY
+)
+install -D -m 0644 hacking/get_pip.py "$HOME/.ansible/test/cache/get_pip_${pip_version//./_}.py"

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Runs every test of the collection, as root on Debian 12: ansible-test sanity, ansible-test
+# units and ansible-test integration (real libvirt embedded drivers, real QEMU guests).
+# Usage: hacking/test.sh [sanity|units|integration ...] [-- extra ansible-test arguments]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+hacking/bootstrap.sh || exit 1
+checkout=$PWD
+export PATH="$checkout/.cache/venv/bin:$PATH"
+
+suites=()
+while [ $# -gt 0 ] && [ "$1" != "--" ]; do suites+=("$1"); shift; done
+[ "${1:-}" = "--" ] && shift
+[ ${#suites[@]} -gt 0 ] || suites=(sanity units integration)
+
+# ansible-test works on an ansible_collections/<namespace>/<name> tree: copy what git has
+# (tracked files and new ones it does not ignore) into one, afresh each run. It lives outside
+# the checkout: inside, ansible-test would list files with the checkout's git and skip them all.
+work=${TMPDIR:-/tmp}/embedvirt-ansible-test
+tree=$work/ansible_collections/embedvirt/libvirt
+rm -rf "$work"
+mkdir -p "$tree"
+git ls-files -z --cached --others --exclude-standard | while IFS= read -r -d '' f; do
+  [ -e "$f" ] && printf '%s\0' "$f"
+done | tar -c --null -T - -f - | tar -x -C "$tree" -f -
+cd "$tree"
+
+passed=0 failed=0 names_failed=()
+run() {
+  local name=$1; shift
+  echo "=== $name: $*"
+  if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); names_failed+=("$name"); fi
+}
+for suite in "${suites[@]}"; do
+  case $suite in
+    sanity) run sanity ansible-test sanity --venv --python 3.11 --color no "$@" ;;
+    units) run units ansible-test units --venv --python 3.11 --color no "$@" ;;
+    integration)
+      run integration ansible-test integration --local --python 3.11 --allow-destructive \
+        --color no -v "$@" ;;
+    *) echo "unknown suite '$suite': use sanity, units or integration"; exit 2 ;;
+  esac
+done
+[ $failed -eq 0 ] || echo "failed suites: ${names_failed[*]}"
+echo "embedvirt test suites: $passed passed, $failed failed"
+[ $failed -eq 0 ]
