@@ -13,7 +13,6 @@ __metaclass__ = type
 
 import errno
 import os
-import pkgutil
 import select
 import socket
 import subprocess
@@ -58,7 +57,8 @@ class HelperClientError(Exception):
 
 def helper_source():
     """The helper's code as shipped with this collection, and its version."""
-    source = pkgutil.get_data(helper_server.__name__.rpartition('.')[0], 'helper_server.py')
+    # The module's own loader reads it from a file or from AnsiballZ's zip alike.
+    source = helper_server.__loader__.get_data(helper_server.__file__)
     return source, helper_server.code_version(source)
 
 
