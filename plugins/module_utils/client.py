@@ -107,10 +107,10 @@ class HelperClient:
         self.started = False
 
     # --- public API ----------------------------------------------------------------
-    def call(self, op, **args):
+    def call(self, op, call_timeout=CALL_TIMEOUT, **args):
         if self.connection is None:
             self.ensure()
-        return self.connection.request(op, args)
+        return self.connection.request(op, args, timeout=call_timeout)
 
     def ensure(self):
         """Connect to a current helper, starting (or replacing) one if needed; its status."""

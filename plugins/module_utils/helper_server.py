@@ -18,7 +18,9 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import argparse
+import base64
 import hashlib
+import hmac
 import json
 import logging
 import os
@@ -29,6 +31,8 @@ import struct
 import sys
 import threading
 import time
+import uuid
+from xml.etree import ElementTree
 
 PROTOCOL = 1
 STOP_DRAIN_SECONDS = 60
@@ -121,6 +125,7 @@ class Driver:
         self.libvirt = None
         self.secret = None
         self.qemu = None
+        self.probe_lock = threading.Lock()
 
     def open(self):
         # The seed: RTLD_GLOBAL is required when libvirt.so was itself dlopen()ed, as
@@ -191,6 +196,262 @@ class Driver:
             result.append(summary)
         return sorted(result, key=lambda d: d['name'])
 
+    # --- domains -----------------------------------------------------------------------
+    def _domain(self, name):
+        """The domain called name, or None."""
+        try:
+            return self.qemu.lookupByName(name)
+        except self.libvirt.libvirtError as e:
+            if e.get_error_code() == self.libvirt.VIR_ERR_NO_DOMAIN:
+                return None
+            raise
+
+    def _domain_required(self, name):
+        dom = self._domain(name)
+        if dom is None:
+            raise HelperError('no_domain', "domain '%s' is not defined in root %s" % (name, self.root),
+                              'give xml to define it, or check the name with embedvirt.libvirt.domain_info')
+        return dom
+
+    def domain_detail(self, dom):
+        detail = self.domain_summary(dom)
+        flags = self.libvirt.VIR_DOMAIN_XML_INACTIVE if detail['persistent'] else 0
+        detail['xml'] = dom.XMLDesc(flags)
+        return detail
+
+    def domain_get(self, name):
+        dom = self._domain(name)
+        return self.domain_detail(dom) if dom is not None else None
+
+    def domain_plan(self, name, xml=None):
+        """What a domain is now, and libvirt's own form of the definition asked for."""
+        dom = self._domain(name)
+        plan = {'current': self.domain_detail(dom) if dom is not None else None,
+                'wanted_xml': None, 'define_xml': None}
+        if xml:
+            plan['define_xml'], plan['wanted_xml'] = self.normalize_definition(xml, dom)
+        return plan
+
+    def normalize_definition(self, xml, existing=None):
+        """The definition to give libvirt, and libvirt's stored form of it, without keeping it.
+
+        The first is the XML given plus what redefining must keep from an existing domain
+        (uuid, MACs of interfaces that name none). The second comes from defining that under a
+        scratch name and uuid, reading it back and undefining it, so check mode and idempotence
+        compare what libvirt would store (its defaults, attribute order and whitespace).
+        """
+        tree = parse_xml(xml, 'domain')
+        name_el = tree.find('name')
+        if name_el is None or not (name_el.text or '').strip():
+            raise HelperError('xml', 'the domain XML has no <name>', 'add <name>...</name>')
+        real_name = name_el.text.strip()
+        uuid_el = tree.find('uuid')
+        if existing is not None:
+            # What libvirt would keep from the existing definition when redefining it.
+            if uuid_el is None:
+                uuid_el = ElementTree.SubElement(tree, 'uuid')
+                uuid_el.text = existing.UUIDString()
+            inherit_macs(tree, parse_xml(existing.XMLDesc(self.libvirt.VIR_DOMAIN_XML_INACTIVE), 'domain'))
+        real_uuid = None
+        if uuid_el is not None:
+            try:
+                real_uuid = str(uuid.UUID((uuid_el.text or '').strip()))
+            except ValueError:
+                raise HelperError('xml', 'the domain XML has an invalid <uuid>: %r' % uuid_el.text,
+                                  'give a UUID such as %s, or leave <uuid> out' % uuid.uuid4())
+        define_xml = ElementTree.tostring(tree, encoding='unicode')
+        if uuid_el is None:
+            uuid_el = ElementTree.SubElement(tree, 'uuid')
+        probe_name = 'embedvirt-probe-%s' % uuid.uuid4().hex[:12]
+        probe_uuid = str(uuid.uuid4())
+        name_el.text = probe_name
+        uuid_el.text = probe_uuid
+        with self.probe_lock:
+            probe = self.qemu.defineXML(ElementTree.tostring(tree, encoding='unicode'))
+            try:
+                stored = probe.XMLDesc(self.libvirt.VIR_DOMAIN_XML_INACTIVE)
+            finally:
+                probe.undefineFlags(self.libvirt.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM)
+        stored = stored.replace(probe_name, xml_escape(real_name))
+        if real_uuid:
+            return define_xml, stored.replace(probe_uuid, real_uuid)
+        return define_xml, stored.replace('  <uuid>%s</uuid>\n' % probe_uuid, '')
+
+    def domain_define(self, xml):
+        return self.domain_detail(self.qemu.defineXML(xml))
+
+    def domain_create(self, xml, paused=False):
+        flags = self.libvirt.VIR_DOMAIN_START_PAUSED if paused else 0
+        return self.domain_detail(self.qemu.createXML(xml, flags))
+
+    def domain_start(self, name, paused=False):
+        dom = self._domain_required(name)
+        dom.createWithFlags(self.libvirt.VIR_DOMAIN_START_PAUSED if paused else 0)
+        return self.domain_detail(dom)
+
+    def domain_resume(self, name):
+        dom = self._domain_required(name)
+        dom.resume()
+        return self.domain_detail(dom)
+
+    def domain_suspend(self, name):
+        dom = self._domain_required(name)
+        dom.suspend()
+        return self.domain_detail(dom)
+
+    def domain_destroy(self, name):
+        dom = self._domain_required(name)
+        dom.destroy()
+        return self.domain_get(name)  # a transient domain is gone now
+
+    def domain_shutdown(self, name, timeout):
+        """Ask the guest to power off and wait up to timeout seconds; the outcome."""
+        dom = self._domain_required(name)
+        dom.shutdown()
+        deadline = time.time() + timeout
+        while True:
+            current = self.domain_get(name)
+            if current is None or current['state'] == 'shutoff':
+                return {'done': True, 'domain': current}
+            if time.time() >= deadline:
+                return {'done': False, 'domain': current}
+            time.sleep(0.2)
+
+    def domain_undefine(self, name):
+        # NVRAM stays: it is the guest's data, and undefining is about the definition.
+        self._domain_required(name).undefineFlags(self.libvirt.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM)
+        return self.domain_get(name)
+
+    def domain_set_autostart(self, name, autostart):
+        dom = self._domain_required(name)
+        dom.setAutostart(1 if autostart else 0)
+        return self.domain_detail(dom)
+
+    def domain_disks(self):
+        """Every file or block device a domain uses: its live and stored definitions."""
+        disks = []
+        for dom in self.qemu.listAllDomains(0):
+            summary = self.domain_summary(dom)
+            paths = set()
+            flag_sets = [0] + ([self.libvirt.VIR_DOMAIN_XML_INACTIVE] if summary['persistent'] else [])
+            for flags in flag_sets:
+                for source in parse_xml(dom.XMLDesc(flags), 'domain').iter('source'):
+                    path = source.get('file') or source.get('dev')
+                    if path:
+                        paths.add(path)
+            for path in sorted(paths):
+                disks.append({'domain': summary['name'], 'state': summary['state'], 'path': path})
+        return disks
+
+    # --- secrets -----------------------------------------------------------------------
+    def _secret(self, secret_uuid=None, usage_type=None, usage_id=None):
+        """The secret with this uuid, or else with this usage; None if there is none."""
+        try:
+            if secret_uuid:
+                return self.secret.secretLookupByUUIDString(secret_uuid)
+            usage = getattr(self.libvirt, 'VIR_SECRET_USAGE_TYPE_%s' % usage_type.upper())
+            return self.secret.secretLookupByUsage(usage, usage_id)
+        except self.libvirt.libvirtError as e:
+            if e.get_error_code() == self.libvirt.VIR_ERR_NO_SECRET:
+                return None
+            raise
+
+    def secret_detail(self, sec):
+        tree = parse_xml(sec.XMLDesc(0), 'secret')
+        usage = tree.find('usage')
+        usage_id = None
+        if usage is not None:
+            for child in usage:
+                usage_id = (child.text or '').strip()
+        return {
+            'uuid': sec.UUIDString(),
+            'usage_type': usage.get('type') if usage is not None else 'none',
+            'usage_id': usage_id,
+            'description': (tree.findtext('description') or '').strip() or None,
+            'private': tree.get('private') == 'yes',
+            'ephemeral': tree.get('ephemeral') == 'yes',
+        }
+
+    def secret_get(self, uuid=None, usage_type=None, usage_id=None):
+        sec = self._secret(uuid, usage_type, usage_id)
+        return self.secret_detail(sec) if sec is not None else None
+
+    def secret_define(self, xml):
+        return self.secret_detail(self.secret.secretDefineXML(xml, 0))
+
+    def secret_value_matches(self, uuid, value):
+        """Whether the secret holds value (base64); None when that cannot be known."""
+        sec = self._secret(uuid)
+        detail = self.secret_detail(sec)
+        wanted = base64.b64decode(value)
+        if not detail['private']:
+            try:
+                return hmac.compare_digest(sec.value(0), wanted)
+            except self.libvirt.libvirtError:
+                return False  # no value set yet
+        # libvirt never hands out a private secret's value: compare with the salted digest
+        # recorded when this collection set it.
+        try:
+            with open(self.secret_digest_path(uuid), 'rb') as f:
+                salt, digest = f.read().split(b'$', 1)
+        except (OSError, ValueError):
+            return None
+        return hmac.compare_digest(digest, value_digest(base64.b64decode(salt), wanted))
+
+    def secret_set_value(self, uuid, value):
+        sec = self._secret(uuid)
+        secret_value = base64.b64decode(value)
+        sec.setValue(secret_value, 0)
+        path = self.secret_digest_path(uuid)
+        if self.secret_detail(sec)['private']:
+            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+            salt = os.urandom(16)
+            with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 'wb') as f:
+                f.write(base64.b64encode(salt) + b'$' + value_digest(salt, secret_value))
+        elif os.path.exists(path):
+            os.unlink(path)
+        return self.secret_detail(sec)
+
+    def secret_undefine(self, uuid):
+        self._secret(uuid).undefine()
+        try:
+            os.unlink(self.secret_digest_path(uuid))
+        except FileNotFoundError:
+            pass
+
+    def secret_digest_path(self, secret_uuid):
+        return os.path.join(self.root, 'lib', 'embedvirt', 'secret-digests', str(uuid.UUID(secret_uuid)))
+
+
+def xml_escape(text):
+    # xml.sax.saxutils.escape would import urllib and http.client into every client.
+    return text.replace('&', '&amp;').replace('<', '&lt;').replace('>', '&gt;')
+
+
+def value_digest(salt, value):
+    return hashlib.sha256(salt + value).hexdigest().encode('ascii')
+
+
+def parse_xml(xml, root_tag):
+    try:
+        tree = ElementTree.fromstring(xml)
+    except ElementTree.ParseError as e:
+        raise HelperError('xml', 'the XML is not well-formed: %s' % e, 'fix the XML syntax')
+    if tree.tag != root_tag:
+        raise HelperError('xml', 'the XML describes <%s>, not <%s>' % (tree.tag, root_tag),
+                          'give a <%s> document' % root_tag)
+    return tree
+
+
+def inherit_macs(tree, existing):
+    """Give interfaces without a MAC the MAC of the existing interface at the same place,
+    as redefining would otherwise generate new random ones and never be idempotent."""
+    old = existing.findall('./devices/interface')
+    for index, interface in enumerate(tree.findall('./devices/interface')):
+        if interface.find('mac') is None and index < len(old) and old[index].find('mac') is not None:
+            mac = ElementTree.SubElement(interface, 'mac')
+            mac.set('address', old[index].find('mac').get('address'))
+
 
 def format_version(number):
     return '%d.%d.%d' % (number // 1000000, number // 1000 % 1000, number % 1000)
@@ -221,6 +482,11 @@ class Helper:
             'versions': self.driver.versions,
             'domain_list': self.driver.domain_list,
         }
+        for name in ('domain_get', 'domain_plan', 'domain_define', 'domain_create', 'domain_start',
+                     'domain_resume', 'domain_suspend', 'domain_destroy', 'domain_shutdown',
+                     'domain_undefine', 'domain_set_autostart', 'domain_disks', 'secret_get',
+                     'secret_define', 'secret_value_matches', 'secret_set_value', 'secret_undefine'):
+            self.ops[name] = getattr(self.driver, name)
 
     # --- lifecycle -------------------------------------------------------------------
     def start(self):

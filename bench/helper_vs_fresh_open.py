@@ -1,0 +1,130 @@
+"""Cost of one domain_info call through the root's helper against the naive way, opening
+the embedded driver in a fresh process per call, with 0 and 30 running firmware-only guests.
+
+Both sides are measured the way a module runs: a new Python process per call. Ratios are
+naive / helper, measured in this one run on this machine. Run as root after
+hacking/bootstrap.sh:  .cache/venv/bin/python bench/helper_vs_fresh_open.py [--calls 20]
+"""
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COLLECTIONS = os.path.join(CHECKOUT, '.cache', 'collections')
+PYTHON = '/usr/bin/python3'
+ROOT = '/tmp/evb-root'
+QEMU_CONF = 'user = "root"\ngroup = "root"\nstdio_handler = "file"\n'
+
+# One domain_info through the helper: what the module does after AnsiballZ has started.
+THROUGH_HELPER = """
+import sys
+sys.path.insert(0, %r)
+from ansible_collections.embedvirt.libvirt.plugins.module_utils.client import HelperClient
+client = HelperClient(%r)
+client.call('domain_list')
+client.call('versions')
+""" % (COLLECTIONS, ROOT)
+
+# The same answer the naive way: register the event loop, open the drivers, ask, exit.
+FRESH_OPEN = """
+import os, sys, threading
+sys.setdlopenflags(os.RTLD_NOW | os.RTLD_GLOBAL)
+import libvirt
+libvirt.registerErrorHandler(lambda *a: None, None)
+libvirt.virEventRegisterDefaultImpl()
+def loop():
+    while True:
+        libvirt.virEventRunDefaultImpl()
+threading.Thread(target=loop, daemon=True).start()
+secret = libvirt.open('secret:///embed?root=%s')
+conn = libvirt.open('qemu:///embed?root=%s')
+for dom in conn.listAllDomains(0):
+    dom.state(); dom.UUIDString(); dom.ID(); dom.isPersistent()
+conn.getVersion(); conn.getLibVersion()
+conn.close(); secret.close()
+""" % (ROOT, ROOT)
+
+START_GUESTS = """
+import os, sys, threading
+sys.setdlopenflags(os.RTLD_NOW | os.RTLD_GLOBAL)
+import libvirt
+libvirt.virEventRegisterDefaultImpl()
+def loop():
+    while True:
+        libvirt.virEventRunDefaultImpl()
+threading.Thread(target=loop, daemon=True).start()
+conn = libvirt.open('qemu:///embed?root=%s')
+xml = ("<domain type='qemu'><name>bench%%d</name><memory unit='MiB'>32</memory><vcpu>1</vcpu>"
+       "<os><type arch='x86_64' machine='pc'>hvm</type></os>"
+       "<devices><video><model type='none'/></video></devices></domain>")
+for i in range(int(sys.argv[1]), int(sys.argv[2])):
+    conn.createXML(xml %% i, 0)
+""" % ROOT
+
+
+def run(code, *args):
+    # libvirt logs warnings (tainted guests) to stderr: not part of the measurement.
+    subprocess.run([PYTHON, '-c', code] + list(args), check=True, stderr=subprocess.DEVNULL)
+
+
+def timed(code, calls):
+    samples = []
+    for dummy in range(calls):
+        start = time.perf_counter()
+        run(code)
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def stop_helper():
+    run("import sys; sys.path.insert(0, %r)\n"
+        "from ansible_collections.embedvirt.libvirt.plugins.module_utils.client import HelperClient\n"
+        "HelperClient(%r).stop()" % (COLLECTIONS, ROOT))
+
+
+def kill_guests():
+    subprocess.run(['pkill', '-9', '-f', 'guest=bench.*%s/' % ROOT], check=False)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--calls', type=int, default=20)
+    parser.add_argument('--guests', type=int, nargs='+', default=[0, 30])
+    args = parser.parse_args()
+
+    kill_guests()
+    shutil.rmtree(ROOT, ignore_errors=True)
+    os.makedirs(ROOT + '/etc')
+    with open(ROOT + '/etc/qemu.conf', 'w') as f:
+        f.write(QEMU_CONF)
+    floor = timed('pass', args.calls)
+    rows = []
+    running = 0
+    try:
+        for guests in args.guests:
+            stop_helper()
+            if guests > running:
+                run(START_GUESTS, str(running), str(guests))
+                running = guests
+            run(FRESH_OPEN)  # warm the page cache, not the driver
+            fresh = timed(FRESH_OPEN, args.calls)
+            run(THROUGH_HELPER)  # starts the helper once, like the first task of a play
+            helper = timed(THROUGH_HELPER, args.calls)
+            rows.append((guests, fresh, helper))
+    finally:
+        stop_helper()
+        kill_guests()
+    print('domain_info cost, median of %d calls, each a new Python process (bare start: %.1f ms)'
+          % (args.calls, floor * 1000))
+    print('%8s %18s %18s %14s %22s' % ('guests', 'fresh open (ms)', 'via helper (ms)', 'ratio', 'ratio above bare start'))
+    for guests, fresh, helper in rows:
+        print('%8d %18.1f %18.1f %13.2fx %21.2fx' % (guests, fresh * 1000, helper * 1000, fresh / helper,
+                                                     (fresh - floor) / max(helper - floor, 1e-6)))
+
+
+if __name__ == '__main__':
+    sys.exit(main())

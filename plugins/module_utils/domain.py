@@ -1,0 +1,188 @@
+# -*- coding: utf-8 -*-
+# Copyright: embedvirt.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Bring a domain to the definition, autostart flag and state a task asks for."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+from xml.etree import ElementTree
+
+STATES = ['defined', 'running', 'paused', 'shutdown', 'destroyed', 'undefined']
+
+# The libvirt states in which a guest has a QEMU process.
+ACTIVE = ('running', 'blocked', 'paused', 'shutdown', 'crashed', 'pmsuspended')
+
+
+def name_in_xml(xml):
+    """The <name> of a domain XML document (or None), and the parser's complaint (or None)."""
+    try:
+        return (ElementTree.fromstring(xml).findtext('name') or '').strip() or None, None
+    except ElementTree.ParseError as e:
+        return None, 'the XML is not well-formed: %s' % e
+
+
+def render(domain):
+    """A domain as diff text: what a reader checks first, then the definition."""
+    if domain is None:
+        return ''
+    head = 'state: %s\nautostart: %s\npersistent: %s\n' % (
+        domain['state'], domain['autostart'], domain['persistent'])
+    return head + domain.get('xml', '')
+
+
+class DomainManager:
+    """Works out and applies the steps from a domain's current form to the wanted one.
+
+    Each step is a helper call; in check mode the steps are only predicted.
+    """
+
+    def __init__(self, module):
+        self.module = module
+        self.params = module.params
+        self.changed = False
+        self.actions = []
+
+    def run(self):
+        params = self.params
+        name, xml = self.resolve_name()
+        state = params['state']
+        # Removing a domain needs no normalised definition (and no probe define).
+        plan = self.module.call('domain_plan', name=name, xml=xml if state != 'undefined' else None)
+        before = plan['current']
+        self.domain = dict(before) if before else None
+        self.wanted_xml = plan['wanted_xml']
+        self.define_xml = plan['define_xml']
+
+        if state == 'undefined':
+            self.ensure_undefined(name)
+        else:
+            self.ensure_definition(name, xml)
+            if params['autostart'] is not None:
+                self.ensure_autostart(name, params['autostart'])
+            getattr(self, 'ensure_' + state)(name)
+
+        result = dict(changed=self.changed, actions=self.actions, domain=self.domain)
+        if self.module.module._diff:
+            result['diff'] = dict(before=render(before), after=render(self.domain),
+                                  before_header='%s (before)' % name, after_header='%s (after)' % name)
+        return result
+
+    def resolve_name(self):
+        name, xml = self.params['name'], self.params['xml']
+        if xml:
+            xml_name, error = name_in_xml(xml)
+            if error:
+                self.module.fail('%s: fix the XML syntax' % error, error_kind='xml')
+            if name and xml_name and name != xml_name:
+                self.module.fail("name is '%s' but the XML names the domain '%s': make them agree, "
+                                 "or leave name out" % (name, xml_name), error_kind='xml')
+            name = name or xml_name
+            if not name:
+                self.module.fail('the domain XML has no readable <name> and no name option is given: '
+                                 'add <name>...</name> to the XML', error_kind='xml')
+        return name, xml
+
+    # --- steps -------------------------------------------------------------------------
+    def step(self, action, op, predicted, **args):
+        """Record an action; apply it through the helper unless in check mode."""
+        self.changed = True
+        self.actions.append(action)
+        if self.module.check_mode:
+            self.domain = predicted
+        else:
+            self.domain = self.module.call(op, **args)
+
+    def predict(self, **changes):
+        domain = dict(self.domain or {})
+        domain.update(changes)
+        if changes.get('state') == 'shutoff':
+            domain['id'] = None
+        return domain
+
+    def require_domain(self, name):
+        if self.domain is None:
+            self.module.fail("domain '%s' is not defined in root %s: give xml to define it, or check "
+                             "the name with embedvirt.libvirt.domain_info" % (name, self.params['root']),
+                             error_kind='no_domain')
+
+    def ensure_definition(self, name, xml):
+        if not xml:
+            self.require_domain(name)
+            return
+        current = self.domain
+        if current is not None and current['persistent'] and current['xml'] == self.wanted_xml:
+            return
+        action = 'define' if current is None or not current['persistent'] else 'redefine'
+        predicted = self.predict(name=name, xml=self.wanted_xml, persistent=True)
+        if current is None:
+            predicted.update(state='shutoff', id=None, uuid=None, autostart=False, state_reason=0)
+        self.step(action, 'domain_define', predicted, xml=self.define_xml)
+        if current is not None and current['state'] in ACTIVE:
+            self.module.module.warn("domain '%s' is %s: its new definition takes effect at its next "
+                                    "start" % (name, current['state']))
+
+    def ensure_autostart(self, name, autostart):
+        if self.domain['autostart'] == autostart:
+            return
+        if not self.domain['persistent']:
+            self.module.fail("domain '%s' is transient and cannot autostart: define it (give xml) "
+                             "first" % name, error_kind='transient')
+        self.step('autostart' if autostart else 'no_autostart', 'domain_set_autostart',
+                  self.predict(autostart=autostart), name=name, autostart=autostart)
+
+    def ensure_defined(self, name):
+        pass
+
+    def ensure_running(self, name):
+        state = self.domain['state']
+        if state == 'paused':
+            self.step('resume', 'domain_resume', self.predict(state='running'), name=name)
+        elif state not in ACTIVE:
+            self.step('start', 'domain_start', self.predict(state='running'), name=name)
+
+    def ensure_paused(self, name):
+        state = self.domain['state']
+        if state == 'running':
+            self.step('suspend', 'domain_suspend', self.predict(state='paused'), name=name)
+        elif state not in ACTIVE:
+            self.step('start_paused', 'domain_start', self.predict(state='paused'), name=name, paused=True)
+
+    def ensure_destroyed(self, name):
+        if self.domain['state'] in ACTIVE:
+            self.step('destroy', 'domain_destroy', self.predict(state='shutoff'), name=name)
+
+    def ensure_shutdown(self, name):
+        if self.domain['state'] not in ACTIVE:
+            return
+        if self.domain['state'] == 'paused':
+            # A paused guest cannot react to the power button.
+            self.step('resume', 'domain_resume', self.predict(state='running'), name=name)
+        timeout = self.params['shutdown_timeout']
+        self.changed = True
+        self.actions.append('shutdown')
+        if self.module.check_mode:
+            self.domain = self.predict(state='shutoff')
+            return
+        outcome = self.module.call('domain_shutdown', name=name, timeout=timeout, call_timeout=timeout + 60)
+        self.domain = outcome['domain']
+        if outcome['done']:
+            return
+        if not self.params['force']:
+            self.module.fail("domain '%s' did not shut down within %d s (state %s): raise "
+                             "shutdown_timeout, make sure the guest handles ACPI power-off or has a "
+                             "guest agent, or set force=true to power it off"
+                             % (name, timeout, self.domain['state']), error_kind='shutdown_timeout',
+                             domain=self.domain, actions=self.actions, changed=True)
+        self.step('destroy', 'domain_destroy', None, name=name)
+
+    def ensure_undefined(self, name):
+        if self.domain is None:
+            return
+        if self.domain['state'] in ACTIVE:
+            self.step('destroy', 'domain_destroy', self.predict(state='shutoff'), name=name)
+        if self.domain is not None and self.domain['persistent']:
+            self.step('undefine', 'domain_undefine', None, name=name)
+        if self.module.check_mode:
+            self.domain = None

@@ -1,0 +1,184 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: embedvirt.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: domain
+short_description: Define guests of an embedded libvirt root and bring them to a state
+version_added: 0.1.0
+description:
+  - Defines, starts, pauses, shuts down, powers off and undefines domains (guests) of the embedded
+    QEMU driver of a root (C(qemu:///embed?root=...)), through the root's helper process. No libvirtd.
+  - A definition is compared in libvirt's own stored form, so attribute order, whitespace and the
+    defaults libvirt fills in are not changes; it is redefined only when it really differs, in check
+    mode too.
+options:
+  name:
+    description:
+      - Name of the domain. Defaults to the C(<name>) of O(xml); when both are given they must agree.
+      - One of O(name) and O(xml) is required.
+    type: str
+  xml:
+    description:
+      - The domain definition (libvirt domain XML). Template it with Jinja2 in the playbook, for
+        example O(xml=\{\{ lookup('ansible.builtin.template', 'web.xml.j2') \}\}).
+      - When given, the domain is defined (or redefined) with it before any state change.
+      - Interfaces without a C(<mac>) keep the MAC address of the existing definition.
+      - A running domain keeps its running configuration until its next start.
+    type: str
+  state:
+    description:
+      - V(defined) only defines (with O(xml)) or checks that the domain exists.
+      - V(running) starts a shut off domain and resumes a paused one.
+      - V(paused) pauses a running domain, or starts a shut off one paused.
+      - V(shutdown) asks the guest to power off (ACPI) and waits up to O(shutdown_timeout) seconds;
+        then fails, or powers it off when O(force=true).
+      - V(destroyed) powers the guest off at once (like pulling the plug); the definition stays.
+      - V(undefined) powers the guest off and removes its definition. Disk images and NVRAM files
+        are kept.
+    type: str
+    choices: [defined, running, paused, shutdown, destroyed, undefined]
+    default: defined
+  autostart:
+    description:
+      - Whether the domain starts when its root's drivers start (when the root's helper starts).
+      - Left as it is when omitted.
+    type: bool
+  shutdown_timeout:
+    description:
+      - Seconds to wait for a guest to power off after O(state=shutdown) asked it to.
+    type: int
+    default: 120
+  force:
+    description:
+      - With O(state=shutdown), power the guest off when it has not shut down within
+        O(shutdown_timeout).
+    type: bool
+    default: false
+extends_documentation_fragment:
+  - embedvirt.libvirt.root
+  - embedvirt.libvirt.attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+    details: Shows state, autostart and the stored definition before and after.
+  idempotent:
+    support: full
+seealso:
+  - module: embedvirt.libvirt.domain_info
+  - module: embedvirt.libvirt.volume
+author:
+  - Embedvirt Developers (@embedvirt)
+'''
+
+EXAMPLES = r'''
+- name: A small guest with user-mode networking, running
+  embedvirt.libvirt.domain:
+    root: /srv/vms
+    state: running
+    autostart: true
+    xml: |
+      <domain type='qemu'>
+        <name>web</name>
+        <memory unit='MiB'>512</memory>
+        <vcpu>1</vcpu>
+        <os><type arch='x86_64' machine='q35'>hvm</type></os>
+        <devices>
+          <disk type='file' device='disk'>
+            <driver name='qemu' type='qcow2'/>
+            <source file='/srv/vms/images/web.qcow2'/>
+            <target dev='vda' bus='virtio'/>
+          </disk>
+          <interface type='user'><model type='virtio'/></interface>
+          <channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>
+        </devices>
+      </domain>
+
+- name: Definition from a template
+  embedvirt.libvirt.domain:
+    root: /srv/vms
+    xml: "{{ lookup('ansible.builtin.template', 'db.xml.j2') }}"
+    state: running
+
+- name: Shut it down, powering it off after 60 s
+  embedvirt.libvirt.domain:
+    root: /srv/vms
+    name: web
+    state: shutdown
+    shutdown_timeout: 60
+    force: true
+
+- name: Remove the definition (disk images stay)
+  embedvirt.libvirt.domain:
+    root: /srv/vms
+    name: web
+    state: undefined
+'''
+
+RETURN = r'''
+domain:
+  description: The domain after the task (predicted in check mode); null once undefined.
+  returned: always
+  type: dict
+  contains:
+    name:
+      description: Domain name.
+      type: str
+      sample: web
+    uuid:
+      description: Domain UUID.
+      type: str
+    id:
+      description: Id while running, null otherwise.
+      type: int
+    state:
+      description: libvirt's state, one of nostate, running, blocked, paused, shutdown, shutoff, crashed, pmsuspended.
+      type: str
+      sample: running
+    persistent:
+      description: Whether the domain has a stored definition.
+      type: bool
+    autostart:
+      description: Whether it starts with the root's drivers.
+      type: bool
+    xml:
+      description: The stored definition (the live one for a transient domain).
+      type: str
+actions:
+  description: What the task did (or would do in check mode), in order.
+  returned: always
+  type: list
+  elements: str
+  sample: [define, autostart, start]
+'''
+
+from ansible_collections.embedvirt.libvirt.plugins.module_utils.common import EmbedvirtModule
+from ansible_collections.embedvirt.libvirt.plugins.module_utils.domain import STATES, DomainManager
+
+
+def main():
+    module = EmbedvirtModule(
+        dict(
+            name=dict(type='str'),
+            xml=dict(type='str'),
+            state=dict(type='str', choices=STATES, default='defined'),
+            autostart=dict(type='bool'),
+            shutdown_timeout=dict(type='int', default=120),
+            force=dict(type='bool', default=False),
+        ),
+        required_one_of=[('name', 'xml')],
+        supports_check_mode=True,
+    )
+    if module.params['shutdown_timeout'] < 0:
+        module.fail('shutdown_timeout is %d: give a number of seconds' % module.params['shutdown_timeout'])
+    module.exit(**DomainManager(module).run())
+
+
+if __name__ == '__main__':
+    main()
