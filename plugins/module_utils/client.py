@@ -40,15 +40,16 @@ LOG_KEEP_BYTES = 1 << 20
 class HelperClientError(Exception):
     """Anything that stops a call through the helper; the message says what to do."""
 
-    def __init__(self, message, kind='client', hint=None):
+    def __init__(self, message, kind='client', hint=None, pid=None):
         super(HelperClientError, self).__init__(message)
         self.kind = kind
         self.hint = hint
+        self.pid = pid
 
     @classmethod
     def from_reply(cls, error):
         return cls(error.get('message') or 'helper error', error.get('kind', 'helper'),
-                   error.get('hint'))
+                   error.get('hint'), error.get('pid'))
 
     def __str__(self):
         text = self.args[0]
@@ -110,6 +111,14 @@ class HelperClient:
     def call(self, op, call_timeout=CALL_TIMEOUT, **args):
         if self.connection is None:
             self.ensure()
+        try:
+            return self.connection.request(op, args, timeout=call_timeout)
+        except HelperClientError as e:
+            if e.kind != 'stopping':
+                raise
+        # The helper was stopping (idle timeout, restart) and did not carry the request out.
+        self.close()
+        self.ensure()
         return self.connection.request(op, args, timeout=call_timeout)
 
     def ensure(self):
@@ -133,7 +142,7 @@ class HelperClient:
                     self._retire(status)
                     status = None
                 if status is None:
-                    self._spawn()
+                    self._spawn_after_stopping_helper()
                     self.started = True
                     status = self._hello()
         except filelock.Timeout:
@@ -199,8 +208,12 @@ class HelperClient:
             status = connection.request('hello', args, timeout=30)
         except HelperClientError as e:
             connection.close()
+            if e.kind == 'stopping':
+                # It still holds libvirt's lock on the root until it has exited.
+                wait_for_exit(e.pid)
+                return None
             if e.kind == 'connection':
-                return None  # it went away (stopping, or killed) while we asked
+                return None  # it went away (killed) while we asked
             raise
         self.connection = connection
         return status
@@ -212,12 +225,35 @@ class HelperClient:
         except HelperClientError:
             pass  # already going away
         self.close()
-        deadline = time.time() + helper_server.STOP_DRAIN_SECONDS + 10
-        while time.time() < deadline and pid_alive(status['pid']):
-            time.sleep(0.05)
-        if pid_alive(status['pid']):
+        if not wait_for_exit(status['pid']):
             raise HelperClientError('the helper (pid %d) for %s did not stop' % (status['pid'], self.root.path),
                                     'stop', 'see %s; kill it if it hangs' % self.root.log_path)
+
+    def _spawn_after_stopping_helper(self):
+        """Spawn; if a helper of this root that has closed its socket still holds libvirt's
+        lock while it finishes, wait for it to exit and spawn again."""
+        try:
+            self._spawn()
+        except HelperClientError as e:
+            holder = self._helper_holding_root() if e.kind == 'root_busy' else None
+            if holder is None or not wait_for_exit(holder):
+                raise
+            self._spawn()
+
+    def _helper_holding_root(self):
+        """pid of a helper of this root that holds one of libvirt's driver locks, or None."""
+        code_prefix = os.path.join(self.root.state_dir, 'helper-').encode()
+        for pidfile in self.root.driver_pidfiles:
+            try:
+                with open(pidfile) as f:
+                    pid = int(f.read().strip())
+                with open('/proc/%d/cmdline' % pid, 'rb') as f:
+                    command = f.read().split(b'\0')
+            except (OSError, ValueError):
+                continue
+            if any(part.startswith(code_prefix) for part in command):
+                return pid
+        return None
 
     def _spawn(self):
         code_path = self.root.helper_code_path(self.version)
@@ -264,6 +300,16 @@ def read_ready_line(process, timeout):
                 return None
             data += chunk
     return helper_server.decode(data.split(b'\n', 1)[0])
+
+
+def wait_for_exit(pid, timeout=helper_server.STOP_DRAIN_SECONDS + 10):
+    """Wait for a process to exit; whether it did."""
+    deadline = time.time() + timeout
+    while pid_alive(pid):
+        if time.time() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def pid_alive(pid):

@@ -19,11 +19,13 @@ __metaclass__ = type
 
 import argparse
 import base64
+import ctypes
 import hashlib
 import hmac
 import json
 import logging
 import os
+import select
 import signal
 import socket
 import socketserver
@@ -36,6 +38,7 @@ from xml.etree import ElementTree
 
 PROTOCOL = 1
 STOP_DRAIN_SECONDS = 60
+POLL_SECONDS = 0.2
 
 # libvirt's virDomainState values, by name.
 DOMAIN_STATES = ('nostate', 'running', 'blocked', 'paused', 'shutdown', 'shutoff',
@@ -125,6 +128,8 @@ class Driver:
         self.libvirt = None
         self.secret = None
         self.qemu = None
+        self.thread_context = None
+        self.restart_requested = False
         self.probe_lock = threading.Lock()
 
     def open(self):
@@ -151,6 +156,11 @@ class Driver:
             self.qemu = libvirt.open('qemu:///embed?root=%s' % self.root)
         except libvirt.libvirtError as e:
             raise explain_open_error(str(e), self.root, self.pidfile)
+        self.thread_context = SecretThreadContext(self.secret)
+
+    def prepare_thread(self):
+        """Make libvirt calls from the current thread able to use the root's secrets."""
+        self.thread_context.apply()
 
     def _run_event_loop(self):
         while True:
@@ -377,6 +387,11 @@ class Driver:
         return self.secret_detail(sec) if sec is not None else None
 
     def secret_define(self, xml):
+        if parse_xml(xml, 'secret').get('ephemeral') == 'yes':
+            # Same NULL callback as in secret_undefine: defining one crashes the process.
+            raise HelperError('unsupported', "libvirt's embedded secret driver cannot hold "
+                              'ephemeral secrets (libvirt 9.0 crashes defining one)',
+                              'use ephemeral=false')
         return self.secret_detail(self.secret.secretDefineXML(xml, 0))
 
     def secret_value_matches(self, uuid, value):
@@ -413,11 +428,24 @@ class Driver:
         return self.secret_detail(sec)
 
     def secret_undefine(self, uuid):
-        self._secret(uuid).undefine()
-        try:
-            os.unlink(self.secret_digest_path(uuid))
-        except FileNotFoundError:
-            pass
+        """Remove a secret: its files now, its in-memory copy when the helper restarts.
+
+        libvirt 9.0's embedded secret driver crashes the process in virSecretUndefine (it
+        calls the shutdown-inhibit callback, which embedded mode leaves NULL), so the helper
+        deletes the stored definition and value itself and then restarts: the next helper
+        loads the secrets that remain. Running guests already hold what they were given.
+        """
+        sec = self._secret(uuid)
+        name = sec.UUIDString()
+        for path in (os.path.join(self.root, 'etc', 'secrets', name + '.xml'),
+                     os.path.join(self.root, 'etc', 'secrets', name + '.base64'),
+                     self.secret_digest_path(name)):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        self.restart_requested = True
+        return {'restart': True}
 
     def secret_digest_path(self, secret_uuid):
         return os.path.join(self.root, 'lib', 'embedvirt', 'secret-digests', str(uuid.UUID(secret_uuid)))
@@ -453,6 +481,45 @@ def inherit_macs(tree, existing):
             mac.set('address', old[index].find('mac').get('address'))
 
 
+class SecretThreadContext:
+    """What the embedded QEMU driver needs in a thread to resolve a guest's secrets.
+
+    libvirt 9's QEMU driver fetches a disk's passphrase through a secret connection cached
+    per thread and with the thread's current identity, both of which only libvirtd's RPC
+    dispatch sets. In an embedded process a start then fails with "No current identity to
+    elevate" (in the thread that opened the drivers) or opens secret:///system ("Missing URI
+    parameter 'root'", in any other thread). libvirt.so exports the private functions that
+    set both; without them (another build) guests without secrets still work.
+    """
+
+    def __init__(self, secret_conn):
+        self.local = threading.local()
+        self.error = None
+        try:
+            lib = ctypes.CDLL('libvirt.so.0')
+            lib.virIdentityGetSystem.restype = ctypes.c_void_p
+            lib.virIdentitySetCurrent.argtypes = [ctypes.c_void_p]
+            lib.virSetConnectSecret.argtypes = [ctypes.c_void_p]
+            capsule_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+            capsule_pointer.restype = ctypes.c_void_p
+            capsule_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+            self.lib = lib
+            self.identity = lib.virIdentityGetSystem()
+            # pylint: disable-next=protected-access
+            self.secret_pointer = capsule_pointer(secret_conn._o, b'virConnectPtr')
+        except (OSError, AttributeError, ValueError) as e:
+            self.error = e
+            log.warning('guests with secrets will not start: cannot reach libvirt internals (%s)', e)
+
+    def apply(self):
+        if self.error is not None or getattr(self.local, 'applied', False):
+            return
+        # Both are thread-local in libvirt and keep their own reference.
+        if self.lib.virIdentitySetCurrent(self.identity) < 0 or self.lib.virSetConnectSecret(self.secret_pointer) < 0:
+            log.warning('could not set the secret context of this thread')
+        self.local.applied = True
+
+
 def format_version(number):
     return '%d.%d.%d' % (number // 1000000, number // 1000 % 1000, number % 1000)
 
@@ -471,7 +538,6 @@ class Helper:
         self.served = 0
         self.lock = threading.Lock()
         self.stop_requested = threading.Event()
-        self.connections = set()
         self.allowed_uids = {0, os.geteuid(), os.stat(root).st_uid}
         self.driver = Driver(root, os.path.join(root, 'run', 'qemu', 'driver.pid'))
         self.server = None
@@ -513,20 +579,14 @@ class Helper:
                 os.unlink(self.socket_path)
         except FileNotFoundError:
             pass
-        with self.lock:
-            for sock in self.connections:
-                try:
-                    # Wakes handlers waiting for their next request; one inside a request
-                    # still finishes and answers it.
-                    sock.shutdown(socket.SHUT_RD)
-                except OSError:
-                    pass
+        # Handlers notice the flag within POLL_SECONDS; one inside a request finishes it.
         deadline = time.time() + STOP_DRAIN_SECONDS
         while time.time() < deadline:
             with self.lock:
                 if self.busy == 0:
                     break
             time.sleep(0.05)
+        time.sleep(POLL_SECONDS)  # let handlers answer what arrived meanwhile
         self.driver.close()
         log.info('stopped after serving %d requests', self.served)
 
@@ -583,18 +643,30 @@ class Handler(socketserver.StreamRequestHandler):
 
     def handle(self):
         helper = self.server.helper
-        with helper.lock:
-            helper.connections.add(self.connection)
+        helper.driver.prepare_thread()
         try:
-            while not helper.stop_requested.is_set():
+            while True:
+                readable, _w, _x = select.select([self.connection], [], [], POLL_SECONDS)
+                if not readable:
+                    if helper.stop_requested.is_set():
+                        break
+                    continue
                 line = self.rfile.readline()
                 if not line:
+                    break
+                if helper.stop_requested.is_set():
+                    # Not carried out: the client may safely ask the next helper.
+                    self.wfile.write(encode(self.stopping_reply(line)))
+                    self.wfile.flush()
                     break
                 with helper.lock:
                     helper.busy += 1
                 try:
                     self.wfile.write(encode(self.answer(helper, line)))
                     self.wfile.flush()
+                    if helper.driver.restart_requested:
+                        log.info('restarting so that libvirt reloads the secrets from disk')
+                        helper.stop_requested.set()
                 finally:
                     with helper.lock:
                         helper.busy -= 1
@@ -602,9 +674,16 @@ class Handler(socketserver.StreamRequestHandler):
                         helper.last_activity = time.time()
         except (OSError, ValueError):
             pass
-        finally:
-            with helper.lock:
-                helper.connections.discard(self.connection)
+
+    @staticmethod
+    def stopping_reply(line):
+        try:
+            request_id = decode(line).get('id')
+        except ValueError:
+            request_id = None
+        error = HelperError('stopping', 'the helper (pid %d) is stopping' % os.getpid()).to_dict()
+        error['pid'] = os.getpid()
+        return {'id': request_id, 'ok': False, 'error': error}
 
     @staticmethod
     def answer(helper, line):

@@ -54,9 +54,9 @@ class EmbedRoot:
         return os.path.join(self.log_dir, 'helper.log')
 
     @property
-    def qemu_pidfile(self):
-        """libvirt's own lock: held by whichever process has the QEMU driver open."""
-        return os.path.join(self.path, 'run', 'qemu', 'driver.pid')
+    def driver_pidfiles(self):
+        """libvirt's own locks: held by whichever process has the driver open."""
+        return [os.path.join(self.path, 'run', driver, 'driver.pid') for driver in ('secrets', 'qemu')]
 
     def helper_code_path(self, version):
         return os.path.join(self.state_dir, 'helper-%s.py' % version[:16])
