@@ -29,8 +29,8 @@ client.call('domain_list')
 client.call('versions')
 """ % (COLLECTIONS, ROOT)
 
-# The same answer the naive way: register the event loop, open the drivers, ask, exit.
-FRESH_OPEN = """
+# What every direct user of an embedded driver does first: an event loop, then the open.
+EMBED_PRELUDE = """
 import os, sys, threading
 sys.setdlopenflags(os.RTLD_NOW | os.RTLD_GLOBAL)
 import libvirt
@@ -40,6 +40,10 @@ def loop():
     while True:
         libvirt.virEventRunDefaultImpl()
 threading.Thread(target=loop, daemon=True).start()
+"""
+
+# The same answer the naive way: register the event loop, open the drivers, ask, exit.
+FRESH_OPEN = EMBED_PRELUDE + """
 secret = libvirt.open('secret:///embed?root=%s')
 conn = libvirt.open('qemu:///embed?root=%s')
 for dom in conn.listAllDomains(0):
@@ -48,15 +52,7 @@ conn.getVersion(); conn.getLibVersion()
 conn.close(); secret.close()
 """ % (ROOT, ROOT)
 
-START_GUESTS = """
-import os, sys, threading
-sys.setdlopenflags(os.RTLD_NOW | os.RTLD_GLOBAL)
-import libvirt
-libvirt.virEventRegisterDefaultImpl()
-def loop():
-    while True:
-        libvirt.virEventRunDefaultImpl()
-threading.Thread(target=loop, daemon=True).start()
+START_GUESTS = EMBED_PRELUDE + """
 conn = libvirt.open('qemu:///embed?root=%s')
 xml = ("<domain type='qemu'><name>bench%%d</name><memory unit='MiB'>32</memory><vcpu>1</vcpu>"
        "<os><type arch='x86_64' machine='pc'>hvm</type></os>"

@@ -108,6 +108,25 @@ def explain_open_error(message, root, pidfile):
     return HelperError('libvirt', message)
 
 
+# Messages of libvirt calls that fail because of embedded mode itself, and what to do.
+EMBEDDED_MODE_HINTS = (
+    ('virtnetworkd-sock', "libvirt networks do not exist in embedded mode (the network driver "
+                          "cannot be embedded): use <interface type='user'>, type='bridge' with an "
+                          "existing host bridge, or type='ethernet' with a tap device"),
+    ('virtstoraged-sock', "storage pools and volumes do not exist in embedded mode: give disks as "
+                          "<disk type='file'> with a path (see embedvirt.libvirt.volume)"),
+    ('virtlogd-sock', 'add stdio_handler = "file" to <root>/etc/qemu.conf, so QEMU logs to files '
+                      'instead of the system virtlogd'),
+)
+
+
+def hint_for_libvirt_error(message):
+    for marker, hint in EMBEDDED_MODE_HINTS:
+        if marker in message:
+            return hint
+    return None
+
+
 def describe_pidfile_owner(pidfile):
     try:
         with open(pidfile) as f:
@@ -612,7 +631,7 @@ class Helper:
         except TypeError as e:
             raise HelperError('protocol', 'bad arguments for %s: %s' % (op, e))
         except self.driver.libvirt.libvirtError as e:
-            raise HelperError('libvirt', str(e))
+            raise HelperError('libvirt', str(e), hint_for_libvirt_error(str(e)))
 
     def op_hello(self, version=None, idle_timeout=None):
         if idle_timeout is not None and version == self.version:

@@ -24,8 +24,8 @@ options:
     type: str
   xml:
     description:
-      - The domain definition (libvirt domain XML). Template it with Jinja2 in the playbook, for
-        example O(xml=\{\{ lookup('ansible.builtin.template', 'web.xml.j2') \}\}).
+      - The domain definition (libvirt domain XML). Template it with Jinja2 in the playbook with
+        the P(ansible.builtin.template#lookup) lookup (see the examples).
       - When given, the domain is defined (or redefined) with it before any state change.
       - Interfaces without a C(<mac>) keep the MAC address of the existing definition.
       - A running domain keeps its running configuration until its next start.

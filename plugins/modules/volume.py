@@ -26,7 +26,7 @@ options:
   state:
     description:
       - Whether the image exists. With V(present) an existing image is reported (and grown when O(size)
-        is larger), so O(check_mode) gives its details without changing anything.
+        is larger), so check mode gives its details without changing anything.
     type: str
     choices: [present, absent]
     default: present

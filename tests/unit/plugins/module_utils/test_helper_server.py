@@ -71,3 +71,37 @@ def test_missing_driver_names_the_packages():
 def test_other_libvirt_errors_pass_through():
     err = helper_server.explain_open_error('something else', '/x', '/none')
     assert (err.kind, err.message, err.hint) == ('libvirt', 'something else', None)
+
+
+def test_interfaces_without_mac_keep_the_existing_ones_in_order():
+    from xml.etree import ElementTree
+    existing = ElementTree.fromstring(
+        "<domain><devices><interface type='user'><mac address='52:54:00:00:00:01'/></interface>"
+        "<interface type='user'><mac address='52:54:00:00:00:02'/></interface></devices></domain>")
+    wanted = ElementTree.fromstring(
+        "<domain><devices><interface type='user'/><interface type='user'><mac address='52:54:00:00:00:09'/>"
+        "</interface><interface type='user'/></devices></domain>")
+    helper_server.inherit_macs(wanted, existing)
+    macs = [i.find('mac').get('address') if i.find('mac') is not None else None
+            for i in wanted.findall('./devices/interface')]
+    assert macs == ['52:54:00:00:00:01', '52:54:00:00:00:09', None]
+
+
+def test_parse_xml_names_the_problem():
+    import pytest
+    with pytest.raises(helper_server.HelperError) as err:
+        helper_server.parse_xml('<domain>', 'domain')
+    assert 'not well-formed' in err.value.message
+    with pytest.raises(helper_server.HelperError) as err:
+        helper_server.parse_xml('<network/>', 'domain')
+    assert 'describes <network>, not <domain>' in err.value.message
+
+
+def test_value_digest_depends_on_salt_and_value():
+    assert helper_server.value_digest(b's', b'v') != helper_server.value_digest(b't', b'v')
+    assert helper_server.value_digest(b's', b'v') != helper_server.value_digest(b's', b'w')
+    assert b'v' not in helper_server.value_digest(b's', b'v')
+
+
+def test_xml_escape():
+    assert helper_server.xml_escape('a<b>&c') == 'a&lt;b&gt;&amp;c'
