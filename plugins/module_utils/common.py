@@ -29,6 +29,7 @@ class EmbedvirtModule:
         self.module = AnsibleModule(argument_spec=spec, **kwargs)
         self.params = self.module.params
         self.check_mode = self.module.check_mode
+        self.undo = []
         if not HAS_FILELOCK:
             self.module.fail_json(msg=missing_required_lib('filelock'), exception=str(FILELOCK_IMPORT_ERROR))
         timeout = self.params['helper_idle_timeout']
@@ -41,7 +42,19 @@ class EmbedvirtModule:
             self.fail(str(e), error_kind='root')
 
     def fail(self, msg, **result):
+        """Fail the task, first undoing what undo callbacks were registered for."""
+        while self.undo:
+            what, function = self.undo.pop()
+            try:
+                function()
+                msg += ' (%s)' % what
+            except Exception as e:  # pylint: disable=broad-except
+                msg += ' (could not undo: %s: %s)' % (what, e)
         self.module.fail_json(msg=msg, **result)
+
+    def on_failure_undo(self, what, function):
+        """Register function to run if the task fails later; what says what it undoes."""
+        self.undo.append((what, function))
 
     def guard(self, function, *args, **kwargs):
         """Run function, turning the errors of the lower layers into fail_json."""

@@ -119,6 +119,11 @@ class DomainManager:
         if current is None:
             predicted.update(state='shutoff', id=None, uuid=None, autostart=False, state_reason=0)
         self.step(action, 'domain_define', predicted, xml=self.define_xml)
+        if current is None and not self.module.check_mode:
+            # Bad input must change nothing: a definition this task made goes if it fails later.
+            self.module.on_failure_undo(
+                'the definition this task made was removed again',
+                lambda: self.module.client.call('domain_undefine', name=name))
         if current is not None and current['state'] in ACTIVE:
             self.module.module.warn("domain '%s' is %s: its new definition takes effect at its next "
                                     "start" % (name, current['state']))
