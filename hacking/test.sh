@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the collection, as root on Debian 12: ansible-test sanity, ansible-test
-# units and ansible-test integration (real libvirt embedded drivers, real QEMU guests).
-# Usage: hacking/test.sh [sanity|units|integration ...] [-- extra ansible-test arguments]
+# units, ansible-lint (production profile) on roles and playbooks, and ansible-test
+# integration (real libvirt embedded drivers, real QEMU guests).
+# Usage: hacking/test.sh [sanity|units|lint|integration ...] [-- extra ansible-test arguments]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 hacking/bootstrap.sh || exit 1
@@ -11,7 +12,7 @@ export PATH="$checkout/.cache/venv/bin:$PATH"
 suites=()
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do suites+=("$1"); shift; done
 [ "${1:-}" = "--" ] && shift
-[ ${#suites[@]} -gt 0 ] || suites=(sanity units integration)
+[ ${#suites[@]} -gt 0 ] || suites=(sanity units lint integration)
 
 # ansible-test works on an ansible_collections/<namespace>/<name> tree: copy what git has
 # (tracked files and new ones it does not ignore) into one, afresh each run. It lives outside
@@ -35,10 +36,11 @@ for suite in "${suites[@]}"; do
   case $suite in
     sanity) run sanity ansible-test sanity --venv --python 3.11 --color no "$@" ;;
     units) run units ansible-test units --venv --python 3.11 --color no "$@" ;;
+    lint) ANSIBLE_COLLECTIONS_PATH=$work run lint ansible-lint --profile production --offline --nocolor roles playbooks ;;
     integration)
       run integration ansible-test integration --local --python 3.11 --allow-destructive \
         --color no -v "$@" ;;
-    *) echo "unknown suite '$suite': use sanity, units or integration"; exit 2 ;;
+    *) echo "unknown suite '$suite': use sanity, units, lint or integration"; exit 2 ;;
   esac
 done
 [ $failed -eq 0 ] || echo "failed suites: ${names_failed[*]}"

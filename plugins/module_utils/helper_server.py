@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import select
+import shutil
 import signal
 import socket
 import socketserver
@@ -475,6 +476,36 @@ def xml_escape(text):
     return text.replace('&', '&amp;').replace('<', '&lt;').replace('>', '&gt;')
 
 
+def reset_runtime_state_after_reboot(root):
+    """Clear what a tmpfs /run would have lost, once per boot.
+
+    An embedded root keeps its run/ on disk. After a reboot libvirt would take the stale
+    status files there for guests still running, skip their autostart and then find them
+    crashed. No QEMU process survives a reboot, so the first helper of a new boot removes
+    the drivers' runtime state. A root without a record of the last boot is left alone: its
+    guests may be running (started by another program).
+    """
+    record = os.path.join(root, 'run', 'embedvirt', 'boot-id')
+    try:
+        with open('/proc/sys/kernel/random/boot_id') as f:
+            boot_id = f.read().strip()
+    except OSError:
+        return
+    try:
+        with open(record) as f:
+            last = f.read().strip()
+    except FileNotFoundError:
+        last = None
+    if last == boot_id:
+        return
+    if last is not None:
+        log.info('first helper since a reboot: clearing the stale runtime state of the drivers')
+        for driver in ('qemu', 'secrets'):
+            shutil.rmtree(os.path.join(root, 'run', driver), ignore_errors=True)
+    with open(record, 'w') as f:
+        f.write(boot_id + '\n')
+
+
 def value_digest(salt, value):
     return hashlib.sha256(salt + value).hexdigest().encode('ascii')
 
@@ -575,6 +606,7 @@ class Helper:
 
     # --- lifecycle -------------------------------------------------------------------
     def start(self):
+        reset_runtime_state_after_reboot(self.root)
         self.driver.open()
         if os.path.lexists(self.socket_path):
             # The client holds the start lock and found nobody answering: stale.

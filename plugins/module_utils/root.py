@@ -21,6 +21,9 @@ SOCKET_PATH_MAX = 107
 LONGEST_SOCKET_SUFFIX = '/lib/qemu/channel/target/domain-9999-' + 'x' * 20 + '/org.qemu.guest_agent.0'
 ROOT_MAX_LENGTH = SOCKET_PATH_MAX - len(LONGEST_SOCKET_SUFFIX)
 
+# The file that proves a directory is a root made by this collection (see lifecycle.py).
+MARKER_NAME = '.embedvirt-root'
+
 
 class RootError(Exception):
     """A root path breaks one of the rules; the message names the rule and the fix."""
