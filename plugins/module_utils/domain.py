@@ -9,10 +9,9 @@ __metaclass__ = type
 
 from xml.etree import ElementTree
 
-STATES = ['defined', 'running', 'paused', 'shutdown', 'destroyed', 'undefined']
+from ansible_collections.embedvirt.libvirt.plugins.module_utils.helper_server import ACTIVE_STATES
 
-# The libvirt states in which a guest has a QEMU process.
-ACTIVE = ('running', 'blocked', 'paused', 'shutdown', 'crashed', 'pmsuspended')
+STATES = ['defined', 'running', 'paused', 'shutdown', 'destroyed', 'undefined']
 
 
 def name_in_xml(xml):
@@ -124,7 +123,7 @@ class DomainManager:
             self.module.on_failure_undo(
                 'the definition this task made was removed again',
                 lambda: self.module.client.call('domain_undefine', name=name))
-        if current is not None and current['state'] in ACTIVE:
+        if current is not None and current['state'] in ACTIVE_STATES:
             self.module.module.warn("domain '%s' is %s: its new definition takes effect at its next "
                                     "start" % (name, current['state']))
 
@@ -144,22 +143,22 @@ class DomainManager:
         state = self.domain['state']
         if state == 'paused':
             self.step('resume', 'domain_resume', self.predict(state='running'), name=name)
-        elif state not in ACTIVE:
+        elif state not in ACTIVE_STATES:
             self.step('start', 'domain_start', self.predict(state='running'), name=name)
 
     def ensure_paused(self, name):
         state = self.domain['state']
         if state == 'running':
             self.step('suspend', 'domain_suspend', self.predict(state='paused'), name=name)
-        elif state not in ACTIVE:
+        elif state not in ACTIVE_STATES:
             self.step('start_paused', 'domain_start', self.predict(state='paused'), name=name, paused=True)
 
     def ensure_destroyed(self, name):
-        if self.domain['state'] in ACTIVE:
+        if self.domain['state'] in ACTIVE_STATES:
             self.step('destroy', 'domain_destroy', self.predict(state='shutoff'), name=name)
 
     def ensure_shutdown(self, name):
-        if self.domain['state'] not in ACTIVE:
+        if self.domain['state'] not in ACTIVE_STATES:
             return
         if self.domain['state'] == 'paused':
             # A paused guest cannot react to the power button.
@@ -185,7 +184,7 @@ class DomainManager:
     def ensure_undefined(self, name):
         if self.domain is None:
             return
-        if self.domain['state'] in ACTIVE:
+        if self.domain['state'] in ACTIVE_STATES:
             self.step('destroy', 'domain_destroy', self.predict(state='shutoff'), name=name)
         if self.domain is not None and self.domain['persistent']:
             self.step('undefine', 'domain_undefine', None, name=name)

@@ -44,6 +44,8 @@ POLL_SECONDS = 0.2
 # libvirt's virDomainState values, by name.
 DOMAIN_STATES = ('nostate', 'running', 'blocked', 'paused', 'shutdown', 'shutoff',
                  'crashed', 'pmsuspended')
+# The states in which a domain has a QEMU process.
+ACTIVE_STATES = ('running', 'blocked', 'paused', 'shutdown', 'crashed', 'pmsuspended')
 
 log = logging.getLogger('embedvirt.helper')
 

@@ -15,11 +15,11 @@ import shutil
 import signal
 import time
 
+from ansible_collections.embedvirt.libvirt.plugins.module_utils.helper_server import ACTIVE_STATES
 from ansible_collections.embedvirt.libvirt.plugins.module_utils.root import MARKER_NAME, RootError
 
 # Directories this collection keeps in a root; libvirt makes its own below etc, lib, run, log.
 LAYOUT = ('etc', 'images', 'lib', 'lib/embedvirt', 'log', 'log/embedvirt', 'run', 'run/embedvirt')
-ACTIVE = ('running', 'blocked', 'paused', 'shutdown', 'crashed', 'pmsuspended')
 
 
 def read_marker(path):
@@ -160,7 +160,7 @@ class RootLifecycle:
             self.module.fail("root %s still holds %s: nothing was deleted" % (self.path, ' and '.join(kept)),
                              error_kind='not_empty', domains=domains, images=images)
         for domain in domains:
-            if domain['state'] in ACTIVE:
+            if domain['state'] in ACTIVE_STATES:
                 self.stop_guest(domain['name'])
         if self.act('stop helper'):
             self.module.guard(self.module.client.stop)

@@ -12,7 +12,8 @@ import os
 
 from ansible.module_utils.common.text.formatters import human_to_bytes
 
-ACTIVE = ('running', 'blocked', 'paused', 'shutdown', 'crashed', 'pmsuspended')
+from ansible_collections.embedvirt.libvirt.plugins.module_utils.helper_server import ACTIVE_STATES
+
 SECRET_ID = 'embedvirt-passphrase'
 LUKS_ATTEMPTS = 10
 
@@ -204,7 +205,7 @@ class VolumeManager:
 
     def refuse_if_in_use(self, what):
         users = [disk for disk in self.module.call('domain_disks') if disk['path'] == self.path]
-        active = sorted(set(d['domain'] for d in users if d['state'] in ACTIVE))
+        active = sorted(set(d['domain'] for d in users if d['state'] in ACTIVE_STATES))
         if active:
             self.module.fail('refusing to %s %s: it is in use by running domain(s) %s; shut them down '
                              'first' % (what, self.path, ', '.join(active)), error_kind='in_use')

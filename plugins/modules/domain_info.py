@@ -109,15 +109,14 @@ helper:
 '''
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils.common import EmbedvirtModule
-
-STATES = ['nostate', 'running', 'blocked', 'paused', 'shutdown', 'shutoff', 'crashed', 'pmsuspended']
+from ansible_collections.embedvirt.libvirt.plugins.module_utils.helper_server import DOMAIN_STATES
 
 
 def main():
     module = EmbedvirtModule(
         dict(
             name=dict(type='list', elements='str', aliases=['names']),
-            state=dict(type='list', elements='str', choices=STATES, aliases=['states']),
+            state=dict(type='list', elements='str', choices=list(DOMAIN_STATES), aliases=['states']),
         ),
         supports_check_mode=True,
     )
