@@ -38,6 +38,9 @@ for suite in "${suites[@]}"; do
     units) run units ansible-test units --venv --python 3.11 --color no "$@" ;;
     lint) ANSIBLE_COLLECTIONS_PATH=$work run lint ansible-lint --profile production --offline --nocolor roles playbooks ;;
     integration)
+      # The real Debian guest for the guest_agent target: built once, cached in the checkout.
+      guest=$("$checkout/tests/guest/build.sh" "$checkout/.cache/guest") || { failed=$((failed + 1)); continue; }
+      printf 'embedvirt_guest_image: %s\n' "$guest" >tests/integration/integration_config.yml
       run integration ansible-test integration --local --python 3.11 --allow-destructive \
         --color no -v "$@" ;;
     *) echo "unknown suite '$suite': use sanity, units, lint or integration"; exit 2 ;;

@@ -1,0 +1,242 @@
+# -*- coding: utf-8 -*-
+# Copyright: embedvirt.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+name: guest_agent
+short_description: Run tasks inside guests of an embedded libvirt root through the QEMU guest agent
+version_added: 0.1.0
+description:
+  - Runs commands and moves files inside a guest of C(qemu:///embed?root=...) through its QEMU guest
+    agent (C(guest-exec), C(guest-file-*)); the guest needs no network and no SSH server, only
+    qemu-guest-agent and the C(org.qemu.guest_agent.0) virtio channel.
+  - Every call goes through the root's helper process, which waits for commands next to the agent, so
+    one command costs one request and many hosts run in parallel with C(forks).
+  - Supports pipelining (module code goes to the guest as the command's standard input), become (for
+    example sudo inside the guest), command timeouts, and files of any size, binary safe and verified.
+  - The root must be on the controller (the hypervisor is this machine).
+author:
+  - Embedvirt Developers (@embedvirt)
+options:
+  root:
+    description:
+      - The embedded root whose guest to use.
+    type: path
+    required: true
+    vars:
+      - name: ansible_embedvirt_root
+    env:
+      - name: EMBEDVIRT_ROOT
+    ini:
+      - section: embedvirt_guest_agent
+        key: root
+  domain:
+    description:
+      - Name of the domain (guest) in the root.
+    type: str
+    default: inventory_hostname
+    vars:
+      - name: inventory_hostname
+      - name: ansible_host
+      - name: ansible_embedvirt_domain
+  command_timeout:
+    description:
+      - Seconds a command may run in the guest before the task fails.
+    type: int
+    default: 600
+    vars:
+      - name: ansible_embedvirt_command_timeout
+    env:
+      - name: EMBEDVIRT_COMMAND_TIMEOUT
+    ini:
+      - section: embedvirt_guest_agent
+        key: command_timeout
+  agent_timeout:
+    description:
+      - Seconds to wait for the guest agent to answer when connecting, for example while the guest boots.
+    type: int
+    default: 120
+    vars:
+      - name: ansible_embedvirt_agent_timeout
+    env:
+      - name: EMBEDVIRT_AGENT_TIMEOUT
+    ini:
+      - section: embedvirt_guest_agent
+        key: agent_timeout
+  executable:
+    description:
+      - Shell that runs commands in the guest.
+    type: str
+    default: /bin/sh
+    vars:
+      - name: ansible_executable
+      - name: ansible_embedvirt_executable
+    ini:
+      - section: defaults
+        key: executable
+  pipelining:
+    env:
+      - name: ANSIBLE_PIPELINING
+    ini:
+      - section: defaults
+        key: pipelining
+      - section: embedvirt_guest_agent
+        key: pipelining
+    type: boolean
+    vars:
+      - name: ansible_pipelining
+      - name: ansible_embedvirt_pipelining
+notes:
+  - The guest agent commands used are C(guest-ping), C(guest-info), C(guest-exec), C(guest-exec-status),
+    C(guest-file-open), C(guest-file-read), C(guest-file-write), C(guest-file-seek) and C(guest-file-close).
+  - Become with a password works for methods that read it from standard input (sudo C(-S)); the password
+    is sent ahead of the command's own input.
+'''
+
+EXAMPLES = r'''
+# inventory
+# [guests]
+# web ansible_connection=embedvirt.libvirt.guest_agent ansible_embedvirt_root=/srv/vms
+- name: Inside the guest
+  hosts: guests
+  tasks:
+    - name: Facts from inside
+      ansible.builtin.setup:
+'''
+
+import base64
+import hashlib
+import os
+
+from ansible.errors import AnsibleConnectionFailure, AnsibleError, AnsibleFileNotFound
+from ansible.module_utils.common.text.converters import to_bytes, to_native, to_text
+from ansible.plugins.connection import ConnectionBase
+from ansible.utils.display import Display
+
+from ansible_collections.embedvirt.libvirt.plugins.module_utils.client import HelperClient, HelperClientError
+from ansible_collections.embedvirt.libvirt.plugins.module_utils.helper_server import AGENT_CHUNK_BYTES
+from ansible_collections.embedvirt.libvirt.plugins.module_utils.root import RootError
+
+display = Display()
+
+# Bytes of a file per request to the helper (it splits them into agent-sized chunks).
+TRANSFER_BYTES = AGENT_CHUNK_BYTES * 32
+
+
+class Connection(ConnectionBase):
+    """Commands and files inside a guest, through the root's helper and the guest agent."""
+
+    transport = 'embedvirt.libvirt.guest_agent'
+    has_pipelining = True
+    has_tty = False
+
+    def __init__(self, *args, **kwargs):
+        super(Connection, self).__init__(*args, **kwargs)
+        self.client = None
+
+    # --- errors in one place -------------------------------------------------------------
+    def call(self, op, **args):
+        try:
+            return self.client.call(op, name=self.get_option('domain'), **args)
+        except (HelperClientError, RootError) as e:
+            raise AnsibleConnectionFailure('guest %s of root %s: %s' % (
+                self.get_option('domain'), self.get_option('root'), to_native(e)))
+
+    def _connect(self):
+        if not self._connected:
+            try:
+                self.client = HelperClient(self.get_option('root'))
+            except RootError as e:
+                raise AnsibleConnectionFailure(to_native(e))
+            info = self.call('guest_wait_agent', timeout=self.get_option('agent_timeout'),
+                             call_timeout=self.get_option('agent_timeout') + 60)
+            disabled = sorted(c['name'] for c in info.get('supported_commands', [])
+                              if not c.get('enabled') and c['name'] in NEEDED_COMMANDS)
+            if disabled:
+                raise AnsibleConnectionFailure(
+                    'the guest agent of %s has disabled %s, which this connection needs: allow them in '
+                    'qemu-ga (--allow-rpcs or no --block-rpcs)' % (self.get_option('domain'), ', '.join(disabled)))
+            display.vvv('guest agent %s of %s answers' % (info.get('version'), self.get_option('domain')),
+                        host=self.get_option('domain'))
+            self._connected = True
+        return self
+
+    # --- commands ------------------------------------------------------------------------
+    def exec_command(self, cmd, in_data=None, sudoable=True):
+        super(Connection, self).exec_command(cmd, in_data=in_data, sudoable=sudoable)
+        stdin = to_bytes(in_data) if in_data else b''
+        if sudoable and self.become and self.become.expect_prompt():
+            password = self.become.get_option('become_pass')
+            if password:
+                stdin = to_bytes(password) + b'\n' + stdin
+        display.vvv('EXEC %s' % cmd, host=self.get_option('domain'))
+        timeout = self.get_option('command_timeout')
+        result = self.call('guest_exec', argv=[self.get_option('executable'), '-c', cmd],
+                           input_data=base64.b64encode(stdin).decode('ascii') if stdin else None,
+                           timeout=timeout, call_timeout=timeout + 60)
+        if result.get('truncated'):
+            display.warning('the guest agent truncated the output of a command on %s' % self.get_option('domain'))
+        return result['rc'], base64.b64decode(result['stdout']), base64.b64decode(result['stderr'])
+
+    # --- files ---------------------------------------------------------------------------
+    def put_file(self, in_path, out_path):
+        super(Connection, self).put_file(in_path, out_path)
+        display.vvv('PUT %s TO %s' % (in_path, out_path), host=self.get_option('domain'))
+        if not os.path.exists(to_bytes(in_path, errors='surrogate_or_strict')):
+            raise AnsibleFileNotFound('file or module does not exist: %s' % in_path)
+        digest = hashlib.sha256()
+        size = 0
+        with open(to_bytes(in_path, errors='surrogate_or_strict'), 'rb') as f:
+            first = True
+            while True:
+                chunk = f.read(TRANSFER_BYTES)
+                if not chunk and not first:
+                    break
+                self.call('guest_file_write', path=out_path, data=base64.b64encode(chunk).decode('ascii'),
+                          append=not first)
+                digest.update(chunk)
+                size += len(chunk)
+                first = False
+        self.verify(out_path, digest.hexdigest(), size)
+
+    def fetch_file(self, in_path, out_path):
+        super(Connection, self).fetch_file(in_path, out_path)
+        display.vvv('FETCH %s TO %s' % (in_path, out_path), host=self.get_option('domain'))
+        digest = hashlib.sha256()
+        size = 0
+        with open(to_bytes(out_path, errors='surrogate_or_strict'), 'wb') as f:
+            while True:
+                reply = self.call('guest_file_read', path=in_path, offset=size, length=TRANSFER_BYTES)
+                chunk = base64.b64decode(reply['data'])
+                f.write(chunk)
+                digest.update(chunk)
+                size += len(chunk)
+                if reply['eof'] or not chunk:
+                    break
+        self.verify(in_path, digest.hexdigest(), size)
+
+    def verify(self, guest_path, sha256, size):
+        """Compare a file in the guest with what was sent or received."""
+        result = self.call('guest_exec', argv=['sha256sum', guest_path], timeout=self.get_option('command_timeout'))
+        seen = to_text(base64.b64decode(result['stdout'])).split(' ', 1)[0]
+        if result['rc'] != 0 or seen != sha256:
+            raise AnsibleError('%s in guest %s does not match what was transferred (%d bytes, sha256 %s, '
+                               'guest says %s)' % (guest_path, self.get_option('domain'), size, sha256,
+                                                   seen or to_text(base64.b64decode(result['stderr']))))
+
+    # --- lifecycle -----------------------------------------------------------------------
+    def reset(self):
+        self.close()
+
+    def close(self):
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+        self._connected = False
+
+
+NEEDED_COMMANDS = ('guest-exec', 'guest-exec-status', 'guest-file-open', 'guest-file-read',
+                   'guest-file-write', 'guest-file-seek', 'guest-file-close')

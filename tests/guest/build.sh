@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Builds a small real Debian guest for the guest_agent connection tests, once, into
+# .cache/guest/ (ignored by git): debootstrap (minbase, python3 with its full standard
+# library, which Ansible modules need, qemu-guest-agent, sudo),
+# Debian's cloud kernel, a busybox initramfs that loads the virtio modules and switches to
+# the disk, and the disk made with mkfs.ext4 -d (no mount, no loop device). As root.
+#   tests/guest/build.sh [OUTDIR]     prints OUTDIR when the guest is there
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+out=${1:-$here/../../.cache/guest}
+version=3   # bump when what this script builds changes
+if [ -s "$out/disk.img" ] && [ "$(cat "$out/version" 2>/dev/null)" = "$version" ]; then
+  echo "$out"; exit 0
+fi
+
+need=()
+for p in debootstrap busybox-static e2fsprogs cpio gzip; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+work=$(mktemp -d /var/tmp/embedvirt-guest.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+mirror=$(cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null \
+  | sed -n 's/^URIs: *//p; s/^deb \(http[^ ]*\) .*/\1/p' | grep -v security | head -1 || true)
+mirror=${mirror:-http://deb.debian.org/debian}
+
+echo "guest: debootstrap from $mirror" >&2
+debootstrap --variant=minbase --include=python3,qemu-guest-agent,sudo \
+  bookworm "$work/rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 \
+  || { tail -20 "$work/debootstrap.log" >&2; exit 1; }
+
+echo "guest: kernel" >&2
+kpkg=$(apt-cache depends linux-image-cloud-amd64 | sed -n 's/^ *Depends: \(linux-image-[0-9].*\)$/\1/p' | head -1)
+(cd "$work" && apt-get download "$kpkg" >/dev/null 2>&1)
+dpkg-deb -x "$work"/linux-image-*.deb "$work/kernel"
+kver=$(ls "$work/kernel/lib/modules")
+
+echo "guest: initramfs" >&2
+init=$work/initramfs
+mkdir -p "$init"/{bin,dev,proc,sys,newroot,modules}
+cp /bin/busybox "$init/bin/busybox"
+for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk virtio_console; do
+  f=$(find "$work/kernel/lib/modules/$kver" -name "$m.ko*" | head -1)
+  [ -n "$f" ] && cp "$f" "$init/modules/"
+done
+cp "$here/initramfs-init" "$init/init"
+chmod 0755 "$init/init"
+(cd "$init" && find . | cpio -o -H newc 2>/dev/null | gzip -1) >"$work/initrd.img"
+
+echo "guest: root filesystem" >&2
+rootfs=$work/rootfs
+cp "$here/guest-init" "$rootfs/sbin/embedvirt-init"
+chmod 0755 "$rootfs/sbin/embedvirt-init"
+echo embedvirt-guest >"$rootfs/etc/hostname"
+# A user for become tests: sudo without password, as on many cloud images.
+chroot "$rootfs" useradd --create-home --shell /bin/sh guest
+echo 'guest ALL=(ALL) NOPASSWD: ALL' >"$rootfs/etc/sudoers.d/guest"
+rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+mkfs.ext4 -q -L embedvirt -d "$rootfs" "$work/disk.img" 1G
+
+mkdir -p "$out"
+cp "$work/kernel/boot/vmlinuz-$kver" "$out/vmlinuz"
+mv "$work/initrd.img" "$work/disk.img" "$out/"
+echo "$version" >"$out/version"
+echo "$out"
