@@ -64,7 +64,7 @@ class Libvirtd:
     """libvirtd and virtlogd started here (no systemd), stopped when done."""
 
     def __enter__(self):
-        for d in ('/var/log/libvirt', '/var/lib/libvirt', '/var/cache/libvirt', '/run/libvirt', SYSTEM_IMAGES):
+        for d in ('/etc/libvirt', '/var/log/libvirt', '/var/lib/libvirt', '/var/cache/libvirt', '/run/libvirt', SYSTEM_IMAGES):
             os.makedirs(d, exist_ok=True)
         self.conf_backup = None
         if os.path.exists('/etc/libvirt/qemu.conf'):
@@ -88,15 +88,18 @@ class Libvirtd:
         if self.conf_backup is not None:
             with open('/etc/libvirt/qemu.conf', 'w') as f:
                 f.write(self.conf_backup)
+        else:
+            os.unlink('/etc/libvirt/qemu.conf')
 
 
 def system_guest(name):
     import libvirt
+    import libvirt_qemu
+    libvirt.registerErrorHandler(lambda *a: None, None)  # "not connected" while it boots
     conn = libvirt.open('qemu:///system')
     disk = os.path.join(SYSTEM_IMAGES, name + '.qcow2')
     overlay(disk)
     conn.createXML(GUEST_XML.format(name=name, guest=GUEST, disk=disk), 0)
-    import libvirt_qemu
     deadline = time.time() + 120
     while True:
         try:
