@@ -76,7 +76,7 @@ class Libvirtd:
         self.pidfile = '/run/libvirt/bench-libvirtd.pid'
         sh('/usr/sbin/virtlogd', '-d')
         sh('/usr/sbin/libvirtd', '-d', '-p', self.pidfile)
-        for _ in range(100):
+        for dummy in range(100):
             if os.path.exists('/run/libvirt/libvirt-sock'):
                 break
             time.sleep(0.1)
@@ -126,7 +126,7 @@ def embedded_guests(names):
 
 def timed(argv, env, runs):
     samples = []
-    for _ in range(runs):
+    for dummy in range(runs):
         start = time.perf_counter()
         sh(*argv, env=env, stdout=subprocess.DEVNULL)
         samples.append(time.perf_counter() - start)

@@ -10,7 +10,7 @@ packages=(
   qemu-system-x86 qemu-utils seabios
   libvirt-daemon libvirt-daemon-driver-qemu
   python3 python3-venv python3-libvirt python3-filelock
-  git procps util-linux
+  git procps util-linux iproute2
 )
 missing=()
 for p in "${packages[@]}"; do

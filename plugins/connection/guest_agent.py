@@ -78,6 +78,10 @@ options:
       - section: defaults
         key: executable
   pipelining:
+    description:
+      - Send module code as the command's standard input instead of copying it into the guest first.
+    type: boolean
+    default: false
     env:
       - name: ANSIBLE_PIPELINING
     ini:
@@ -85,7 +89,6 @@ options:
         key: pipelining
       - section: embedvirt_guest_agent
         key: pipelining
-    type: boolean
     vars:
       - name: ansible_pipelining
       - name: ansible_embedvirt_pipelining

@@ -8,7 +8,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=${1:-$here/../../.cache/guest}
-version=3   # bump when what this script builds changes
+version=4   # bump when what this script builds changes
 if [ -s "$out/disk.img" ] && [ "$(cat "$out/version" 2>/dev/null)" = "$version" ]; then
   echo "$out"; exit 0
 fi
@@ -43,6 +43,7 @@ echo "guest: initramfs" >&2
 init=$work/initramfs
 mkdir -p "$init"/{bin,dev,proc,sys,newroot,modules}
 cp /bin/busybox "$init/bin/busybox"
+ln -s busybox "$init/bin/sh"   # the kernel runs /init through its #!/bin/sh
 for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk virtio_console; do
   f=$(find "$work/kernel/lib/modules/$kver" -name "$m.ko*" | head -1)
   [ -n "$f" ] && cp "$f" "$init/modules/"
