@@ -105,7 +105,6 @@ class HelperClient:
         self.python = python or sys.executable
         self.source, self.version = helper_source()
         self.connection = None
-        self.started = False
 
     # --- public API ----------------------------------------------------------------
     def call(self, op, call_timeout=CALL_TIMEOUT, **args):
@@ -143,7 +142,6 @@ class HelperClient:
                     status = None
                 if status is None:
                     self._spawn_after_stopping_helper()
-                    self.started = True
                     status = self._hello()
         except filelock.Timeout:
             raise HelperClientError(

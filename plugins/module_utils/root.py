@@ -64,9 +64,6 @@ class EmbedRoot:
     def helper_code_path(self, version):
         return os.path.join(self.state_dir, 'helper-%s.py' % version[:16])
 
-    def uri(self, driver):
-        return '%s:///embed?root=%s' % (driver, self.path)
-
     def owner_uid(self):
         """uid that owns the root directory, or None while it does not exist."""
         try:

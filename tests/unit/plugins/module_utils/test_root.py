@@ -58,7 +58,6 @@ def test_paths_inside_a_root():
     assert root.lock_path == '/srv/vms/run/embedvirt/helper.lock'
     assert root.log_path == '/srv/vms/log/embedvirt/helper.log'
     assert root.driver_pidfiles == ['/srv/vms/run/secrets/driver.pid', '/srv/vms/run/qemu/driver.pid']
-    assert root.uri('qemu') == 'qemu:///embed?root=/srv/vms'
     assert root.helper_code_path('0123456789abcdef0123') == '/srv/vms/run/embedvirt/helper-0123456789abcdef.py'
 
 
