@@ -71,3 +71,20 @@ class EmbedvirtModule:
     def exit(self, **result):
         self.client.close()
         self.module.exit_json(**result)
+
+
+class Manager:
+    """What the modules' manager classes share: whether the task changed something and the
+    actions it took (or, in check mode, would take)."""
+
+    def __init__(self, module):
+        self.module = module
+        self.params = module.params
+        self.changed = False
+        self.actions = []
+
+    def act(self, action):
+        """Record an action; whether to carry it out (not in check mode)."""
+        self.changed = True
+        self.actions.append(action)
+        return not self.module.check_mode

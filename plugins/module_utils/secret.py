@@ -16,6 +16,8 @@ import binascii
 import uuid as uuidlib
 from xml.etree import ElementTree
 
+from ansible_collections.embedvirt.libvirt.plugins.module_utils.common import Manager
+
 # libvirt's <usage type=...> and the element that names what the secret is for.
 USAGE_ELEMENTS = {'volume': 'volume', 'ceph': 'name', 'iscsi': 'target', 'tls': 'name', 'vtpm': 'name'}
 USAGE_TYPES = ['none'] + sorted(USAGE_ELEMENTS)
@@ -41,11 +43,9 @@ def render(secret):
     return ''.join('%s: %s\n' % (key, secret.get(key)) for key in ('uuid',) + FIELDS)
 
 
-class SecretManager:
+class SecretManager(Manager):
     def __init__(self, module):
-        self.module = module
-        self.params = module.params
-        self.changed = False
+        super(SecretManager, self).__init__(module)
         self.value_changed = False
 
     def encoded_value(self):

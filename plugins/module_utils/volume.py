@@ -12,22 +12,20 @@ import os
 
 from ansible.module_utils.common.text.formatters import human_to_bytes
 
+from ansible_collections.embedvirt.libvirt.plugins.module_utils.common import Manager
 from ansible_collections.embedvirt.libvirt.plugins.module_utils.helper_server import ACTIVE_STATES
 
 SECRET_ID = 'embedvirt-passphrase'
 LUKS_ATTEMPTS = 10
 
 
-class VolumeManager:
+class VolumeManager(Manager):
     def __init__(self, module):
-        self.module = module
-        self.params = module.params
+        super(VolumeManager, self).__init__(module)
         self.root = module.client.root
         self.qemu_img_path = module.module.get_bin_path('qemu-img', required=True)
         self.path = self.resolve_path(self.params['path'])
         self.size = self.parse_size(self.params['size']) if self.params['size'] else None
-        self.changed = False
-        self.actions = []
         self.used_by = None
 
     # --- input -------------------------------------------------------------------------
@@ -116,12 +114,6 @@ class VolumeManager:
         if self.module.module._diff:
             result['diff'] = dict(before=render(before), after=render(after))
         return result
-
-    def act(self, action):
-        """Record an action; whether to carry it out (not in check mode)."""
-        self.changed = True
-        self.actions.append(action)
-        return not self.module.check_mode
 
     def ensure_present(self, current):
         params = self.params
