@@ -240,17 +240,11 @@ class HelperClient:
 
     def _helper_holding_root(self):
         """pid of a helper of this root that holds one of libvirt's driver locks, or None."""
-        code_prefix = os.path.join(self.root.state_dir, 'helper-').encode()
+        code_prefix = os.path.join(self.root.state_dir, 'helper-')
         for pidfile in self.root.driver_pidfiles:
-            try:
-                with open(pidfile) as f:
-                    pid = int(f.read().strip())
-                with open('/proc/%d/cmdline' % pid, 'rb') as f:
-                    command = f.read().split(b'\0')
-            except (OSError, ValueError):
-                continue
-            if any(part.startswith(code_prefix) for part in command):
-                return pid
+            owner = helper_server.pidfile_owner(pidfile)
+            if owner is not None and any(part.startswith(code_prefix) for part in owner[1]):
+                return owner[0]
         return None
 
     def _spawn(self):

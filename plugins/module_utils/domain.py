@@ -9,6 +9,7 @@ __metaclass__ = type
 
 from xml.etree import ElementTree
 
+from ansible_collections.embedvirt.libvirt.plugins.module_utils.common import Manager
 from ansible_collections.embedvirt.libvirt.plugins.module_utils.helper_server import ACTIVE_STATES
 
 STATES = ['defined', 'running', 'paused', 'shutdown', 'destroyed', 'undefined']
@@ -31,17 +32,11 @@ def render(domain):
     return head + domain.get('xml', '')
 
 
-class DomainManager:
+class DomainManager(Manager):
     """Works out and applies the steps from a domain's current form to the wanted one.
 
     Each step is a helper call; in check mode the steps are only predicted.
     """
-
-    def __init__(self, module):
-        self.module = module
-        self.params = module.params
-        self.changed = False
-        self.actions = []
 
     def run(self):
         params = self.params
@@ -86,12 +81,7 @@ class DomainManager:
     # --- steps -------------------------------------------------------------------------
     def step(self, action, op, predicted, **args):
         """Record an action; apply it through the helper unless in check mode."""
-        self.changed = True
-        self.actions.append(action)
-        if self.module.check_mode:
-            self.domain = predicted
-        else:
-            self.domain = self.module.call(op, **args)
+        self.domain = self.module.call(op, **args) if self.act(action) else predicted
 
     def predict(self, **changes):
         domain = dict(self.domain or {})
@@ -158,28 +148,26 @@ class DomainManager:
             self.step('destroy', 'domain_destroy', self.predict(state='shutoff'), name=name)
 
     def ensure_shutdown(self, name):
-        if self.domain['state'] not in ACTIVE_STATES:
+        state = self.domain['state']
+        if state not in ACTIVE_STATES:
             return
-        if self.domain['state'] == 'paused':
-            # A paused guest cannot react to the power button.
-            self.step('resume', 'domain_resume', self.predict(state='running'), name=name)
-        timeout = self.params['shutdown_timeout']
         self.changed = True
-        self.actions.append('shutdown')
         if self.module.check_mode:
+            # The helper resumes a paused guest first; whether force is needed shows only then.
+            self.actions.extend((['resume'] if state == 'paused' else []) + ['shutdown'])
             self.domain = self.predict(state='shutoff')
             return
-        outcome = self.module.call('domain_shutdown', name=name, timeout=timeout, call_timeout=timeout + 60)
+        timeout = self.params['shutdown_timeout']
+        outcome = self.module.call('domain_shutdown', name=name, timeout=timeout, force=self.params['force'],
+                                   call_timeout=timeout + 60)
+        self.actions.extend(outcome['steps'])
         self.domain = outcome['domain']
-        if outcome['done']:
-            return
-        if not self.params['force']:
+        if not outcome['done']:
             self.module.fail("domain '%s' did not shut down within %d s (state %s): raise "
                              "shutdown_timeout, make sure the guest handles ACPI power-off or has a "
                              "guest agent, or set force=true to power it off"
                              % (name, timeout, self.domain['state']), error_kind='shutdown_timeout',
                              domain=self.domain, actions=self.actions, changed=True)
-        self.step('destroy', 'domain_destroy', None, name=name)
 
     def ensure_undefined(self, name):
         if self.domain is None:

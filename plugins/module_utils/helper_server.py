@@ -156,15 +156,23 @@ def hint_for_libvirt_error(message):
     return None
 
 
-def describe_pidfile_owner(pidfile):
+def pidfile_owner(pidfile):
+    """(pid, argv) of the process a libvirt pidfile names, or None."""
     try:
         with open(pidfile) as f:
             pid = int(f.read().strip())
         with open('/proc/%d/cmdline' % pid, 'rb') as f:
-            command = f.read().replace(b'\0', b' ').decode('utf-8', 'replace').strip()
-        return 'process %d (%s)' % (pid, command[:120])
+            argv = f.read().rstrip(b'\0').split(b'\0')
     except (OSError, ValueError):
+        return None
+    return pid, [part.decode('utf-8', 'replace') for part in argv]
+
+
+def describe_pidfile_owner(pidfile):
+    owner = pidfile_owner(pidfile)
+    if owner is None:
         return 'another process'
+    return 'process %d (%s)' % (owner[0], ' '.join(owner[1])[:120])
 
 
 class Driver:
@@ -364,18 +372,30 @@ class Driver:
         dom.destroy()
         return self.domain_get(name)  # a transient domain is gone now
 
-    def domain_shutdown(self, name, timeout):
-        """Ask the guest to power off and wait up to timeout seconds; the outcome."""
+    def domain_shutdown(self, name, timeout, force=False):
+        """Power a guest off gracefully, waiting up to timeout seconds, then (with force)
+        at once; the steps taken, whether it is off, and the domain after."""
         dom = self._domain_required(name)
+        steps = []
+        if dom.state()[0] == self.libvirt.VIR_DOMAIN_PAUSED:
+            # A paused guest cannot see the power button (libvirt refuses the request).
+            dom.resume()
+            steps.append('resume')
         dom.shutdown()
+        steps.append('shutdown')
         deadline = time.time() + timeout
         while True:
             current = self.domain_get(name)
             if current is None or current['state'] == 'shutoff':
-                return {'done': True, 'domain': current}
+                return {'done': True, 'steps': steps, 'domain': current}
             if time.time() >= deadline:
-                return {'done': False, 'domain': current}
+                break
             time.sleep(0.2)
+        if not force:
+            return {'done': False, 'steps': steps, 'domain': current}
+        dom.destroy()
+        steps.append('destroy')
+        return {'done': True, 'steps': steps, 'domain': self.domain_get(name)}
 
     def domain_undefine(self, name):
         # NVRAM stays: it is the guest's data, and undefining is about the definition.

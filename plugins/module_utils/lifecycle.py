@@ -15,6 +15,7 @@ import shutil
 import signal
 import time
 
+from ansible_collections.embedvirt.libvirt.plugins.module_utils.common import Manager
 from ansible_collections.embedvirt.libvirt.plugins.module_utils.helper_server import ACTIVE_STATES
 from ansible_collections.embedvirt.libvirt.plugins.module_utils.root import MARKER_NAME, RootError
 
@@ -59,19 +60,11 @@ def qemu_processes(root):
     return pids
 
 
-class RootLifecycle:
+class RootLifecycle(Manager):
     def __init__(self, module):
-        self.module = module
-        self.params = module.params
+        super(RootLifecycle, self).__init__(module)
         self.root = module.client.root
         self.path = self.root.path
-        self.changed = False
-        self.actions = []
-
-    def act(self, action):
-        self.changed = True
-        self.actions.append(action)
-        return not self.module.check_mode
 
     def run(self):
         if self.params['state'] == 'absent':
@@ -182,10 +175,9 @@ class RootLifecycle:
         if not self.act('shutdown %s' % name):
             return
         timeout = self.params['shutdown_timeout']
-        outcome = self.module.call('domain_shutdown', name=name, timeout=timeout, call_timeout=timeout + 60)
-        if not outcome['done']:
-            self.actions.append('destroy %s' % name)
-            self.module.call('domain_destroy', name=name)
+        outcome = self.module.call('domain_shutdown', name=name, timeout=timeout, force=True,
+                                   call_timeout=timeout + 60)
+        self.actions.extend('%s %s' % (step, name) for step in outcome['steps'] if step != 'shutdown')
 
     def kill_leftover_qemu(self):
         """QEMU processes of this root that libvirt did not know (a lost helper's guests)."""
