@@ -39,7 +39,7 @@ for suite in "${suites[@]}"; do
     lint) ANSIBLE_COLLECTIONS_PATH=$work run lint ansible-lint --profile production --offline --nocolor roles playbooks ;;
     integration)
       # The real Debian guest for the guest_agent target: built once, cached in the checkout.
-      if ! guest=$("$checkout/tests/guest/build.sh" "$checkout/.cache/guest"); then
+      if ! guest=$("$checkout/tests/guest/build.sh" "$checkout/.cache/guest") || [ ! -d "$guest" ]; then
         failed=$((failed + 1)); names_failed+=("integration (test guest build)"); continue
       fi
       printf 'embedvirt_guest_image: %s\n' "$guest" >tests/integration/integration_config.yml

@@ -6,11 +6,13 @@
 # the disk, and the disk made with mkfs.ext4 -d (no mount, no loop device). As root.
 #   tests/guest/build.sh [OUTDIR]     prints OUTDIR when the guest is there
 set -euo pipefail
+# Only the result goes to stdout (callers capture it): tools' chatter goes to stderr.
+exec 3>&1 1>&2
 here=$(cd "$(dirname "$0")" && pwd)
 out=${1:-$here/../../.cache/guest}
 version=4   # bump when what this script builds changes
 if [ -s "$out/disk.img" ] && [ "$(cat "$out/version" 2>/dev/null)" = "$version" ]; then
-  echo "$out"; exit 0
+  echo "$out" >&3; exit 0
 fi
 
 need=()
@@ -28,18 +30,18 @@ mirror=$(cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null
   | sed -n 's/^URIs: *//p; s/^deb \(http[^ ]*\) .*/\1/p' | grep -v security | head -1 || true)
 mirror=${mirror:-http://deb.debian.org/debian}
 
-echo "guest: debootstrap from $mirror" >&2
+echo "guest: debootstrap from $mirror"
 debootstrap --variant=minbase --include=python3,qemu-guest-agent,sudo \
   bookworm "$work/rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 \
-  || { tail -20 "$work/debootstrap.log" >&2; exit 1; }
+  || { tail -20 "$work/debootstrap.log"; exit 1; }
 
-echo "guest: kernel" >&2
+echo "guest: kernel"
 kpkg=$(apt-cache depends linux-image-cloud-amd64 | sed -n 's/^ *Depends: \(linux-image-[0-9].*\)$/\1/p' | head -1)
 (cd "$work" && apt-get download "$kpkg" >/dev/null 2>&1)
 dpkg-deb -x "$work"/linux-image-*.deb "$work/kernel"
 kver=$(ls "$work/kernel/lib/modules")
 
-echo "guest: initramfs" >&2
+echo "guest: initramfs"
 init=$work/initramfs
 mkdir -p "$init"/{bin,dev,proc,sys,newroot,modules}
 cp /bin/busybox "$init/bin/busybox"
@@ -52,7 +54,7 @@ cp "$here/initramfs-init" "$init/init"
 chmod 0755 "$init/init"
 (cd "$init" && find . | cpio -o -H newc 2>/dev/null | gzip -1) >"$work/initrd.img"
 
-echo "guest: root filesystem" >&2
+echo "guest: root filesystem"
 rootfs=$work/rootfs
 cp "$here/guest-init" "$rootfs/sbin/embedvirt-init"
 chmod 0755 "$rootfs/sbin/embedvirt-init"
@@ -67,4 +69,4 @@ mkdir -p "$out"
 cp "$work/kernel/boot/vmlinuz-$kver" "$out/vmlinuz"
 mv "$work/initrd.img" "$work/disk.img" "$out/"
 echo "$version" >"$out/version"
-echo "$out"
+echo "$out" >&3
