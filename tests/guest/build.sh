@@ -30,18 +30,19 @@ mirror=$(cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null
   | sed -n 's/^URIs: *//p; s/^deb \(http[^ ]*\) .*/\1/p' | grep -v security | head -1 || true)
 mirror=${mirror:-http://deb.debian.org/debian}
 
-echo "guest: debootstrap from $mirror"
+step() { echo "guest: [$(printf '%3d' "$SECONDS") s] $*"; }
+step "debootstrap from $mirror (the longest step)"
 debootstrap --variant=minbase --include=python3,qemu-guest-agent,sudo \
   bookworm "$work/rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 \
   || { tail -20 "$work/debootstrap.log"; exit 1; }
 
-echo "guest: kernel"
+step "kernel"
 kpkg=$(apt-cache depends linux-image-cloud-amd64 | sed -n 's/^ *Depends: \(linux-image-[0-9].*\)$/\1/p' | head -1)
 (cd "$work" && apt-get download "$kpkg" >/dev/null 2>&1)
 dpkg-deb -x "$work"/linux-image-*.deb "$work/kernel"
 kver=$(ls "$work/kernel/lib/modules")
 
-echo "guest: initramfs"
+step "initramfs"
 init=$work/initramfs
 mkdir -p "$init"/{bin,dev,proc,sys,newroot,modules}
 cp /bin/busybox "$init/bin/busybox"
@@ -54,7 +55,7 @@ cp "$here/initramfs-init" "$init/init"
 chmod 0755 "$init/init"
 (cd "$init" && find . | cpio -o -H newc 2>/dev/null | gzip -1) >"$work/initrd.img"
 
-echo "guest: root filesystem"
+step "root filesystem"
 rootfs=$work/rootfs
 cp "$here/guest-init" "$rootfs/sbin/embedvirt-init"
 chmod 0755 "$rootfs/sbin/embedvirt-init"
@@ -69,4 +70,5 @@ mkdir -p "$out"
 cp "$work/kernel/boot/vmlinuz-$kver" "$out/vmlinuz"
 mv "$work/initrd.img" "$work/disk.img" "$out/"
 echo "$version" >"$out/version"
+step "done: $out"
 echo "$out" >&3
