@@ -3,6 +3,7 @@
 # QEMU, libvirt's QEMU and secret drivers and the Python bindings (Debian packages), the
 # libvirt-qemu account the privileged embedded driver looks up, and a virtual environment
 # in .cache/venv (ansible-core and test tools) that also sees Debian's python3-libvirt.
+# Usage: hacking/bootstrap.sh [more Debian packages]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,7 @@ packages=(
   libvirt-daemon libvirt-daemon-driver-qemu
   python3 python3-venv python3-libvirt python3-filelock
   git procps util-linux iproute2
+  "$@"   # what the caller needs on top (hacking/test.sh: an SSH server for the hypervisor tests)
 )
 missing=()
 for p in "${packages[@]}"; do

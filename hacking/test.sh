@@ -5,7 +5,7 @@
 # Usage: hacking/test.sh [sanity|units|lint|integration ...] [-- extra ansible-test arguments]
 set -uo pipefail
 cd "$(dirname "$0")/.."
-hacking/bootstrap.sh || exit 1
+hacking/bootstrap.sh openssh-client openssh-server || exit 1
 checkout=$PWD
 export PATH="$checkout/.cache/venv/bin:$PATH"
 

@@ -17,7 +17,8 @@ description:
     one command costs one request and many hosts run in parallel with C(forks).
   - Supports pipelining (module code goes to the guest as the command's standard input), become (for
     example sudo inside the guest), command timeouts, and files of any size, binary safe and verified.
-  - The root must be on the controller (the hypervisor is this machine).
+  - The root is on the controller, or on the O(hypervisor) host reached over SSH, where the same
+    helper runs; nothing needs to be installed there but python3, filelock and the libvirt bindings.
 author:
   - Embedvirt Developers (@embedvirt)
 options:
@@ -42,6 +43,51 @@ options:
       - name: inventory_hostname
       - name: ansible_host
       - name: ansible_embedvirt_domain
+  hypervisor:
+    description:
+      - The host that runs the root's QEMU guests, as C([user@]host) for C(ssh). Omit it when that is this
+        machine.
+      - The connection then reaches the root's helper over one SSH session (key or agent authentication;
+        no password prompt), with C(ControlMaster) so that tasks share the connection.
+    type: str
+    vars:
+      - name: ansible_embedvirt_hypervisor
+    env:
+      - name: EMBEDVIRT_HYPERVISOR
+    ini:
+      - section: embedvirt_guest_agent
+        key: hypervisor
+  hypervisor_ssh_args:
+    description:
+      - Extra arguments for C(ssh) to the O(hypervisor), such as C(-p 2222 -i ~/.ssh/vms).
+    type: str
+    default: ''
+    vars:
+      - name: ansible_embedvirt_hypervisor_ssh_args
+    env:
+      - name: EMBEDVIRT_HYPERVISOR_SSH_ARGS
+    ini:
+      - section: embedvirt_guest_agent
+        key: hypervisor_ssh_args
+  hypervisor_python:
+    description:
+      - Python on the O(hypervisor) that runs the helper.
+    type: str
+    default: python3
+    vars:
+      - name: ansible_embedvirt_hypervisor_python
+    ini:
+      - section: embedvirt_guest_agent
+        key: hypervisor_python
+  command_environment:
+    description:
+      - Environment of every command in the guest, instead of the guest agent's own.
+      - E(PATH) defaults to the usual system directories and E(HOME) to C(/root) unless given here.
+      - Ansible's C(environment) keyword still works as usual, on top of this.
+    type: dict
+    default: {}
+    vars:
+      - name: ansible_embedvirt_command_environment
   command_timeout:
     description:
       - Seconds a command may run in the guest before the task fails.
@@ -95,14 +141,16 @@ options:
 notes:
   - The guest agent commands used are C(guest-ping), C(guest-info), C(guest-exec), C(guest-exec-status),
     C(guest-file-open), C(guest-file-read), C(guest-file-write), C(guest-file-seek) and C(guest-file-close).
-  - Become with a password works for methods that read it from standard input (sudo C(-S)); the password
-    is sent ahead of the command's own input.
+  - Commands run as the user of the guest agent, root on every distribution. Become (for example
+    C(become_user) with sudo or su) therefore needs no password; a become password is never sent, so
+    it cannot end up in a command's input.
 '''
 
 EXAMPLES = r'''
 # inventory
 # [guests]
 # web ansible_connection=embedvirt.libvirt.guest_agent ansible_embedvirt_root=/srv/vms
+# db  ansible_connection=embedvirt.libvirt.guest_agent ansible_embedvirt_root=/srv/vms ansible_embedvirt_hypervisor=admin@vmhost1
 - name: Inside the guest
   hosts: guests
   tasks:
@@ -119,14 +167,17 @@ from ansible.module_utils.common.text.converters import to_bytes, to_native, to_
 from ansible.plugins.connection import ConnectionBase
 from ansible.utils.display import Display
 
-from ansible_collections.embedvirt.libvirt.plugins.module_utils.client import HelperClient, HelperClientError
+from ansible_collections.embedvirt.libvirt.plugins.module_utils.client import HelperClientError
 from ansible_collections.embedvirt.libvirt.plugins.module_utils.helper_server import AGENT_CHUNK_BYTES
 from ansible_collections.embedvirt.libvirt.plugins.module_utils.root import RootError
+from ansible_collections.embedvirt.libvirt.plugins.plugin_utils.hypervisor import helper_client
 
 display = Display()
 
 # Bytes of a file per request to the helper (it splits them into agent-sized chunks).
 TRANSFER_BYTES = AGENT_CHUNK_BYTES * 32
+# What a command sees of the environment when the environment option replaces the agent's.
+BASE_ENVIRONMENT = {'PATH': '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'HOME': '/root'}
 
 
 class Connection(ConnectionBase):
@@ -151,7 +202,9 @@ class Connection(ConnectionBase):
     def _connect(self):
         if not self._connected:
             try:
-                self.client = HelperClient(self.get_option('root'))
+                self.client = helper_client(self.get_option('root'), self.get_option('hypervisor'),
+                                            self.get_option('hypervisor_ssh_args'),
+                                            self.get_option('hypervisor_python'))
             except RootError as e:
                 raise AnsibleConnectionFailure(to_native(e))
             info = self.call('guest_wait_agent', timeout=self.get_option('agent_timeout'),
@@ -160,8 +213,8 @@ class Connection(ConnectionBase):
                               if not c.get('enabled') and c['name'] in NEEDED_COMMANDS)
             if disabled:
                 raise AnsibleConnectionFailure(
-                    'the guest agent of %s has disabled %s, which this connection needs: allow them in '
-                    'qemu-ga (--allow-rpcs or no --block-rpcs)' % (self.get_option('domain'), ', '.join(disabled)))
+                    'the guest agent of %s has disabled %s, which this connection needs: take them out of '
+                    "qemu-ga's --block-rpcs (or block-rpcs in /etc/qemu/qemu-ga.conf) in the guest' % (self.get_option('domain'), ', '.join(disabled)))
             display.vvv('guest agent %s of %s answers' % (info.get('version'), self.get_option('domain')),
                         host=self.get_option('domain'))
             self._connected = True
@@ -170,15 +223,12 @@ class Connection(ConnectionBase):
     # --- commands ------------------------------------------------------------------------
     def exec_command(self, cmd, in_data=None, sudoable=True):
         super(Connection, self).exec_command(cmd, in_data=in_data, sudoable=sudoable)
-        stdin = to_bytes(in_data) if in_data else b''
-        if sudoable and self.become and self.become.expect_prompt():
-            password = self.become.get_option('become_pass')
-            if password:
-                stdin = to_bytes(password) + b'\n' + stdin
         display.vvv('EXEC %s' % cmd, host=self.get_option('domain'))
         timeout = self.get_option('command_timeout')
+        environment = self.get_option('command_environment')
         result = self.call('guest_exec', argv=[self.get_option('executable'), '-c', cmd],
-                           input_data=base64.b64encode(stdin).decode('ascii') if stdin else None,
+                           input_data=base64.b64encode(to_bytes(in_data)).decode('ascii') if in_data else None,
+                           env=dict(BASE_ENVIRONMENT, **environment) if environment else None,
                            timeout=timeout, call_timeout=timeout + 60)
         if result.get('truncated'):
             display.warning('the guest agent truncated the output of a command on %s' % self.get_option('domain'))

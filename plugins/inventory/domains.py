@@ -13,10 +13,14 @@ description:
   - One host per domain of each embedded root listed, reached with the
     P(embedvirt.libvirt.guest_agent#connection) connection.
   - Host variables - C(ansible_connection), C(ansible_embedvirt_root), C(ansible_embedvirt_domain),
-    C(embedvirt_uuid), C(embedvirt_state), C(embedvirt_id), C(embedvirt_persistent), C(embedvirt_autostart).
+    C(embedvirt_uuid), C(embedvirt_state), C(embedvirt_id), C(embedvirt_persistent), C(embedvirt_autostart),
+    and for a root on another host C(ansible_embedvirt_hypervisor), C(ansible_embedvirt_hypervisor_ssh_args)
+    and C(ansible_embedvirt_hypervisor_python).
   - Groups - C(embedvirt_<state>) (for example C(embedvirt_running)), plus what C(groups) and
     C(keyed_groups) make.
-  - The file must end in C(embedvirt.yml) or C(embedvirt.yaml). The roots must be on the controller.
+  - The file must end in C(embedvirt.yml) or C(embedvirt.yaml).
+  - Roots on other hosts are listed over SSH (see O(hypervisor)), and their hosts get the variables that
+    make the connection go there too.
 author:
   - Embedvirt Developers (@embedvirt)
 extends_documentation_fragment:
@@ -31,9 +35,27 @@ options:
   roots:
     description:
       - The embedded roots whose domains to list.
+      - Each is a path, or a dictionary with C(path) and any of C(hypervisor), C(hypervisor_ssh_args) and
+        C(hypervisor_python), which override the options of the same name for that root.
     type: list
-    elements: path
+    elements: raw
     required: true
+  hypervisor:
+    description:
+      - The host of the roots, as C([user@]host) for C(ssh); omit it for roots on this machine.
+      - Sets C(ansible_embedvirt_hypervisor) for their hosts, so that the
+        P(embedvirt.libvirt.guest_agent#connection) connection goes there as well.
+    type: str
+  hypervisor_ssh_args:
+    description:
+      - Extra arguments for C(ssh) to the hypervisor, such as C(-p 2222 -i ~/.ssh/vms).
+    type: str
+    default: ''
+  hypervisor_python:
+    description:
+      - Python on the hypervisor that runs the helper.
+    type: str
+    default: python3
   states:
     description:
       - Only domains in one of these states (libvirt's names, such as V(running) or V(shutoff)).
@@ -47,6 +69,9 @@ EXAMPLES = r'''
 plugin: embedvirt.libvirt.domains
 roots:
   - /srv/vms
+  - path: /srv/vms
+    hypervisor: admin@vmhost1
+    hypervisor_ssh_args: -i ~/.ssh/vms
 states: [running]
 keyed_groups:
   - key: embedvirt_autostart
@@ -57,8 +82,12 @@ from ansible.errors import AnsibleParserError
 from ansible.module_utils.common.text.converters import to_native
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 
-from ansible_collections.embedvirt.libvirt.plugins.module_utils.client import HelperClient, HelperClientError
+from ansible_collections.embedvirt.libvirt.plugins.module_utils.client import HelperClientError
 from ansible_collections.embedvirt.libvirt.plugins.module_utils.root import RootError
+from ansible_collections.embedvirt.libvirt.plugins.plugin_utils.hypervisor import helper_client
+
+# Where a root is: per root in `roots`, else the file's option of the same name.
+PLACEMENT = ('hypervisor', 'hypervisor_ssh_args', 'hypervisor_python')
 
 
 class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
@@ -84,16 +113,32 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 self._cache[cache_key] = domains
         self.populate(domains)
 
+    def roots(self):
+        """Each configured root as a dict: path and where it is."""
+        for entry in self.get_option('roots'):
+            if isinstance(entry, str):
+                entry = {'path': entry}
+            if not isinstance(entry, dict) or not isinstance(entry.get('path'), str) \
+                    or set(entry) - set(('path',) + PLACEMENT):
+                raise AnsibleParserError(
+                    'each item of roots must be a path or a dictionary with path and optionally %s; got %r'
+                    % (', '.join(PLACEMENT), entry))
+            yield dict(entry, **dict((key, entry.get(key, self.get_option(key))) for key in PLACEMENT))
+
     def list_domains(self):
         found = []
-        for root in self.get_option('roots'):
+        for root in self.roots():
+            where = root['path'] + (' on %s' % root['hypervisor'] if root['hypervisor'] else '')
             try:
-                client = HelperClient(root)
-                for domain in client.call('domain_list', states=self.get_option('states') or None):
-                    found.append(dict(domain, root=root))
-                client.close()
+                client = helper_client(root['path'], root['hypervisor'], root['hypervisor_ssh_args'],
+                                       root['hypervisor_python'])
+                try:
+                    for domain in client.call('domain_list', states=self.get_option('states') or None):
+                        found.append(dict(domain, root=root))
+                finally:
+                    client.close()
             except (HelperClientError, RootError) as e:
-                raise AnsibleParserError('cannot list the domains of root %s: %s' % (root, to_native(e)))
+                raise AnsibleParserError('cannot list the domains of root %s: %s' % (where, to_native(e)))
         return found
 
     def populate(self, domains):
@@ -101,15 +146,17 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         seen = {}
         for domain in domains:
             host = domain['name']
+            root = domain['root']
+            where = root['path'] + (' on %s' % root['hypervisor'] if root['hypervisor'] else '')
             if host in seen:
                 self.display.warning('domain %s is in roots %s and %s; keeping the first'
-                                     % (host, seen[host], domain['root']))
+                                     % (host, seen[host], where))
                 continue
-            seen[host] = domain['root']
+            seen[host] = where
             self.inventory.add_host(host)
             hostvars = {
                 'ansible_connection': 'embedvirt.libvirt.guest_agent',
-                'ansible_embedvirt_root': domain['root'],
+                'ansible_embedvirt_root': root['path'],
                 'ansible_embedvirt_domain': domain['name'],
                 'embedvirt_uuid': domain['uuid'],
                 'embedvirt_state': domain['state'],
@@ -117,6 +164,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 'embedvirt_persistent': domain['persistent'],
                 'embedvirt_autostart': domain['autostart'],
             }
+            if root['hypervisor']:
+                hostvars.update(('ansible_embedvirt_%s' % key, root[key]) for key in PLACEMENT)
             for key, value in hostvars.items():
                 self.inventory.set_variable(host, key, value)
             group = self.inventory.add_group('embedvirt_%s' % domain['state'])

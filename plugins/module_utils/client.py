@@ -56,10 +56,15 @@ class HelperClientError(Exception):
         return '%s. Fix: %s' % (text, self.hint) if self.hint else text
 
 
+def module_source(module):
+    """A module's code as shipped with this collection."""
+    # The module's own loader reads it from a file or from AnsiballZ's zip alike.
+    return module.__loader__.get_data(module.__file__)
+
+
 def helper_source():
     """The helper's code as shipped with this collection, and its version."""
-    # The module's own loader reads it from a file or from AnsiballZ's zip alike.
-    source = helper_server.__loader__.get_data(helper_server.__file__)
+    source = module_source(helper_server)
     return source, helper_server.code_version(source)
 
 
@@ -111,14 +116,26 @@ class HelperClient:
         if self.connection is None:
             self.ensure()
         try:
-            return self.connection.request(op, args, timeout=call_timeout)
+            return self._request(op, args, call_timeout)
         except HelperClientError as e:
             if e.kind != 'stopping':
                 raise
         # The helper was stopping (idle timeout, restart) and did not carry the request out.
         self.close()
         self.ensure()
-        return self.connection.request(op, args, timeout=call_timeout)
+        return self._request(op, args, call_timeout)
+
+    def _request(self, op, args, timeout):
+        try:
+            return self.connection.request(op, args, timeout=timeout)
+        except HelperClientError as e:
+            if e.kind == 'connection':
+                # Not retried: the request may have been carried out in part (a guest started).
+                e.hint = ('the helper of %s went away (killed?) while it carried out %s, which may be '
+                          'done in part; the next task starts a new helper: check the state (for '
+                          'guests with embedvirt.libvirt.domain_info) and run the task again; see %s'
+                          % (self.root.path, op, self.root.log_path))
+            raise
 
     def ensure(self):
         """Connect to a current helper, starting (or replacing) one if needed; its status."""
