@@ -254,6 +254,11 @@ class Driver:
         }
 
     def domain_list(self, names=None, states=None):
+        unknown = sorted(set(states or ()) - set(DOMAIN_STATES))
+        if unknown:
+            # A misspelt state would otherwise filter out every domain without a word.
+            raise HelperError('states', 'unknown domain state(s) %s' % ', '.join(repr(s) for s in unknown),
+                              'use states among %s' % ', '.join(DOMAIN_STATES))
         result = []
         for dom in self.qemu.listAllDomains(0):
             summary = self.domain_summary(dom)
