@@ -74,6 +74,8 @@ class RootLifecycle(Manager):
     # --- present -----------------------------------------------------------------------
     def ensure_present(self):
         params = self.params
+        # A file where the root should be gets the rule and the fix, not makedirs' EEXIST.
+        self.module.guard(self.root.check_access)
         outer = enclosing_root(self.path)
         if outer is not None:
             self.module.fail("root '%s' is inside the root %s: libvirt would mix their files; use "
