@@ -214,7 +214,8 @@ class Connection(ConnectionBase):
             if disabled:
                 raise AnsibleConnectionFailure(
                     'the guest agent of %s has disabled %s, which this connection needs: take them out of '
-                    "qemu-ga's --block-rpcs (or block-rpcs in /etc/qemu/qemu-ga.conf) in the guest' % (self.get_option('domain'), ', '.join(disabled)))
+                    "qemu-ga's --block-rpcs (or block-rpcs in /etc/qemu/qemu-ga.conf) in the guest"
+                    % (self.get_option('domain'), ', '.join(disabled)))
             display.vvv('guest agent %s of %s answers' % (info.get('version'), self.get_option('domain')),
                         host=self.get_option('domain'))
             self._connected = True
