@@ -4,27 +4,21 @@ throughput (libvirt_qemu on a libvirtd this script starts), and wall time for 1 
 guests in parallel through one helper.
 
 Run as root after hacking/bootstrap.sh and tests/guest/build.sh:
-  .cache/venv/bin/python bench/guest_agent_vs_libvirt_qemu.py [--runs 5]
+  .cache/venv/bin/python bench/guest_agent_vs_libvirt_qemu.py [--runs 5] [--json]
 It downloads the `ansible` wheel from PyPI once (for community.libvirt) into .cache/bench.
 """
 import argparse
-import glob
 import os
 import shutil
-import statistics
 import subprocess
-import sys
 import tempfile
 import time
-import zipfile
 
-CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CACHE = os.path.join(CHECKOUT, '.cache', 'bench')
-GUEST = os.path.join(CHECKOUT, '.cache', 'guest')
-VENV = os.path.join(CHECKOUT, '.cache', 'venv', 'bin')
+import common
+from common import sh
+
+GUEST = os.path.join(common.CHECKOUT, '.cache', 'guest')
 ROOT = '/tmp/evb-ga'
-SYSTEM_IMAGES = '/var/lib/libvirt/images'
-QEMU_CONF = 'user = "root"\ngroup = "root"\nstdio_handler = "file"\n'
 
 GUEST_XML = """<domain type='qemu'><name>{name}</name><memory unit='MiB'>256</memory><vcpu>1</vcpu>
 <os><type arch='x86_64' machine='pc'>hvm</type><kernel>{guest}/vmlinuz</kernel>
@@ -35,61 +29,10 @@ GUEST_XML = """<domain type='qemu'><name>{name}</name><memory unit='MiB'>256</me
 <video><model type='none'/></video></devices></domain>"""
 
 
-def sh(*argv, **kwargs):
-    return subprocess.run(list(argv), check=True, **kwargs)
-
-
-def community_libvirt():
-    """A collections path holding community.libvirt, from the ansible wheel on PyPI."""
-    target = os.path.join(CACHE, 'collections')
-    if not os.path.isdir(os.path.join(target, 'ansible_collections', 'community', 'libvirt')):
-        os.makedirs(CACHE, exist_ok=True)
-        wheels = glob.glob(os.path.join(CACHE, 'ansible-12*.whl'))
-        if not wheels:
-            sh(os.path.join(VENV, 'pip'), 'download', '--no-deps', '-q', '-d', CACHE, 'ansible>=12,<13')
-            wheels = glob.glob(os.path.join(CACHE, 'ansible-12*.whl'))
-        with zipfile.ZipFile(wheels[0]) as wheel:
-            wheel.extractall(target, [n for n in wheel.namelist()
-                                      if n.startswith('ansible_collections/community/libvirt/')])
-    return target
-
-
 def overlay(path):
     if os.path.exists(path):
         os.unlink(path)
     sh('qemu-img', 'create', '-q', '-f', 'qcow2', '-b', GUEST + '/disk.img', '-F', 'raw', path)
-
-
-class Libvirtd:
-    """libvirtd and virtlogd started here (no systemd), stopped when done."""
-
-    def __enter__(self):
-        for d in ('/etc/libvirt', '/var/log/libvirt', '/var/lib/libvirt', '/var/cache/libvirt', '/run/libvirt', SYSTEM_IMAGES):
-            os.makedirs(d, exist_ok=True)
-        self.conf_backup = None
-        if os.path.exists('/etc/libvirt/qemu.conf'):
-            with open('/etc/libvirt/qemu.conf') as f:
-                self.conf_backup = f.read()
-        # Same QEMU settings as the embedded root, so both sides run guests alike.
-        with open('/etc/libvirt/qemu.conf', 'w') as f:
-            f.write(QEMU_CONF)
-        self.pidfile = '/run/libvirt/bench-libvirtd.pid'
-        sh('/usr/sbin/virtlogd', '-d')
-        sh('/usr/sbin/libvirtd', '-d', '-p', self.pidfile)
-        for dummy in range(100):
-            if os.path.exists('/run/libvirt/libvirt-sock'):
-                break
-            time.sleep(0.1)
-        return self
-
-    def __exit__(self, *exc):
-        subprocess.run(['pkill', '-F', self.pidfile], check=False)
-        subprocess.run(['pkill', '-x', 'virtlogd'], check=False)
-        if self.conf_backup is not None:
-            with open('/etc/libvirt/qemu.conf', 'w') as f:
-                f.write(self.conf_backup)
-        else:
-            os.unlink('/etc/libvirt/qemu.conf')
 
 
 def system_guest(name):
@@ -97,7 +40,7 @@ def system_guest(name):
     import libvirt_qemu
     libvirt.registerErrorHandler(lambda *a: None, None)  # "not connected" while it boots
     conn = libvirt.open('qemu:///system')
-    disk = os.path.join(SYSTEM_IMAGES, name + '.qcow2')
+    disk = os.path.join(common.SYSTEM_IMAGES, name + '.qcow2')
     overlay(disk)
     conn.createXML(GUEST_XML.format(name=name, guest=GUEST, disk=disk), 0)
     deadline = time.time() + 120
@@ -112,9 +55,7 @@ def system_guest(name):
 
 
 def embedded_guests(names):
-    sys.path.insert(0, os.path.join(CHECKOUT, '.cache', 'collections'))
-    from ansible_collections.embedvirt.libvirt.plugins.module_utils.client import HelperClient
-    client = HelperClient(ROOT, idle_timeout=0)
+    client = common.helper_client(ROOT, idle_timeout=0)
     for name in names:
         disk = os.path.join(ROOT, 'images', name + '.qcow2')
         overlay(disk)
@@ -124,78 +65,75 @@ def embedded_guests(names):
     return client
 
 
-def timed(argv, env, runs):
-    samples = []
-    for dummy in range(runs):
-        start = time.perf_counter()
-        sh(*argv, env=env, stdout=subprocess.DEVNULL)
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
-
-
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument('--runs', type=int, default=5)
     parser.add_argument('--copy-mib', type=int, default=10)
+    parser.add_argument('--json', action='store_true')
     args = parser.parse_args()
     if not os.path.exists(GUEST + '/disk.img'):
-        sh(os.path.join(CHECKOUT, 'tests', 'guest', 'build.sh'), GUEST)
-    collections = community_libvirt() + ':' + os.path.join(CHECKOUT, '.cache', 'collections')
+        sh(os.path.join(common.CHECKOUT, 'tests', 'guest', 'build.sh'), GUEST)
     work = tempfile.mkdtemp(prefix='evb-')
     inventory = os.path.join(work, 'hosts.ini')
     with open(inventory, 'w') as f:
         f.write('[ours]\n' + ''.join(
             'b%d ansible_connection=embedvirt.libvirt.guest_agent ansible_embedvirt_root=%s\n' % (i, ROOT)
             for i in range(1, 5)))
-        f.write('[theirs]\nbsys ansible_connection=community.libvirt.libvirt_qemu '
+        f.write('[theirs]\nevb-sys ansible_connection=community.libvirt.libvirt_qemu '
                 'ansible_libvirt_uri=qemu:///system\n')
         f.write('[all:vars]\nansible_python_interpreter=/usr/bin/python3\n')
     data = os.path.join(work, 'data.bin')
     sh('dd', 'if=/dev/urandom', 'of=' + data, 'bs=1M', 'count=%d' % args.copy_mib, 'status=none')
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections, ANSIBLE_HOST_KEY_CHECKING='False',
-               ANSIBLE_PIPELINING='True')
-    ansible = os.path.join(VENV, 'ansible')
-    shutil.rmtree(ROOT, ignore_errors=True)
-    os.makedirs(ROOT + '/etc')
-    os.makedirs(ROOT + '/images')
-    with open(ROOT + '/etc/qemu.conf', 'w') as f:
-        f.write(QEMU_CONF)
+    env = common.ansible_env()
+    ansible = os.path.join(common.VENV, 'ansible')
+    common.fresh_root(ROOT, 'images')
     client = None
     rows = []
     try:
-        with Libvirtd():
-            system_guest('bsys')
+        common.progress('libvirtd')
+        with common.Libvirtd():
+            common.progress('booting the guests')
+            system_guest('evb-sys')
             client = embedded_guests(['b1', 'b2', 'b3', 'b4'])
+            common.progress('timing')
             for label, module, margs in (('raw true', 'raw', 'true'),
                                          ('command true', 'ansible.builtin.command', 'true')):
-                ours = timed([ansible, '-i', inventory, 'b1', '-m', module, '-a', margs], env, args.runs)
-                theirs = timed([ansible, '-i', inventory, 'bsys', '-m', module, '-a', margs], env, args.runs)
+                ours = common.timed([ansible, '-i', inventory, 'b1', '-m', module, '-a', margs], args.runs, env=env)
+                theirs = common.timed([ansible, '-i', inventory, 'evb-sys', '-m', module, '-a', margs], args.runs,
+                                      env=env)
                 rows.append((label + ' (s)', ours, theirs))
             copy = 'src=%s dest=/tmp/data.bin force=true' % data
             # a new file each time: copy skips a transfer when the checksum matches
-            for host in ('b1', 'bsys'):
+            for host in ('b1', 'evb-sys'):
                 sh(ansible, '-i', inventory, host, '-m', 'ansible.builtin.file', '-a', 'path=/tmp/data.bin state=absent',
                    env=env, stdout=subprocess.DEVNULL)
-            ours = timed([ansible, '-i', inventory, 'b1', '-m', 'ansible.builtin.copy', '-a', copy], env, 1)
-            theirs = timed([ansible, '-i', inventory, 'bsys', '-m', 'ansible.builtin.copy', '-a', copy], env, 1)
+            ours = common.timed([ansible, '-i', inventory, 'b1', '-m', 'ansible.builtin.copy', '-a', copy], 1, env=env)
+            theirs = common.timed([ansible, '-i', inventory, 'evb-sys', '-m', 'ansible.builtin.copy', '-a', copy], 1,
+                                  env=env)
             rows.append(('copy %d MiB (MiB/s)' % args.copy_mib, args.copy_mib / ours, args.copy_mib / theirs))
-            one = timed([ansible, '-i', inventory, 'b1', '-m', 'ansible.builtin.command', '-a', 'true', '-f', '4'],
-                        env, args.runs)
-            four = timed([ansible, '-i', inventory, 'ours', '-m', 'ansible.builtin.command', '-a', 'true', '-f', '4'],
-                         env, args.runs)
+            one = common.timed([ansible, '-i', inventory, 'b1', '-m', 'ansible.builtin.command', '-a', 'true',
+                                '-f', '4'], args.runs, env=env)
+            four = common.timed([ansible, '-i', inventory, 'ours', '-m', 'ansible.builtin.command', '-a', 'true',
+                                 '-f', '4'], args.runs, env=env)
     finally:
-        subprocess.run(['pkill', '-9', '-f', '[g]uest=b'], check=False)
         if client is not None:
             client.stop()
+        common.kill_root_guests(ROOT)
         shutil.rmtree(work, ignore_errors=True)
     print('guest_agent (embedded, via helper) against community.libvirt libvirt_qemu (libvirtd), '
           'median of %d runs, pipelining on' % args.runs)
     print('%-24s %14s %14s %10s' % ('', 'guest_agent', 'libvirt_qemu', 'ratio'))
+    ratios = []
     for label, ours, theirs in rows:
-        better = theirs / ours if '(s)' in label else ours / theirs
+        seconds = '(s)' in label
+        better = theirs / ours if seconds else ours / theirs
         print('%-24s %14.3f %14.3f %9.2fx' % (label, ours, theirs, better))
+        ratios.append(('guest_agent vs libvirt_qemu, ' + label.split(' (')[0], ours, theirs,
+                       's' if seconds else 'MiB/s', better, 'theirs/ours' if seconds else 'ours/theirs'))
     print('command true on 1 guest: %.3f s, on 4 guests at once (forks 4): %.3f s, ratio %.2f'
           % (one, four, four / one))
+    ratios.append(('guest_agent command true, 4 guests vs 1', four, one, 's', four / one, '4 guests/1'))
+    common.emit_json(args.json, ratios, runs=args.runs, copy_mib=args.copy_mib)
 
 
 if __name__ == '__main__':

@@ -3,21 +3,16 @@ the embedded driver in a fresh process per call, with 0 and 30 running firmware-
 
 Both sides are measured the way a module runs: a new Python process per call. Ratios are
 naive / helper, measured in this one run on this machine. Run as root after
-hacking/bootstrap.sh:  .cache/venv/bin/python bench/helper_vs_fresh_open.py [--calls 20]
+hacking/bootstrap.sh:  .cache/venv/bin/python bench/helper_vs_fresh_open.py [--calls 20] [--json]
 """
 import argparse
-import os
-import shutil
-import statistics
 import subprocess
 import sys
-import time
 
-CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-COLLECTIONS = os.path.join(CHECKOUT, '.cache', 'collections')
+import common
+
 PYTHON = '/usr/bin/python3'
 ROOT = '/tmp/evb-root'
-QEMU_CONF = 'user = "root"\ngroup = "root"\nstdio_handler = "file"\n'
 
 # One domain_info through the helper: what the module does after AnsiballZ has started.
 THROUGH_HELPER = """
@@ -27,7 +22,7 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils.client import He
 client = HelperClient(%r)
 client.call('domain_list')
 client.call('versions')
-""" % (COLLECTIONS, ROOT)
+""" % (common.COLLECTIONS, ROOT)
 
 # What every direct user of an embedded driver does first: an event loop, then the open.
 EMBED_PRELUDE = """
@@ -54,12 +49,9 @@ conn.close(); secret.close()
 
 START_GUESTS = EMBED_PRELUDE + """
 conn = libvirt.open('qemu:///embed?root=%s')
-xml = ("<domain type='qemu'><name>bench%%d</name><memory unit='MiB'>32</memory><vcpu>1</vcpu>"
-       "<os><type arch='x86_64' machine='pc'>hvm</type></os>"
-       "<devices><video><model type='none'/></video></devices></domain>")
 for i in range(int(sys.argv[1]), int(sys.argv[2])):
-    conn.createXML(xml %% i, 0)
-""" % ROOT
+    conn.createXML(%r.format(name='bench%%d' %% i), 0)
+""" % (ROOT, common.FIRMWARE_GUEST)
 
 
 def run(code, *args):
@@ -68,41 +60,25 @@ def run(code, *args):
 
 
 def timed(code, calls):
-    samples = []
-    for dummy in range(calls):
-        start = time.perf_counter()
-        run(code)
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
-
-
-def stop_helper():
-    run("import sys; sys.path.insert(0, %r)\n"
-        "from ansible_collections.embedvirt.libvirt.plugins.module_utils.client import HelperClient\n"
-        "HelperClient(%r).stop()" % (COLLECTIONS, ROOT))
-
-
-def kill_guests():
-    subprocess.run(['pkill', '-9', '-f', 'guest=bench.*%s/' % ROOT], check=False)
+    return common.timed([PYTHON, '-c', code], calls, stderr=subprocess.DEVNULL)
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument('--calls', type=int, default=20)
     parser.add_argument('--guests', type=int, nargs='+', default=[0, 30])
+    parser.add_argument('--json', action='store_true')
     args = parser.parse_args()
 
-    kill_guests()
-    shutil.rmtree(ROOT, ignore_errors=True)
-    os.makedirs(ROOT + '/etc')
-    with open(ROOT + '/etc/qemu.conf', 'w') as f:
-        f.write(QEMU_CONF)
+    common.fresh_root(ROOT)
+    client = common.helper_client(ROOT)
     floor = timed('pass', args.calls)
     rows = []
     running = 0
     try:
         for guests in args.guests:
-            stop_helper()
+            common.progress('%d guests' % guests)
+            client.stop()
             if guests > running:
                 run(START_GUESTS, str(running), str(guests))
                 running = guests
@@ -112,14 +88,17 @@ def main():
             helper = timed(THROUGH_HELPER, args.calls)
             rows.append((guests, fresh, helper))
     finally:
-        stop_helper()
-        kill_guests()
+        client.stop()
+        common.kill_root_guests(ROOT)
     print('domain_info cost, median of %d calls, each a new Python process (bare start: %.1f ms)'
           % (args.calls, floor * 1000))
     print('%8s %18s %18s %14s %22s' % ('guests', 'fresh open (ms)', 'via helper (ms)', 'ratio', 'ratio above bare start'))
     for guests, fresh, helper in rows:
         print('%8d %18.1f %18.1f %13.2fx %21.2fx' % (guests, fresh * 1000, helper * 1000, fresh / helper,
                                                      (fresh - floor) / max(helper - floor, 1e-6)))
+    common.emit_json(args.json, [('domain_info via helper vs fresh open, %d guests' % guests, helper, fresh, 's',
+                                  fresh / helper, 'fresh/helper') for guests, fresh, helper in rows],
+                     bare_start=floor, rows=[dict(zip(('guests', 'fresh', 'helper'), row)) for row in rows])
 
 
 if __name__ == '__main__':
