@@ -156,9 +156,9 @@ def main():
                        '%d/0 guests' % n))
         ratios.append(('%s, %d vs 0 guests' % (theirs, n), many[theirs], zero[theirs], 's',
                        many[theirs] / zero[theirs], '%d/0 guests' % n))
-    print('\n%-40s %8s %8s %9s' % ('seconds', 'ours', 'theirs', 'ratio'))
+    print('\n%-44s %8s %8s %9s' % ('seconds', 'ours', 'theirs', 'ratio'))
     for name, ours, theirs, unit, ratio, ratio_is in ratios:
-        print('%-40s %8.3f %8.3f %8.2fx  %s' % (name, ours, theirs, ratio, ratio_is))
+        print('%-44s %8.3f %8.3f %8.2fx  %s' % (name, ours, theirs, ratio, ratio_is))
     print('\nstarting %d guests: embedded via helper %.1f s, libvirtd %.1f s; their QEMU RSS %.0f MiB; '
           'MemAvailable before %d MiB' % (n, figures['start_embedded_s'], figures['start_system_s'],
                                          figures['rss_embedded_mib'], available))
