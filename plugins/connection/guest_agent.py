@@ -24,8 +24,8 @@ author:
 options:
   root:
     description:
-      - The embedded root whose guest to use.
-    type: path
+      - The embedded root whose guest to use, an absolute path. It must exist.
+    type: str
     required: true
     vars:
       - name: ansible_embedvirt_root

@@ -34,7 +34,7 @@ options:
     choices: [embedvirt.libvirt.domains]
   roots:
     description:
-      - The embedded roots whose domains to list.
+      - The embedded roots whose domains to list; absolute paths of roots that exist.
       - Each is a path, or a dictionary with C(path) and any of C(hypervisor), C(hypervisor_ssh_args) and
         C(hypervisor_python), which override the options of the same name for that root.
     type: list

@@ -104,8 +104,9 @@ class HelperConnection:
 class HelperClient:
     """Calls into the helper of one root, starting it under the root's lock when needed."""
 
-    def __init__(self, root, idle_timeout=None, python=None):
+    def __init__(self, root, idle_timeout=None, python=None, create=True):
         self.root = EmbedRoot(root)
+        self.create = create  # plugins only use roots that exist; modules make them
         self.idle_timeout = idle_timeout
         self.python = python or sys.executable
         self.source, self.version = helper_source()
@@ -142,6 +143,8 @@ class HelperClient:
         status = self._hello()
         if status is not None and status['version'] == self.version:
             return status
+        if not self.create:
+            self.root.check_exists()
         if not HAS_FILELOCK:
             raise HelperClientError(
                 'the Python module filelock is missing for %s (%s)' % (sys.executable, FILELOCK_IMPORT_ERROR),

@@ -83,6 +83,12 @@ class EmbedRoot:
                             "(uid %d): run the task as that user (become_user) or as root, "
                             "or use a root of your own" % (self.path, owner, uid))
 
+    def check_exists(self):
+        """Raise RootError unless the root directory is there (for users that must not create it)."""
+        if not os.path.isdir(self.path):
+            raise RootError("root '%s' does not exist: create it first (the embedvirt.libvirt.root role "
+                            "or root_dir module), or correct the path" % self.path)
+
     def prepare(self):
         """Create the root (if missing) and the helper's private directories.
 

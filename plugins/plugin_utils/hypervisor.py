@@ -68,7 +68,7 @@ helper = None
 for line in stdin:
     request = json.loads(line)
     try:
-        helper = helper or client.HelperClient(setup['root'])
+        helper = helper or client.HelperClient(setup['root'], create=False)
         reply = {'ok': True, 'result': helper.call(request['op'], call_timeout=request['call_timeout'],
                                                    **request['args'])}
     except client.HelperClientError as e:
@@ -84,9 +84,12 @@ BOOT = 'import json,sys;exec(json.loads(sys.stdin.buffer.readline()))'
 
 
 def helper_client(root_path, hypervisor=None, ssh_args=None, python=None):
-    """A client of the root's helper: HelperClient here, RemoteHelperClient on `hypervisor`."""
+    """A client of the root's helper: HelperClient here, RemoteHelperClient on `hypervisor`.
+
+    Plugins never create a root: a missing one is a mistyped path, not a wish.
+    """
     if not hypervisor:
-        return HelperClient(root_path)
+        return HelperClient(root_path, create=False)
     return RemoteHelperClient(root_path, hypervisor, ssh_args, python)
 
 

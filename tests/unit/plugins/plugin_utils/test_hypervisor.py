@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 import tempfile
@@ -75,3 +76,23 @@ def test_relay_that_dies_reports_ssh_errors():
     relay = Broken('/srv/vms', 'admin@x')
     with pytest.raises(HelperClientError, match='hypervisor admin@x ended .*exit status 255.*Connection refused'):
         relay.call('domain_list')
+
+
+def test_relay_does_not_create_a_missing_root():
+    missing = tempfile.mkdtemp(dir='/tmp') + '/r'
+    relay = LocalRelay(missing, 'unused')
+    try:
+        with pytest.raises(HelperClientError, match="root '%s' does not exist: create it first" % missing):
+            relay.call('domain_list')
+    finally:
+        relay.close()
+    assert not os.path.exists(missing)
+    os.rmdir(os.path.dirname(missing))
+
+
+def test_local_plugin_client_does_not_create_a_missing_root():
+    missing = tempfile.mkdtemp(dir='/tmp') + '/r'
+    with pytest.raises(RootError, match='does not exist'):
+        helper_client(missing).call('domain_list')
+    assert not os.path.exists(missing)
+    os.rmdir(os.path.dirname(missing))
