@@ -146,6 +146,10 @@ EMBEDDED_MODE_HINTS = (
                           "<disk type='file'> with a path (see embedvirt.libvirt.volume)"),
     ('virtlogd-sock', 'add stdio_handler = "file" to <root>/etc/qemu.conf, so QEMU logs to files '
                       'instead of the system virtlogd'),
+    # Not embedded mode's fault, but where a root's files go is: say which filesystem.
+    ('No space left on device', 'the filesystem that holds the root is full: free space there '
+                                '(df <root>) and run the task again; libvirt keeps what it had '
+                                'stored before'),
 )
 
 
@@ -340,7 +344,13 @@ class Driver:
         name_el.text = probe_name
         uuid_el.text = probe_uuid
         with self.probe_lock:
-            probe = self.qemu.defineXML(ElementTree.tostring(tree, encoding='unicode'))
+            try:
+                probe = self.qemu.defineXML(ElementTree.tostring(tree, encoding='unicode'))
+            except self.libvirt.libvirtError as e:
+                # libvirt's message may name the scratch domain, which the user never asked for.
+                raise HelperError('libvirt', "libvirt refused the definition of '%s' (tried under the "
+                                  "scratch name %s): %s" % (real_name, probe_name, e),
+                                  hint_for_libvirt_error(str(e)))
             try:
                 stored = probe.XMLDesc(self.libvirt.VIR_DOMAIN_XML_INACTIVE)
             finally:
