@@ -145,6 +145,11 @@ class HelperClient:
             return status
         if not self.create:
             self.root.check_exists()
+        lock_path = self.root.lock_path
+        if os.path.islink(lock_path) or (os.path.lexists(lock_path) and not os.path.isfile(lock_path)):
+            # filelock would follow a link, or fail with a bare OSError on a directory.
+            raise HelperClientError('%s is not a regular file' % lock_path, 'lock',
+                                    'remove it; the next task makes it again')
         if not HAS_FILELOCK:
             raise HelperClientError(
                 'the Python module filelock is missing for %s (%s)' % (sys.executable, FILELOCK_IMPORT_ERROR),

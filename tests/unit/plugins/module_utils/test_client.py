@@ -5,9 +5,13 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+
+import pytest
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils import client, helper_server
 
@@ -73,3 +77,17 @@ def test_log_tail(tmp_path):
     tail = client.log_tail(str(log), lines=3)
     assert tail == 'line 97\nline 98\nline 99'
     assert client.log_tail(str(tmp_path / 'none')) == '(no log)'
+
+
+@pytest.mark.parametrize('make', [os.mkdir, lambda path: os.symlink('/etc/passwd', path)])
+def test_lock_that_is_not_a_regular_file_is_refused_untouched(make):
+    root = tempfile.mkdtemp(dir='/tmp')
+    try:
+        helper = client.HelperClient(root)
+        helper.root.prepare()
+        make(helper.root.lock_path)
+        with pytest.raises(client.HelperClientError, match='helper.lock is not a regular file. Fix: remove it'):
+            helper.ensure()
+        assert os.path.lexists(helper.root.lock_path)
+    finally:
+        shutil.rmtree(root)
