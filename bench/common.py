@@ -150,7 +150,8 @@ class Libvirtd:
 
 def rss_mib(pattern):
     """Resident memory of the processes whose command line matches pattern, in MiB."""
-    pids = subprocess.run(['pgrep', '-f', pattern], capture_output=True, text=True).stdout.split()
+    # pgrep exits 1 when nothing matches: that is 0 MiB, not an error.
+    pids = subprocess.run(['pgrep', '-f', pattern], capture_output=True, text=True, check=False).stdout.split()
     total = 0
     for pid in pids:
         try:

@@ -39,7 +39,7 @@ def main():
         bench_start = time.perf_counter()
         script = os.path.join(common.CHECKOUT, 'bench', name + '.py')
         done = subprocess.run([sys.executable, script, '--json'] + (quick if args.quick else []),
-                              stdout=subprocess.PIPE, text=True)
+                              stdout=subprocess.PIPE, text=True, check=False)  # a failed bench is reported below
         with open(os.path.join(common.CACHE, name + '.txt'), 'w') as f:
             f.write(done.stdout)
         lines = done.stdout.strip().splitlines()
@@ -52,8 +52,8 @@ def main():
     width = max(len(row['name']) for row in rows) if rows else 4
     print('%-*s %9s %16s %-5s %8s  %s' % (width, 'name', 'ours', 'theirs/baseline', 'unit', 'ratio', 'ratio is'))
     for row in rows:
-        print('%-*s %9.3f %16.3f %-5s %7.2fx  %s' % (width, row['name'], row['ours'], row['theirs'], row['unit'],
-                                                    row['ratio'], row['ratio_is']))
+        print('%-*s %9.3f %16.3f %-5s %7.2fx  %s'
+              % (width, row['name'], row['ours'], row['theirs'], row['unit'], row['ratio'], row['ratio_is']))
     print('all benches: %.0f s%s' % (time.perf_counter() - start,
                                      '; FAILED: ' + ', '.join(failed) if failed else ''))
     return 1 if failed else 0

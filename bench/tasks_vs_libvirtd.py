@@ -160,8 +160,8 @@ def main():
     for name, ours, theirs, unit, ratio, ratio_is in ratios:
         print('%-44s %8.3f %8.3f %8.2fx  %s' % (name, ours, theirs, ratio, ratio_is))
     print('\nstarting %d guests: embedded via helper %.1f s, libvirtd %.1f s; their QEMU RSS %.0f MiB; '
-          'MemAvailable before %d MiB' % (n, figures['start_embedded_s'], figures['start_system_s'],
-                                         figures['rss_embedded_mib'], available))
+          'MemAvailable before %d MiB'
+          % (n, figures['start_embedded_s'], figures['start_system_s'], figures['rss_embedded_mib'], available))
     common.emit_json(args.json, ratios, zero=zero, many=many, **figures)
 
 
