@@ -611,10 +611,7 @@ class Driver:
         sec.setValue(secret_value, 0)
         path = self.secret_digest_path(uuid)
         if self.secret_detail(sec)['private']:
-            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-            salt = os.urandom(16)
-            with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 'wb') as f:
-                f.write(base64.b64encode(salt) + b'$' + value_digest(salt, secret_value))
+            write_secret_digest(path, secret_value)
         elif os.path.exists(path):
             os.unlink(path)
         return self.secret_detail(sec)
@@ -676,6 +673,30 @@ def reset_runtime_state_after_reboot(root):
             shutil.rmtree(os.path.join(root, 'run', driver), ignore_errors=True)
     with open(record, 'w') as f:
         f.write(boot_id + '\n')
+
+
+def write_secret_digest(path, secret_value):
+    """Record a salted digest of a private secret's value, all or nothing.
+
+    The value is already in libvirt's store. If the digest cannot be written, the old one
+    goes too: it would vouch for a value the secret no longer holds.
+    """
+    salt = os.urandom(16)
+    tmp = path + '.tmp'
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 'wb') as f:
+            f.write(base64.b64encode(salt) + b'$' + value_digest(salt, secret_value))
+        os.replace(tmp, path)
+    except OSError as e:
+        for stale in (tmp, path):
+            try:
+                os.unlink(stale)
+            except OSError:
+                pass
+        raise HelperError('storage', 'the secret holds the new value, but its digest could not be '
+                          'recorded (%s), so the next run will set the value again' % e,
+                          hint_for_libvirt_error(str(e)))
 
 
 def value_digest(salt, value):
@@ -921,6 +942,11 @@ class Handler(socketserver.StreamRequestHandler):
         except ValueError as e:
             return {'id': request_id, 'ok': False,
                     'error': HelperError('protocol', 'malformed request: %s' % e).to_dict()}
+        except OSError as e:
+            # Files the helper handles itself under the root (a full disk, a removed directory).
+            log.exception('request failed')
+            return {'id': request_id, 'ok': False,
+                    'error': HelperError('storage', str(e), hint_for_libvirt_error(str(e))).to_dict()}
         except Exception as e:  # pylint: disable=broad-except
             log.exception('request failed')
             return {'id': request_id, 'ok': False,

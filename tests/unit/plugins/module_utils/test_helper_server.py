@@ -4,8 +4,12 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import base64
+import errno
 import os
 import socket
+
+import pytest
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils import helper_server
 
@@ -105,3 +109,36 @@ def test_value_digest_depends_on_salt_and_value():
 
 def test_xml_escape():
     assert helper_server.xml_escape('a<b>&c') == 'a&lt;b&gt;&amp;c'
+
+
+def test_secret_digest_is_written_whole_and_private(tmp_path):
+    path = str(tmp_path / 'digests' / 'u')
+    helper_server.write_secret_digest(path, b'k3y')
+    salt, digest = open(path, 'rb').read().split(b'$')
+    assert digest == helper_server.value_digest(base64.b64decode(salt), b'k3y')
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    assert os.listdir(str(tmp_path / 'digests')) == ['u']
+
+
+def test_secret_digest_that_cannot_be_written_leaves_no_stale_one(tmp_path, monkeypatch):
+    path = str(tmp_path / 'u')
+    helper_server.write_secret_digest(path, b'old value')
+
+    def full(src, dst):
+        raise OSError(errno.ENOSPC, 'No space left on device')
+    monkeypatch.setattr(helper_server.os, 'replace', full)
+    with pytest.raises(helper_server.HelperError) as raised:
+        helper_server.write_secret_digest(path, b'new value')
+    assert raised.value.kind == 'storage' and 'set the value again' in raised.value.message
+    assert 'free space there' in raised.value.hint
+    # The old digest would vouch for 'old value', which the secret no longer holds.
+    assert os.listdir(str(tmp_path)) == []
+
+
+def test_os_errors_of_a_request_are_storage_errors_with_a_hint():
+    class Full:
+        def handle(self, request):
+            raise OSError(errno.ENOSPC, 'No space left on device')
+    reply = helper_server.Handler.answer(Full(), helper_server.encode({'id': 1, 'op': 'secret_set_value'}))
+    assert reply['ok'] is False and reply['id'] == 1
+    assert reply['error']['kind'] == 'storage' and 'free space there' in reply['error']['hint']
