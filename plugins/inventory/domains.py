@@ -128,7 +128,6 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     def list_domains(self):
         found = []
         for root in self.roots():
-            where = root['path'] + (' on %s' % root['hypervisor'] if root['hypervisor'] else '')
             try:
                 client = helper_client(root['path'], root['hypervisor'], root['hypervisor_ssh_args'],
                                        root['hypervisor_python'])
@@ -138,7 +137,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 finally:
                     client.close()
             except (HelperClientError, RootError) as e:
-                raise AnsibleParserError('cannot list the domains of root %s: %s' % (where, to_native(e)))
+                raise AnsibleParserError('cannot list the domains of root %s: %s' % (describe(root), to_native(e)))
         return found
 
     def populate(self, domains):
@@ -147,7 +146,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         for domain in domains:
             host = domain['name']
             root = domain['root']
-            where = root['path'] + (' on %s' % root['hypervisor'] if root['hypervisor'] else '')
+            where = describe(root)
             if host in seen:
                 self.display.warning('domain %s is in roots %s and %s; keeping the first'
                                      % (host, seen[host], where))
@@ -175,3 +174,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             self._set_composite_vars(self.get_option('compose'), variables, host, strict=strict)
             self._add_host_to_composed_groups(self.get_option('groups'), variables, host, strict=strict)
             self._add_host_to_keyed_groups(self.get_option('keyed_groups'), variables, host, strict=strict)
+
+
+def describe(root):
+    """A configured root as messages name it: its path, and its host when not this one."""
+    return root['path'] + (' on %s' % root['hypervisor'] if root['hypervisor'] else '')

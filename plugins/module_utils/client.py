@@ -303,20 +303,32 @@ class HelperClient:
 
 def read_ready_line(process, timeout):
     """The helper's one-line start report on its stdout, or None if it died or hung."""
+    try:
+        line = read_line(process.stdout, timeout)
+    except TimeoutError:
+        process.kill()
+        return None
+    return None if line is None else helper_server.decode(line)
+
+
+def read_line(stream, timeout):
+    """One line from a child's pipe, without its newline; None if the pipe closed first.
+
+    Raises TimeoutError when no whole line came within timeout. Meant for request/reply
+    pipes, where nothing follows the line.
+    """
     deadline = time.time() + timeout
-    data = b''
-    while b'\n' not in data:
+    chunks = []
+    while not chunks or b'\n' not in chunks[-1]:
         remaining = deadline - time.time()
         if remaining <= 0:
-            process.kill()
-            return None
-        readable, _w, _x = select.select([process.stdout], [], [], remaining)
-        if readable:
-            chunk = os.read(process.stdout.fileno(), 65536)
+            raise TimeoutError()
+        if select.select([stream], [], [], remaining)[0]:
+            chunk = os.read(stream.fileno(), 65536)
             if not chunk:
                 return None
-            data += chunk
-    return helper_server.decode(data.split(b'\n', 1)[0])
+            chunks.append(chunk)
+    return b''.join(chunks).split(b'\n', 1)[0]
 
 
 def wait_for_exit(pid, timeout=helper_server.STOP_DRAIN_SECONDS + 10):

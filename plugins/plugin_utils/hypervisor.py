@@ -17,15 +17,13 @@ from __future__ import annotations
 import base64
 import json
 import os
-import select
 import shlex
 import subprocess
 import tempfile
-import time
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils import client, helper_server, root
 from ansible_collections.embedvirt.libvirt.plugins.module_utils.client import (
-    CALL_TIMEOUT, HelperClient, HelperClientError, module_source)
+    CALL_TIMEOUT, HelperClient, HelperClientError, module_source, read_line)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils.root import EmbedRoot
 
 # Reuse one SSH connection for the many short sessions of a play, as the ssh connection does.
@@ -114,14 +112,21 @@ class RemoteHelperClient:
     def call(self, op, call_timeout=CALL_TIMEOUT, **args):
         if self.process is None:
             self._start()
-        request = {'op': op, 'args': args, 'call_timeout': call_timeout}
         try:
-            self.process.stdin.write(json.dumps(request).encode() + b'\n')
+            self.process.stdin.write(helper_server.encode({'op': op, 'args': args, 'call_timeout': call_timeout}))
             self.process.stdin.flush()
         except OSError:
             raise self._session_ended(op)
-        line = self._read_line(call_timeout + TRANSPORT_SLACK, op)
-        reply = json.loads(line)
+        timeout = call_timeout + TRANSPORT_SLACK
+        try:
+            line = read_line(self.process.stdout, timeout)
+        except TimeoutError:
+            self.close()
+            raise HelperClientError('hypervisor %s did not answer %s within %d s' % (self.hypervisor, op, timeout),
+                                    'timeout')
+        if line is None:
+            raise self._session_ended(op)
+        reply = helper_server.decode(line)
         if not reply['ok']:
             raise HelperClientError.from_reply(reply['error'])
         return reply['result']
@@ -159,25 +164,10 @@ class RemoteHelperClient:
                  'sources': {module.__name__: base64.b64encode(module_source(module)).decode('ascii')
                              for module in (client, helper_server, root)}}
         try:
-            self.process.stdin.write(json.dumps(RELAY).encode() + b'\n' + json.dumps(setup).encode() + b'\n')
+            self.process.stdin.write(json.dumps(RELAY).encode() + b'\n' + helper_server.encode(setup))
             self.process.stdin.flush()
         except OSError:
             raise self._session_ended('start')
-
-    def _read_line(self, timeout, op):
-        deadline = time.time() + timeout
-        stdout = self.process.stdout
-        while True:
-            remaining = deadline - time.time()
-            if remaining <= 0:
-                self.close()
-                raise HelperClientError('hypervisor %s did not answer %s within %d s' % (self.hypervisor, op, timeout),
-                                        'timeout')
-            if select.select([stdout], [], [], remaining)[0]:
-                line = stdout.readline()
-                if not line:
-                    raise self._session_ended(op)
-                return line
 
     def _session_ended(self, op):
         code = self.process.wait()
