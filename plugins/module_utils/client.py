@@ -4,52 +4,65 @@
 
 """The client side of a root's helper: find it, start it when needed, call it.
 
-Used by modules (on the managed host) and plugins alike; it needs filelock but never
-libvirt, which only the helper process imports.
+Used by modules (on the managed host) and plugins alike; it needs only Python's standard
+library, never libvirt, which only the helper process imports.
+
+The helper of a root runs as the root's owner, whoever starts it (like qemu:///session for
+an ordinary user): a root owned by uid U is U's, so root never runs code in U's driver, and
+never executes, follows or trusts a file U could have placed in the root. The helper's code
+comes from this collection, fed to `python -c` on stdin; every file the client opens in a
+root goes through root.RootDir (descriptors, no links, checked owners).
 """
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import errno
+import fcntl
 import os
+import pwd
 import select
 import socket
+import stat
 import subprocess
 import sys
 import time
 
-try:
-    import filelock
-    HAS_FILELOCK = True
-    FILELOCK_IMPORT_ERROR = None
-except ImportError as e:
-    HAS_FILELOCK = False
-    FILELOCK_IMPORT_ERROR = e
-
 from ansible_collections.embedvirt.libvirt.plugins.module_utils import helper_server
-from ansible_collections.embedvirt.libvirt.plugins.module_utils.root import EmbedRoot
+from ansible_collections.embedvirt.libvirt.plugins.module_utils.root import EmbedRoot, RootError
 
 DEFAULT_IDLE_TIMEOUT = 300
 START_TIMEOUT = 120
 LOCK_TIMEOUT = 180
 CALL_TIMEOUT = 900
+# A helper that is alive answers these within milliseconds; one that does not is stopped
+# (SIGSTOP) or stuck inside libvirt, and the task says so instead of waiting forever.
+CONNECT_TIMEOUT = 10
+HELLO_TIMEOUT = 30
 LOG_KEEP_BYTES = 1 << 20
+
+# `python -I -c BOOTSTRAP` runs the helper code it reads from stdin; its version is the
+# hash of exactly those bytes.
+BOOTSTRAP = ("import hashlib, sys; code = sys.stdin.buffer.read(); sys.stdin.close(); "
+             "scope = {'__name__': 'embedvirt_helper'}; "
+             "exec(compile(code, 'embedvirt-helper', 'exec'), scope); "
+             "sys.exit(scope['main'](sys.argv[1:], hashlib.sha256(code).hexdigest()))")
 
 
 class HelperClientError(Exception):
     """Anything that stops a call through the helper; the message says what to do."""
 
-    def __init__(self, message, kind='client', hint=None, pid=None):
+    def __init__(self, message, kind='client', hint=None, pid=None, detail=None):
         super(HelperClientError, self).__init__(message)
         self.kind = kind
         self.hint = hint
         self.pid = pid
+        self.detail = detail or {}
 
     @classmethod
     def from_reply(cls, error):
         return cls(error.get('message') or 'helper error', error.get('kind', 'helper'),
-                   error.get('hint'), error.get('pid'))
+                   error.get('hint'), error.get('pid'), error)
 
     def __str__(self):
         text = self.args[0]
@@ -68,11 +81,22 @@ def helper_source():
     return source, helper_server.code_version(source)
 
 
+def unresponsive(root, pid, what, seconds):
+    """The error for a helper that does not answer: its pid, and how to get going again."""
+    who = 'the helper (pid %s)' % pid if pid else 'the helper'
+    return HelperClientError(
+        '%s of %s did not answer %s within %d s' % (who, root.path, what, seconds), 'unresponsive',
+        'it is stopped (kill -CONT %s) or stuck inside libvirt (see %s); `kill %s` replaces it (guests '
+        'keep running, the next task starts a new helper)' % (pid or '<pid>', root.log_path, pid or '<pid>'),
+        pid)
+
+
 class HelperConnection:
     """One socket to a running helper; requests are answered in order."""
 
-    def __init__(self, sock):
+    def __init__(self, sock, root):
         self.sock = sock
+        self.root = root
         self.rfile = sock.makefile('rb')
         self.next_id = 0
         self.peer_pid, self.peer_uid, _gid = helper_server.peer_credentials(sock)
@@ -81,16 +105,18 @@ class HelperConnection:
         self.next_id += 1
         self.sock.settimeout(timeout)
         try:
-            self.sock.sendall(helper_server.encode({'id': self.next_id, 'op': op, 'args': args or {}}))
+            self.sock.sendall(helper_server.encode(
+                {'id': self.next_id, 'op': op, 'args': args or {}, 'timeout': timeout}))
             line = self.rfile.readline()
         except socket.timeout:
-            raise HelperClientError('the helper did not answer %s within %d s' % (op, timeout),
-                                    'timeout')
+            raise unresponsive(self.root, self.peer_pid, op, timeout)
         except OSError as e:
             raise HelperClientError('lost the connection to the helper during %s: %s' % (op, e),
-                                    'connection')
-        if not line:
-            raise HelperClientError('the helper closed the connection during %s' % op, 'connection')
+                                    'connection', pid=self.peer_pid)
+        if not line.endswith(b'\n'):
+            # Nothing, or a reply cut off: the helper went away while answering.
+            raise HelperClientError('the helper (pid %d) closed the connection during %s'
+                                    % (self.peer_pid, op), 'connection', pid=self.peer_pid)
         reply = helper_server.decode(line)
         if not reply.get('ok'):
             raise HelperClientError.from_reply(reply.get('error') or {})
@@ -111,6 +137,9 @@ class HelperClient:
         self.python = python or sys.executable
         self.source, self.version = helper_source()
         self.connection = None
+        self.created_root = False
+        # What the task should tell its user (waits it made), as sentences.
+        self.notices = []
 
     # --- public API ----------------------------------------------------------------
     def call(self, op, call_timeout=CALL_TIMEOUT, **args):
@@ -145,34 +174,20 @@ class HelperClient:
             return status
         if not self.create:
             self.root.check_exists()
-        lock_path = self.root.lock_path
-        if os.path.islink(lock_path) or (os.path.lexists(lock_path) and not os.path.isfile(lock_path)):
-            # filelock would follow a link, or fail with a bare OSError on a directory.
-            raise HelperClientError('%s is not a regular file' % lock_path, 'lock',
-                                    'remove it; the next task makes it again')
-        if not HAS_FILELOCK:
-            raise HelperClientError(
-                'the Python module filelock is missing for %s (%s)' % (sys.executable, FILELOCK_IMPORT_ERROR),
-                'filelock_missing',
-                'install python3-filelock (Debian/Ubuntu, Fedora/RHEL) or "pip install filelock" '
-                'for the Python that runs the module')
-        self.root.prepare()
-        lock = filelock.FileLock(self.root.lock_path, timeout=LOCK_TIMEOUT)
-        try:
-            with lock:
+        self.created_root = self.create and not os.path.lexists(self.root.path)
+        with self.root.open(create=self.create) as rootdir:
+            lock = self._lock(rootdir)
+            try:
                 # Somebody may have started (or replaced) the helper while we waited.
                 status = self._hello()
                 if status is not None and status['version'] != self.version:
                     self._retire(status)
                     status = None
                 if status is None:
-                    self._spawn_after_stopping_helper()
+                    self._spawn_after_stopping_helper(rootdir)
                     status = self._hello()
-        except filelock.Timeout:
-            raise HelperClientError(
-                'waited %d s for the lock %s held by another task starting the helper'
-                % (LOCK_TIMEOUT, self.root.lock_path), 'lock_timeout',
-                'check for a hung task or helper on this root (see %s)' % self.root.log_path)
+            finally:
+                os.close(lock)
         if status is None or status['version'] != self.version:
             raise HelperClientError('the helper for %s did not come up; see %s'
                                     % (self.root.path, self.root.log_path), 'start')
@@ -195,98 +210,186 @@ class HelperClient:
             self.connection = None
 
     # --- internals -------------------------------------------------------------------
-    def _connect(self):
-        """A connection to whoever listens on the socket, or None if nobody does."""
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    def _lock(self, rootdir):
+        """The root's start lock, held (a descriptor; closing it releases the lock)."""
+        fd = rootdir.open_file(helper_server.LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.time() + LOCK_TIMEOUT
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fd
+            except BlockingIOError:
+                if time.time() >= deadline:
+                    os.close(fd)
+                    raise HelperClientError(
+                        'waited %d s for the lock %s held by another task starting (or replacing) the '
+                        'helper' % (LOCK_TIMEOUT, self.root.lock_path), 'lock_timeout',
+                        'check for a hung task or helper on this root (see %s)' % self.root.log_path)
+                time.sleep(0.05)
+
+    def _connect(self, rootdir):
+        """A connection to the root's helper, or None if nobody listens.
+
+        The socket is reached through the descriptor of its checked directory, and whoever
+        answers must be the root's owner (or root) and serve this very root.
+        """
         try:
-            sock.connect(self.root.socket_path)
-        except OSError as e:
-            sock.close()
-            if e.errno in (errno.ENOENT, errno.ECONNREFUSED, errno.ENOTDIR):
-                return None  # no helper, or a stale socket of a dead one
-            if e.errno == errno.EACCES:
+            state_fd = rootdir.subdir(helper_server.STATE_DIR)
+        except FileNotFoundError:
+            return None
+        name = os.path.basename(helper_server.SOCKET)
+        try:
+            try:
+                st = os.stat(name, dir_fd=state_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                return None
+            if not stat.S_ISSOCK(st.st_mode) or st.st_uid not in (0, rootdir.uid):
                 raise HelperClientError(
-                    'permission denied on %s: the root belongs to another user' % self.root.socket_path,
-                    'permission', 'run the task as the owner of %s or as root' % self.root.path)
-            raise HelperClientError('cannot connect to %s: %s' % (self.root.socket_path, e), 'connection')
-        connection = HelperConnection(sock)
-        if connection.peer_uid not in (0, os.geteuid()):
+                    '%s is not a socket of the root\'s owner (uid %d)' % (self.root.socket_path, rootdir.uid),
+                    'socket', 'remove it; the next task starts a helper')
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(CONNECT_TIMEOUT)
+            try:
+                sock.connect('/proc/self/fd/%d/%s' % (state_fd, name))
+            except socket.timeout:
+                sock.close()
+                raise unresponsive(self.root, self._driver_holder(rootdir), 'a connection', CONNECT_TIMEOUT)
+            except OSError as e:
+                sock.close()
+                if e.errno in (errno.ENOENT, errno.ECONNREFUSED):
+                    return None  # no helper, or a stale socket of a dead one
+                raise HelperClientError('cannot connect to %s: %s' % (self.root.socket_path, e), 'connection')
+        finally:
+            os.close(state_fd)
+        connection = HelperConnection(sock, self.root)
+        if connection.peer_uid not in (0, rootdir.uid):
             connection.close()
             raise HelperClientError(
-                '%s is served by uid %d, which is neither root nor you: refusing to talk to it'
-                % (self.root.socket_path, connection.peer_uid), 'permission',
-                'remove the socket and check who can write to %s' % self.root.state_dir)
+                '%s is served by uid %d, which is neither root nor the owner of the root (uid %d): '
+                'refusing to talk to it' % (self.root.socket_path, connection.peer_uid, rootdir.uid),
+                'permission', 'stop that process and remove the socket')
         return connection
 
     def _hello(self, apply_idle_timeout=True):
         self.close()
-        self.root.check_access()
-        connection = self._connect()
+        if not os.path.isdir(self.root.path):
+            self.root.check_access()
+            return None
+        with self.root.open() as rootdir:
+            connection = self._connect(rootdir)
         if connection is None:
             return None
         args = {'version': self.version}
         if apply_idle_timeout and self.idle_timeout is not None:
             args['idle_timeout'] = self.idle_timeout
         try:
-            status = connection.request('hello', args, timeout=30)
+            status = connection.request('hello', args, timeout=HELLO_TIMEOUT)
         except HelperClientError as e:
             connection.close()
             if e.kind == 'stopping':
-                # It still holds libvirt's lock on the root until it has exited.
-                wait_for_exit(e.pid)
+                # It still holds libvirt's lock on the root until it has finished and exited.
+                self._wait_for_exit(e.pid, e.detail.get('drain_seconds'))
                 return None
             if e.kind == 'connection':
                 return None  # it went away (killed) while we asked
             raise
+        if status.get('root') != self.root.path or status.get('pid') != connection.peer_pid:
+            connection.close()
+            raise HelperClientError(
+                'the socket of %s is answered by pid %s serving %r: refusing to talk to it'
+                % (self.root.path, connection.peer_pid, status.get('root')), 'permission',
+                'stop that process and remove %s' % self.root.socket_path)
         self.connection = connection
         return status
 
     def _retire(self, status):
-        """Ask a helper (of other code, or on request) to finish, and wait until it is gone."""
+        """Ask a helper (of other code, or on request) to finish, and wait until it is gone.
+
+        Requests it is still carrying out (a long shutdown, a guest command) finish first: it
+        says how long they may take, and we wait that long.
+        """
+        drain = None
         try:
-            self.connection.request('stop', timeout=30)
+            reply = self.connection.request('stop', timeout=HELLO_TIMEOUT)
+            drain = reply.get('drain_seconds')
+            if reply.get('in_flight'):
+                self.notices.append(
+                    'waited for the helper (pid %d) of %s to finish %s before replacing it'
+                    % (status['pid'], self.root.path, ', '.join(reply['in_flight'])))
         except HelperClientError:
             pass  # already going away
         self.close()
-        if not wait_for_exit(status['pid']):
-            raise HelperClientError('the helper (pid %d) for %s did not stop' % (status['pid'], self.root.path),
-                                    'stop', 'see %s; kill it if it hangs' % self.root.log_path)
+        self._wait_for_exit(status['pid'], drain)
 
-    def _spawn_after_stopping_helper(self):
+    def _wait_for_exit(self, pid, drain_seconds=None):
+        """Wait for a stopping helper to exit, as long as its requests in flight may take."""
+        timeout = (helper_server.STOP_DRAIN_SECONDS if drain_seconds is None else drain_seconds) + 10
+        if not wait_for_exit(pid, timeout):
+            raise HelperClientError('the helper (pid %d) for %s did not stop within %d s' % (pid, self.root.path, timeout),
+                                    'stop', 'see %s; kill it if it hangs (guests keep running)' % self.root.log_path,
+                                    pid)
+
+    def _spawn_after_stopping_helper(self, rootdir):
         """Spawn; if a helper of this root that has closed its socket still holds libvirt's
         lock while it finishes, wait for it to exit and spawn again."""
         try:
-            self._spawn()
+            self._spawn(rootdir)
         except HelperClientError as e:
-            holder = self._helper_holding_root() if e.kind == 'root_busy' else None
-            if holder is None or not wait_for_exit(holder):
+            holder = self._helper_holding_root(rootdir) if e.kind == 'root_busy' else None
+            if holder is None:
                 raise
-            self._spawn()
+            self._wait_for_exit(holder, CALL_TIMEOUT)
+            self._spawn(rootdir)
 
-    def _helper_holding_root(self):
-        """pid of a helper of this root that holds one of libvirt's driver locks, or None."""
-        code_prefix = os.path.join(self.root.state_dir, 'helper-')
+    def _driver_holder(self, rootdir):
+        """pid named by one of libvirt's driver pidfiles of the root, or None."""
         for pidfile in self.root.driver_pidfiles:
-            owner = helper_server.pidfile_owner(pidfile)
-            if owner is not None and any(part.startswith(code_prefix) for part in owner[1]):
-                return owner[0]
+            try:
+                text = rootdir.read_file(os.path.relpath(pidfile, self.root.path))
+                return int(text.strip()) if text else None
+            except (RootError, OSError, ValueError):
+                continue
         return None
 
-    def _spawn(self):
-        code_path = self.root.helper_code_path(self.version)
-        if not os.path.exists(code_path):
-            tmp = '%s.%d.tmp' % (code_path, os.getpid())
-            with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 'wb') as f:
-                f.write(self.source)
-            os.rename(tmp, code_path)
-        rotate_log(self.root.log_path)
+    def _helper_holding_root(self, rootdir):
+        """pid of a helper of this root that holds one of libvirt's driver locks, or None."""
+        pid = self._driver_holder(rootdir)
+        argv = process_argv(pid) if pid else []
+        if helper_server.HELPER_FLAG in argv and self.root.path in argv[argv.index(helper_server.HELPER_FLAG):]:
+            return pid
+        return None
+
+    def _open_log(self, rootdir):
+        """The helper's log, appended to (rotated when large), opened safely in the root."""
+        log_dir = rootdir.subdir(helper_server.LOG_DIR, create=True)
+        name = os.path.basename(helper_server.LOG)
+        try:
+            try:
+                if os.stat(name, dir_fd=log_dir, follow_symlinks=False).st_size > LOG_KEEP_BYTES:
+                    os.replace(name, name + '.1', src_dir_fd=log_dir, dst_dir_fd=log_dir)
+            except FileNotFoundError:
+                pass
+        finally:
+            os.close(log_dir)
+        return rootdir.open_file(helper_server.LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+
+    def _spawn(self, rootdir):
+        os.close(rootdir.subdir(helper_server.STATE_DIR, create=True))  # made, and checked
         idle = DEFAULT_IDLE_TIMEOUT if self.idle_timeout is None else self.idle_timeout
-        with open(self.root.log_path, 'ab') as log:
+        log_fd = self._open_log(rootdir)
+        try:
             process = subprocess.Popen(
-                [self.python, code_path, '--root', self.root.path,
-                 '--socket', self.root.socket_path, '--idle-timeout', str(idle)],
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
-                cwd='/', close_fds=True, start_new_session=True)
+                [self.python, '-I', '-c', BOOTSTRAP, helper_server.HELPER_FLAG, '--root', self.root.path,
+                 '--idle-timeout', str(idle)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log_fd,
+                cwd='/', close_fds=True, start_new_session=True, **as_owner(rootdir.uid, rootdir.gid))
+        finally:
+            os.close(log_fd)
+        try:
+            process.stdin.write(self.source)
+            process.stdin.close()
+        except BrokenPipeError:
+            pass  # it died at once: its exit status and log say why
         try:
             reply = read_ready_line(process, START_TIMEOUT)
         finally:
@@ -296,9 +399,32 @@ class HelperClient:
             raise HelperClientError(
                 'the helper for %s %s' % (self.root.path, 'exited with status %s' % code
                                           if code is not None else 'did not start within %d s' % START_TIMEOUT),
-                'start', 'see %s:\n%s' % (self.root.log_path, log_tail(self.root.log_path)))
+                'start', 'see %s:\n%s' % (self.root.log_path, log_tail(rootdir)))
         if not reply.get('ok'):
             raise HelperClientError.from_reply(reply.get('error') or {})
+
+
+def as_owner(uid, gid):
+    """subprocess arguments that run a child as the root's owner, when we are root and not it."""
+    if os.geteuid() != 0 or uid == 0:
+        return {}
+    try:
+        account = pwd.getpwuid(uid)
+        groups = os.getgrouplist(account.pw_name, gid)
+        env = dict(os.environ, HOME=account.pw_dir, USER=account.pw_name, LOGNAME=account.pw_name)
+    except KeyError:
+        groups, env = [gid], dict(os.environ, HOME='/')
+    env.pop('XDG_RUNTIME_DIR', None)
+    return dict(user=uid, group=gid, extra_groups=groups, env=env)
+
+
+def process_argv(pid):
+    """The command line of a process, or []."""
+    try:
+        with open('/proc/%d/cmdline' % pid, 'rb') as f:
+            return [part.decode('utf-8', 'replace') for part in f.read().rstrip(b'\0').split(b'\0')]
+    except OSError:
+        return []
 
 
 def read_ready_line(process, timeout):
@@ -319,11 +445,13 @@ def read_line(stream, timeout):
     """
     deadline = time.time() + timeout
     chunks = []
+    poller = select.poll()
+    poller.register(stream, select.POLLIN)
     while not chunks or b'\n' not in chunks[-1]:
         remaining = deadline - time.time()
         if remaining <= 0:
             raise TimeoutError()
-        if select.select([stream], [], [], remaining)[0]:
+        if poller.poll(remaining * 1000):
             chunk = os.read(stream.fileno(), 65536)
             if not chunk:
                 return None
@@ -354,19 +482,10 @@ def pid_alive(pid):
         return False
 
 
-def rotate_log(path):
+def log_tail(rootdir, lines=15):
+    """The last lines of the helper's log, read safely."""
     try:
-        if os.path.getsize(path) > LOG_KEEP_BYTES:
-            os.replace(path, path + '.1')
-    except OSError:
-        pass
-
-
-def log_tail(path, lines=15):
-    try:
-        with open(path, 'rb') as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 8192))
-            return b'\n'.join(f.read().splitlines()[-lines:]).decode('utf-8', 'replace')
-    except OSError:
+        text = rootdir.read_file(helper_server.LOG) or b''
+    except (RootError, OSError):
         return '(no log)'
+    return b'\n'.join(text[-8192:].splitlines()[-lines:]).decode('utf-8', 'replace')

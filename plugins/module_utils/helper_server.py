@@ -20,11 +20,13 @@ __metaclass__ = type
 import argparse
 import base64
 import ctypes
+import errno
 import hashlib
 import hmac
 import json
 import logging
 import os
+import resource
 import select
 import shutil
 import signal
@@ -34,12 +36,28 @@ import struct
 import sys
 import threading
 import time
+import urllib.parse
 import uuid
 from xml.etree import ElementTree
 
 PROTOCOL = 1
+# How long a request may run when its client did not say (older clients).
+DEFAULT_REQUEST_SECONDS = 900
+# A stopping helper waits for its requests in flight, each bounded by its own timeout; this
+# is the bound for an older helper that does not report them.
 STOP_DRAIN_SECONDS = 60
 POLL_SECONDS = 0.2
+# Connections waiting to be accepted: many parallel tasks connect at once.
+LISTEN_BACKLOG = 1024
+# The command line flag that marks a process as a helper (with --root <root> after it).
+HELPER_FLAG = '--embedvirt-helper'
+# Where the helper keeps its own files, relative to the root (root.py builds the paths).
+STATE_DIR = 'run/embedvirt'
+SOCKET = STATE_DIR + '/helper.sock'
+LOCK = STATE_DIR + '/helper.lock'
+BOOT_RECORD = STATE_DIR + '/boot-id'
+LOG_DIR = 'log/embedvirt'
+LOG = LOG_DIR + '/helper.log'
 AGENT_CALL_SECONDS = 30
 # How long a guest may be too busy to answer libvirt's sync before its agent counts as gone.
 AGENT_BUSY_SECONDS = 120
@@ -112,6 +130,8 @@ def explain_open_error(message, root, pidfile):
             "root '%s' is already open in %s, which is not this collection's helper; libvirt "
             "allows one process per embedded root: stop that process (or let it finish) and "
             "retry, or use another root" % (root, describe_pidfile_owner(pidfile)))
+    if 'No space left on device' in message:
+        return HelperError('storage', message, hint_for_libvirt_error(message))
     if 'no connection driver available' in message:
         return HelperError(
             'driver_missing', message,
@@ -213,12 +233,25 @@ class Driver:
         loop = threading.Thread(target=self._run_event_loop, name='libvirt-event-loop')
         loop.daemon = True
         loop.start()
+        # Escaped as virt-qemu-run does: libvirt unescapes the URI's query.
+        query = urllib.parse.quote(self.root, safe='/')
         try:
-            self.secret = libvirt.open('secret:///embed?root=%s' % self.root)
-            self.qemu = libvirt.open('qemu:///embed?root=%s' % self.root)
+            self.secret = libvirt.open('secret:///embed?root=%s' % query)
+            self.qemu = libvirt.open('qemu:///embed?root=%s' % query)
         except libvirt.libvirtError as e:
             raise explain_open_error(str(e), self.root, self.pidfile)
+        self.check_drivers_own_root()
         self.thread_context = SecretThreadContext(self.secret)
+
+    def check_drivers_own_root(self):
+        """Both drivers must have locked exactly this root (their pidfiles name this process)."""
+        for driver in ('secrets', 'qemu'):
+            pidfile = os.path.join(self.root, 'run', driver, 'driver.pid')
+            owner = pidfile_owner(pidfile)
+            if owner is None or owner[0] != os.getpid():
+                raise HelperError('root', 'libvirt opened the %s driver somewhere other than %s (%s does '
+                                  'not name this helper)' % (driver, self.root, pidfile),
+                                  'report this as a bug, with the root path; use a plain path meanwhile')
 
     def prepare_thread(self):
         """Make libvirt calls from the current thread able to use the root's secrets."""
@@ -654,7 +687,7 @@ def reset_runtime_state_after_reboot(root):
     the drivers' runtime state. A root without a record of the last boot is left alone: its
     guests may be running (started by another program).
     """
-    record = os.path.join(root, 'run', 'embedvirt', 'boot-id')
+    record = os.path.join(root, BOOT_RECORD)
     try:
         with open('/proc/sys/kernel/random/boot_id') as f:
             boot_id = f.read().strip()
@@ -671,8 +704,24 @@ def reset_runtime_state_after_reboot(root):
         log.info('first helper since a reboot: clearing the stale runtime state of the drivers')
         for driver in ('qemu', 'secrets'):
             shutil.rmtree(os.path.join(root, 'run', driver), ignore_errors=True)
-    with open(record, 'w') as f:
-        f.write(boot_id + '\n')
+    write_whole(record, (boot_id + '\n').encode('ascii'))
+
+
+def write_whole(path, data):
+    """Write a file of the helper's own whole or not at all: never through a link, and no
+    temporary file left behind when the disk is full."""
+    tmp = '%s.%d.tmp' % (path, os.getpid())
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, 'wb') as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def write_secret_digest(path, secret_value):
@@ -682,18 +731,14 @@ def write_secret_digest(path, secret_value):
     goes too: it would vouch for a value the secret no longer holds.
     """
     salt = os.urandom(16)
-    tmp = path + '.tmp'
     try:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 'wb') as f:
-            f.write(base64.b64encode(salt) + b'$' + value_digest(salt, secret_value))
-        os.replace(tmp, path)
+        write_whole(path, base64.b64encode(salt) + b'$' + value_digest(salt, secret_value))
     except OSError as e:
-        for stale in (tmp, path):
-            try:
-                os.unlink(stale)
-            except OSError:
-                pass
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
         raise HelperError('storage', 'the secret holds the new value, but its digest could not be '
                           'recorded (%s), so the next run will set the value again' % e,
                           hint_for_libvirt_error(str(e)))
@@ -770,20 +815,22 @@ def format_version(number):
 class Helper:
     """Serves requests for one root until stopped, told to, or idle for too long."""
 
-    def __init__(self, root, socket_path, idle_timeout, version):
+    def __init__(self, root, idle_timeout, version):
         self.root = root
-        self.socket_path = socket_path
+        self.socket_path = os.path.join(root, SOCKET)
         self.idle_timeout = idle_timeout
         self.version = version
         self.started = time.time()
         self.last_activity = time.time()
-        self.busy = 0
+        self.in_flight = {}  # request number -> (op, deadline)
+        self.requests = 0
         self.served = 0
         self.lock = threading.Lock()
         self.stop_requested = threading.Event()
         self.allowed_uids = {0, os.geteuid(), os.stat(root).st_uid}
         self.driver = Driver(root, os.path.join(root, 'run', 'qemu', 'driver.pid'))
         self.server = None
+        self.socket_inode = None
         self.ops = {
             'hello': self.op_hello,
             'status': self.op_status,
@@ -800,7 +847,12 @@ class Helper:
 
     # --- lifecycle -------------------------------------------------------------------
     def start(self):
-        reset_runtime_state_after_reboot(self.root)
+        raise_descriptor_limit()
+        try:
+            reset_runtime_state_after_reboot(self.root)
+        except OSError as e:
+            raise HelperError('storage', 'cannot record the boot in %s: %s' % (self.root, e),
+                              hint_for_libvirt_error(str(e)))
         self.driver.open()
         if os.path.lexists(self.socket_path):
             # The client holds the start lock and found nobody answering: stale.
@@ -824,28 +876,57 @@ class Helper:
                 os.unlink(self.socket_path)
         except FileNotFoundError:
             pass
-        # Handlers notice the flag within POLL_SECONDS; one inside a request finishes it.
-        deadline = time.time() + STOP_DRAIN_SECONDS
-        while time.time() < deadline:
+        # Requests in flight finish (a long shutdown, a guest command), each bounded by the
+        # timeout its client gave; handlers notice the flag within POLL_SECONDS.
+        while True:
             with self.lock:
-                if self.busy == 0:
-                    break
+                remaining = self.drain_seconds()
+                work = self.work()
+            if not work:
+                break
+            if remaining <= 0:
+                log.warning('stopping with requests still in flight past their timeouts: %s',
+                            ', '.join(op for op, _d in work))
+                break
             time.sleep(0.05)
         time.sleep(POLL_SECONDS)  # let handlers answer what arrived meanwhile
         self.driver.close()
         log.info('stopped after serving %d requests', self.served)
 
+    def work(self):
+        """(op, deadline) of the requests in flight, apart from questions about the helper
+        itself (call with lock)."""
+        return sorted(item for item in self.in_flight.values() if item[0] not in ('hello', 'status', 'stop'))
+
+    def drain_seconds(self):
+        """Seconds until the last work in flight must have finished, 0 if none (call with lock)."""
+        work = self.work()
+        return max(0, round(max(deadline for _op, deadline in work) - time.time())) if work else 0
+
     def _watch_idle(self):
         while not self.stop_requested.is_set():
             time.sleep(0.5)
             with self.lock:
-                idle = self.busy == 0 and time.time() - self.last_activity
+                idle = not self.in_flight and time.time() - self.last_activity
                 timeout = self.idle_timeout
             if timeout and idle and idle > timeout:
                 log.info('idle for %d s (idle timeout %d s)', idle, timeout)
                 self.stop_requested.set()
 
     # --- requests ----------------------------------------------------------------------
+    def begin(self, op, seconds):
+        with self.lock:
+            self.requests += 1
+            number = self.requests
+            self.in_flight[number] = (op, time.time() + seconds)
+        return number
+
+    def end(self, number):
+        with self.lock:
+            del self.in_flight[number]
+            self.served += 1
+            self.last_activity = time.time()
+
     def handle(self, request):
         op = request.get('op')
         method = self.ops.get(op)
@@ -866,6 +947,8 @@ class Helper:
         return self.op_status()
 
     def op_status(self):
+        with self.lock:
+            in_flight = [op for op, _d in self.work()]
         return {
             'pid': os.getpid(),
             'uid': os.geteuid(),
@@ -875,12 +958,15 @@ class Helper:
             'idle_timeout': self.idle_timeout,
             'uptime': round(time.time() - self.started, 3),
             'requests_served': self.served,
+            'in_flight': in_flight,
             'python': sys.executable,
         }
 
     def op_stop(self):
         self.stop_requested.set()
-        return {'stopping': True, 'pid': os.getpid()}
+        with self.lock:
+            return {'stopping': True, 'pid': os.getpid(), 'in_flight': [op for op, _d in self.work()],
+                    'drain_seconds': self.drain_seconds()}
 
 
 class Handler(socketserver.StreamRequestHandler):
@@ -889,10 +975,13 @@ class Handler(socketserver.StreamRequestHandler):
     def handle(self):
         helper = self.server.helper
         helper.driver.prepare_thread()
+        # poll(), not select(): select() fails for descriptors above 1024, which a helper
+        # with hundreds of guests and clients reaches.
+        poller = select.poll()
+        poller.register(self.connection, select.POLLIN)
         try:
             while True:
-                readable, _w, _x = select.select([self.connection], [], [], POLL_SECONDS)
-                if not readable:
+                if not poller.poll(POLL_SECONDS * 1000):
                     if helper.stop_requested.is_set():
                         break
                     continue
@@ -901,41 +990,37 @@ class Handler(socketserver.StreamRequestHandler):
                     break
                 if helper.stop_requested.is_set():
                     # Not carried out: the client may safely ask the next helper.
-                    self.wfile.write(encode(self.stopping_reply(line)))
+                    self.wfile.write(encode(self.stopping_reply(helper, line)))
                     self.wfile.flush()
                     break
-                with helper.lock:
-                    helper.busy += 1
-                try:
-                    self.wfile.write(encode(self.answer(helper, line)))
-                    self.wfile.flush()
-                    if helper.driver.restart_requested:
-                        log.info('restarting so that libvirt reloads the secrets from disk')
-                        helper.stop_requested.set()
-                finally:
-                    with helper.lock:
-                        helper.busy -= 1
-                        helper.served += 1
-                        helper.last_activity = time.time()
+                self.wfile.write(encode(self.answer(helper, line)))
+                self.wfile.flush()
+                if helper.driver.restart_requested:
+                    log.info('restarting so that libvirt reloads the secrets from disk')
+                    helper.stop_requested.set()
         except (OSError, ValueError):
             pass
 
     @staticmethod
-    def stopping_reply(line):
+    def stopping_reply(helper, line):
         try:
             request_id = decode(line).get('id')
         except ValueError:
             request_id = None
         error = HelperError('stopping', 'the helper (pid %d) is stopping' % os.getpid()).to_dict()
+        with helper.lock:
+            error['drain_seconds'] = helper.drain_seconds()
         error['pid'] = os.getpid()
         return {'id': request_id, 'ok': False, 'error': error}
 
     @staticmethod
     def answer(helper, line):
         request_id = None
+        number = None
         try:
             request = decode(line)
             request_id = request.get('id')
+            number = helper.begin(request.get('op'), float(request.get('timeout') or DEFAULT_REQUEST_SECONDS))
             return {'id': request_id, 'ok': True, 'result': helper.handle(request)}
         except HelperError as e:
             return {'id': request_id, 'ok': False, 'error': e.to_dict()}
@@ -951,14 +1036,46 @@ class Handler(socketserver.StreamRequestHandler):
             log.exception('request failed')
             return {'id': request_id, 'ok': False,
                     'error': HelperError('internal', '%s: %s' % (type(e).__name__, e)).to_dict()}
+        finally:
+            if number is not None:
+                helper.end(number)
 
 
 class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
+    request_queue_size = LISTEN_BACKLOG
 
     def __init__(self, path, helper):
         self.helper = helper
+        # Held in reserve: when descriptors run out, it is given up for a moment so that a
+        # client can be accepted and told why, instead of waiting in the backlog.
+        self.spare = os.open('/dev/null', os.O_RDONLY | os.O_CLOEXEC)
         socketserver.UnixStreamServer.__init__(self, path, Handler)
+
+    def get_request(self):
+        try:
+            return socketserver.UnixStreamServer.get_request(self)
+        except OSError as e:
+            if e.errno not in (errno.EMFILE, errno.ENFILE):
+                raise
+        os.close(self.spare)
+        try:
+            sock, _addr = self.socket.accept()
+            limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            log.error('out of file descriptors (limit %d): refusing a client', limit)
+            error = HelperError('descriptors', 'the helper (pid %d) has run out of file descriptors '
+                                '(limit %d)' % (os.getpid(), limit),
+                                'raise its hard limit (LimitNOFILE= in a systemd unit, ulimit -Hn, or '
+                                'prlimit --nofile) or use fewer parallel tasks; the next task retries'
+                                ).to_dict()
+            error['pid'] = os.getpid()
+            try:
+                sock.sendall(encode({'id': None, 'ok': False, 'error': error}))
+            finally:
+                sock.close()
+        finally:
+            self.spare = os.open('/dev/null', os.O_RDONLY | os.O_CLOEXEC)
+        raise OSError(errno.EMFILE, 'out of file descriptors')
 
     def verify_request(self, request, client_address):
         pid, uid, _gid = peer_credentials(request)
@@ -969,21 +1086,35 @@ class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         return False
 
 
-def main(argv=None):
+def raise_descriptor_limit():
+    """Use every descriptor the hard limit allows: guests' monitor and agent sockets and
+    clients add up to more than the usual soft limit of 1024."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as e:
+            log.warning('cannot raise the descriptor limit from %d to %s: %s', soft, hard, e)
+
+
+def main(argv=None, version=None):
+    """Run the helper. The client feeds this file's code to `python -c` on stdin, with the
+    version (its hash); the boot service runs it as a file, hashed here."""
     parser = argparse.ArgumentParser(description='embedvirt.libvirt helper for one root')
+    parser.add_argument(HELPER_FLAG, action='store_true', required=True)
     parser.add_argument('--root', required=True)
-    parser.add_argument('--socket', required=True)
     parser.add_argument('--idle-timeout', type=int, default=0)
     args = parser.parse_args(argv)
 
     logging.basicConfig(stream=sys.stderr, level=logging.INFO,
                         format='%(asctime)s helper[%(process)d] %(levelname)s %(message)s')
-    with open(os.path.abspath(__file__), 'rb') as f:
-        version = code_version(f.read())
+    if version is None:
+        with open(os.path.abspath(__file__), 'rb') as f:
+            version = code_version(f.read())
     # stdout is the client's pipe: one line saying ready or why not, then it is closed.
     ready = os.fdopen(os.dup(1), 'wb')
     os.dup2(2, 1)
-    helper = Helper(args.root, args.socket, args.idle_timeout, version)
+    helper = Helper(args.root, args.idle_timeout, version)
     signal.signal(signal.SIGTERM, lambda *_: helper.stop_requested.set())
     signal.signal(signal.SIGINT, lambda *_: helper.stop_requested.set())
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -994,8 +1125,14 @@ def main(argv=None):
         ready.write(encode({'ok': False, 'error': e.to_dict()}))
         ready.close()
         return 1
-    log.info('serving root %s on %s (version %s, idle timeout %s s)',
-             args.root, args.socket, version[:16], args.idle_timeout)
+    except OSError as e:
+        log.exception('cannot start')
+        ready.write(encode({'ok': False, 'error': HelperError(
+            'storage', 'the helper cannot start on %s: %s' % (args.root, e), hint_for_libvirt_error(str(e))).to_dict()}))
+        ready.close()
+        return 1
+    log.info('serving root %s (version %s, idle timeout %s s, uid %d)',
+             args.root, version[:16], args.idle_timeout, os.geteuid())
     ready.write(encode({'ok': True, 'result': helper.op_status()}))
     ready.close()
     helper.wait_and_stop()

@@ -10,7 +10,10 @@ Every other layer asks this one; no other file builds a path under a root.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import errno
 import os
+import stat
+import uuid
 
 # A UNIX socket path holds at most 107 bytes plus the terminating NUL.
 SOCKET_PATH_MAX = 107
@@ -23,6 +26,18 @@ ROOT_MAX_LENGTH = SOCKET_PATH_MAX - len(LONGEST_SOCKET_SUFFIX)
 
 # The file that proves a directory is a root made by this collection (see lifecycle.py).
 MARKER_NAME = '.embedvirt-root'
+
+# Where this collection keeps its own files in a root, relative to it.
+STATE_DIR = 'run/embedvirt'
+SOCKET = STATE_DIR + '/helper.sock'
+LOCK = STATE_DIR + '/helper.lock'
+BOOT_RECORD = STATE_DIR + '/boot-id'
+LOG_DIR = 'log/embedvirt'
+LOG = LOG_DIR + '/helper.log'
+
+# Characters a root may not contain: libvirt's URI, systemd's unit syntax, QEMU's option
+# syntax or a shell would each read them differently, so they are refused everywhere alike.
+UNSAFE_ROOT_CHARACTERS = ' %&#?;,:=\'"\\$`*[]{}<>|!~'
 
 
 class RootError(Exception):
@@ -37,32 +52,29 @@ class EmbedRoot:
 
     @property
     def state_dir(self):
-        """Private runtime directory of the helper (socket, lock, helper code)."""
-        return os.path.join(self.path, 'run', 'embedvirt')
+        """Private runtime directory of the helper (socket, lock, boot record)."""
+        return os.path.join(self.path, STATE_DIR)
 
     @property
     def socket_path(self):
-        return os.path.join(self.state_dir, 'helper.sock')
+        return os.path.join(self.path, SOCKET)
 
     @property
     def lock_path(self):
-        return os.path.join(self.state_dir, 'helper.lock')
+        return os.path.join(self.path, LOCK)
 
     @property
     def log_dir(self):
-        return os.path.join(self.path, 'log', 'embedvirt')
+        return os.path.join(self.path, LOG_DIR)
 
     @property
     def log_path(self):
-        return os.path.join(self.log_dir, 'helper.log')
+        return os.path.join(self.path, LOG)
 
     @property
     def driver_pidfiles(self):
         """libvirt's own locks: held by whichever process has the driver open."""
         return [os.path.join(self.path, 'run', driver, 'driver.pid') for driver in ('secrets', 'qemu')]
-
-    def helper_code_path(self, version):
-        return os.path.join(self.state_dir, 'helper-%s.py' % version[:16])
 
     def owner_uid(self):
         """uid that owns the root directory, or None while it does not exist."""
@@ -89,16 +101,132 @@ class EmbedRoot:
             raise RootError("root '%s' does not exist: create it first (the embedvirt.libvirt.root role "
                             "or root_dir module), or correct the path" % self.path)
 
-    def prepare(self):
-        """Create the root (if missing) and the helper's private directories.
+    def open(self, create=False, uid=None, gid=None, mode=0o700):
+        """The root pinned by a directory descriptor (a RootDir), after every check.
 
-        Checks ownership first, so a root that belongs to somebody else is not touched.
+        With create, a missing root directory is made, owned by uid/gid (default: the caller).
         """
         self.check_access()
-        for directory in (self.path, self.state_dir, self.log_dir):
-            os.makedirs(directory, mode=0o700, exist_ok=True)
-        os.chmod(self.state_dir, 0o700)
+        return RootDir(self.path, open_dir_path(self.path, create, uid, gid, mode))
 
+
+class RootDir:
+    """A root pinned by an open descriptor: every file operation below it goes through
+    descriptors of directories checked to belong to the root's owner, never by path, so a
+    link or a directory swapped in by anyone cannot redirect it."""
+
+    def __init__(self, path, fd):
+        self.path = path
+        self.fd = fd
+        st = os.fstat(fd)
+        self.uid, self.gid, self.dev = st.st_uid, st.st_gid, st.st_dev
+        check_private_dir(st, self.uid, path)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def subdir(self, relative, create=False, mode=0o700):
+        """Descriptor of a directory below the root (caller closes it): each component a
+        real directory owned by the root's owner, writable by nobody else; made when create."""
+        fd = os.dup(self.fd)
+        try:
+            for name in split_relative(relative):
+                if create:
+                    try:
+                        os.mkdir(name, mode, dir_fd=fd)
+                        if os.geteuid() == 0:
+                            os.chown(name, self.uid, self.gid, dir_fd=fd, follow_symlinks=False)
+                    except FileExistsError:
+                        pass
+                child = open_component(fd, name, os.path.join(self.path, relative))
+                os.close(fd)
+                fd = child
+                check_private_dir(os.fstat(fd), self.uid, os.path.join(self.path, relative))
+            return fd
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def open_file(self, relative, flags=os.O_RDONLY, mode=0o600):
+        """Descriptor of a regular file below the root, never through a link; a file it
+        creates is given to the root's owner, an existing one must belong to the owner or root."""
+        directory, name = os.path.split(relative)
+        dir_fd = self.subdir(directory, create=bool(flags & os.O_CREAT))
+        try:
+            try:
+                fd = os.open(name, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode, dir_fd=dir_fd)
+            except OSError as e:
+                if e.errno == errno.ELOOP:
+                    raise RootError("%s is a symbolic link: refusing to follow it; remove it"
+                                    % os.path.join(self.path, relative))
+                raise
+        finally:
+            os.close(dir_fd)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise RootError('%s is not a regular file: remove it' % os.path.join(self.path, relative))
+            if st.st_uid not in (0, self.uid):
+                raise RootError('%s belongs to uid %d, not to the owner of the root (uid %d): remove it'
+                                % (os.path.join(self.path, relative), st.st_uid, self.uid))
+            if st.st_uid != self.uid and os.geteuid() == 0 and st.st_size == 0 and flags & os.O_CREAT:
+                os.fchown(fd, self.uid, self.gid)
+            os.set_blocking(fd, True)
+            return fd
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def read_file(self, relative):
+        """Contents of a file below the root (see open_file), or None when it is missing."""
+        try:
+            fd = self.open_file(relative)
+        except FileNotFoundError:
+            return None
+        with os.fdopen(fd, 'rb') as f:
+            return f.read()
+
+    def write_file(self, relative, data, mode=0o600, replace=True):
+        """Write a file below the root whole or not at all (temporary file, then rename),
+        owned by the root's owner; with replace=False only when it does not exist yet.
+        Whether it wrote."""
+        directory, name = os.path.split(relative)
+        dir_fd = self.subdir(directory, create=True)
+        tmp = '.%s.%s.tmp' % (name, uuid.uuid4().hex[:8])
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         mode, dir_fd=dir_fd)
+            try:
+                with os.fdopen(fd, 'wb') as f:
+                    if os.geteuid() == 0:
+                        os.fchown(f.fileno(), self.uid, self.gid)
+                    os.fchmod(f.fileno(), mode)
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                if replace:
+                    os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+                    return True
+                try:
+                    os.link(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+                except FileExistsError:
+                    return False
+                return True
+            finally:
+                try:
+                    os.unlink(tmp, dir_fd=dir_fd)
+                except FileNotFoundError:
+                    pass
+        finally:
+            os.close(dir_fd)
 
 def check_root_path(path):
     """Return the root path if it satisfies every rule, else raise RootError."""
@@ -109,6 +237,11 @@ def check_root_path(path):
                         "/srv/vms" % path)
     if '\0' in path or '\n' in path:
         raise RootError('root %r contains a NUL or newline character: choose a plain path' % path)
+    bad = sorted(set(c for c in path if c in UNSAFE_ROOT_CHARACTERS or not c.isprintable()))
+    if bad:
+        raise RootError('root %r contains %s, which libvirt URIs, systemd units or QEMU options '
+                        'read differently: use letters, digits and / . _ - + @ only'
+                        % (path, ' '.join(repr(c) for c in bad)))
     if '..' in path.split('/'):
         raise RootError("root '%s' contains '..': give the path without it" % path)
     normalised = os.path.normpath(path)
@@ -127,3 +260,90 @@ def check_root_path(path):
             % (path, len(path.encode('utf-8')), len(LONGEST_SOCKET_SUFFIX),
                SOCKET_PATH_MAX, ROOT_MAX_LENGTH))
     return path
+
+
+def check_private_dir(st, uid, path):
+    """Raise RootError unless st is a directory of uid that nobody else may write to."""
+    if not stat.S_ISDIR(st.st_mode):
+        raise RootError("'%s' is not a directory: remove what is there" % path)
+    if st.st_uid != uid:
+        raise RootError("'%s' belongs to uid %d, not to the owner of the root (uid %d): somebody "
+                        "else may have put it there; remove it" % (path, st.st_uid, uid))
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise RootError("'%s' is writable by group or others (mode %04o): anyone could replace "
+                        "what is in it; chmod go-w it" % (path, stat.S_IMODE(st.st_mode)))
+
+
+def split_relative(relative):
+    names = [name for name in relative.split('/') if name and name != '.']
+    if '..' in names or relative.startswith('/'):
+        raise ValueError('not a path below the root: %r' % relative)
+    return names
+
+
+def open_component(dir_fd, name, path):
+    """Descriptor of the directory name in dir_fd, never through a symbolic link."""
+    try:
+        return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise RootError("'%s' has a symbolic link or a file where a directory belongs "
+                            "(%s): refusing to follow it; remove it" % (path, name))
+        raise
+
+
+def open_dir_path(path, create=False, uid=None, gid=None, mode=0o700):
+    """Descriptor of the directory at the absolute path, resolved one component at a time.
+
+    A symbolic link on the way is followed only when it belongs to root or to the caller
+    (anyone else could point it elsewhere between a check and its use); the directory
+    itself must not be a link. With create, missing directories are made: parents as
+    ordinary directories (0755), the last one with mode and given to uid/gid.
+    """
+    names = [name for name in path.split('/') if name]
+    fd = os.open('/', os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    hops = 0
+    try:
+        while names:
+            name = names.pop(0)
+            last = not names
+            try:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                if not create:
+                    raise RootError("root '%s' does not exist: create it first (the "
+                                    "embedvirt.libvirt.root role or root_dir module), or correct "
+                                    "the path" % path)
+                os.mkdir(name, mode if last else 0o755, dir_fd=fd)
+                if last:
+                    os.chown(name, -1 if uid is None else uid, -1 if gid is None else gid,
+                             dir_fd=fd, follow_symlinks=False)
+                    os.chmod(name, mode, dir_fd=fd, follow_symlinks=False)
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            if stat.S_ISLNK(st.st_mode):
+                if last:
+                    raise RootError("root '%s' is a symbolic link: give the real path of the "
+                                    "directory" % path)
+                if st.st_uid not in (0, os.geteuid()):
+                    raise RootError("root '%s' goes through the symbolic link '%s', which belongs to "
+                                    "uid %d (neither root nor you), who could point it anywhere: "
+                                    "give a path without it" % (path, name, st.st_uid))
+                hops += 1
+                if hops > 40:
+                    raise RootError("root '%s': too many symbolic links" % path)
+                target = os.readlink(name, dir_fd=fd)
+                if target.startswith('/'):
+                    os.close(fd)
+                    fd = os.open('/', os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                names[:0] = [part for part in target.split('/') if part]
+                continue
+            if name == '..' or name == '.':
+                child = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
+            else:
+                child = open_component(fd, name, path)
+            os.close(fd)
+            fd = child
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
