@@ -7,6 +7,10 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import errno
+import os
+import traceback
+
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils.client import (
@@ -19,11 +23,33 @@ ROOT_ARGUMENT_SPEC = dict(
     helper_idle_timeout=dict(type='int'),
 )
 
+# How a check-mode run answers its reads when the root does not exist yet: as the empty root
+# a real run would create, so the run predicts the same changes without creating anything.
+EMPTY_ROOT_READS = {
+    'domain_plan': lambda args: dict(current=None, wanted_xml=args.get('xml'), define_xml=args.get('xml')),
+    'domain_list': lambda args: [],
+    'domain_disks': lambda args: [],
+    'secret_get': lambda args: None,
+}
+
+# The fix for an OSError no layer below expected, by errno.
+OS_ERROR_FIXES = {
+    errno.EACCES: 'give that path to the owner of the root with a mode that lets the owner use it, or run '
+                  'the task as the owner or as root',
+    errno.ENOSPC: 'free space on that filesystem',
+    errno.EDQUOT: "free space or raise the owner's quota on that filesystem",
+    errno.EROFS: 'remount that filesystem read-write, or use a root on another one',
+    errno.ENOTDIR: 'something that is not a directory is in the way: move it aside (nothing is removed for you)',
+}
+OS_ERROR_FIXES[errno.EPERM] = OS_ERROR_FIXES[errno.EACCES]
+OS_ERROR_FIXES[errno.EEXIST] = OS_ERROR_FIXES[errno.EISDIR] = OS_ERROR_FIXES[errno.ENOTDIR]
+
 
 class EmbedvirtModule:
     """An AnsibleModule bound to one root's helper; every failure ends in fail_json."""
 
-    def __init__(self, argument_spec, **kwargs):
+    def __init__(self, argument_spec, read_only=False, **kwargs):
+        """read_only: the module only reads (domain_info); it never creates a missing root."""
         spec = dict(ROOT_ARGUMENT_SPEC)
         spec.update(argument_spec)
         self.module = AnsibleModule(argument_spec=spec, **kwargs)
@@ -36,10 +62,12 @@ class EmbedvirtModule:
         if timeout is not None and timeout < 0:
             self.fail('helper_idle_timeout is %d: give a number of seconds, or 0 to keep the '
                       'helper running' % timeout)
-        try:
-            self.client = HelperClient(self.params['root'], idle_timeout=timeout)
-        except RootError as e:
-            self.fail(str(e), error_kind='root')
+        # Only a run that may change things creates a missing root (check mode never does).
+        self.read_only = read_only
+        creates_root = not (read_only or self.check_mode)
+        self.client = self.guard(HelperClient, self.params['root'], idle_timeout=timeout, create=creates_root)
+        self.root_missing = not creates_root and not os.path.lexists(self.client.root.path)
+        self.predicted_from_empty_root = False
 
     def fail(self, msg, **result):
         """Fail the task, first undoing what undo callbacks were registered for."""
@@ -64,18 +92,49 @@ class EmbedvirtModule:
             self.fail(str(e), error_kind='root')
         except HelperClientError as e:
             self.fail(str(e), error_kind=e.kind)
+        except OSError as e:
+            self.fail(describe_os_error(e), error_kind='os', error_path=e.filename, exception=traceback.format_exc())
+        except ValueError as e:
+            self.fail('unexpected value: %s. Fix: if it names none of your options, report it with this '
+                      "task's traceback (-vvv)" % e, error_kind='value', exception=traceback.format_exc())
 
     def call(self, op, **args):
+        if self.root_missing:
+            return self.call_missing_root(op, args)
         return self.guard(self.client.call, op, **args)
+
+    def call_missing_root(self, op, args):
+        """Answer a read of check mode as the empty root would; anything else fails root_missing."""
+        if self.read_only or op not in EMPTY_ROOT_READS:
+            self.fail("root '%s' does not exist: create it first (the embedvirt.libvirt.root role or the "
+                      "root_dir module), or correct the path" % self.client.root.path, error_kind='root_missing')
+        self.predicted_from_empty_root = True
+        return EMPTY_ROOT_READS[op](args)
 
     def exit(self, **result):
         self.client.close()
+        if self.predicted_from_empty_root:
+            path = self.client.root.path
+            if result.get('changed'):
+                result['actions'] = ['create root %s' % path] + result.get('actions', [])
+            result['msg'] = "root '%s' does not exist%s" % (
+                path, ': a run without check mode creates it' if result.get('changed') else '; nothing to do')
         self.module.exit_json(**result)
 
 
 class Manager:
     """What the modules' manager classes share: whether the task changed something and the
-    actions it took (or, in check mode, would take)."""
+    actions it took (or, in check mode, would take).
+
+    A subclass's run() goes through EmbedvirtModule.guard, so an error no layer expected
+    still fails the task with an error_kind.
+    """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        run = cls.__dict__.get('run')
+        if run is not None:
+            cls.run = lambda self: self.module.guard(run, self)
 
     def __init__(self, module):
         self.module = module
@@ -88,3 +147,11 @@ class Manager:
         self.changed = True
         self.actions.append(action)
         return not self.module.check_mode
+
+
+def describe_os_error(e):
+    """An OSError as a sentence that names the path and the fix, not '[Errno N] ...'."""
+    name = errno.errorcode.get(e.errno, 'errno %s' % e.errno)
+    paths = ' and '.join("'%s'" % p for p in (e.filename, e.filename2) if p is not None)
+    fix = OS_ERROR_FIXES.get(e.errno, 'check the owner, mode and type of that path')
+    return '%s: %s (%s). Fix: %s' % (paths or 'a system call failed', e.strerror or e, name, fix)

@@ -14,6 +14,8 @@ description:
   - Lists the domains (guests) that the embedded QEMU driver of a root knows, running or defined,
     through the root's helper process (started when none runs).
   - Also returns the libvirt and QEMU versions and the helper's status.
+  - It never creates a root. On a root that does not exist it fails with C(error_kind=root_missing)
+    and starts no helper.
 options:
   name:
     description:
@@ -34,7 +36,8 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Runs normally; it changes nothing except starting the helper when none runs.
+    details: Runs normally; it changes nothing except starting the helper of an existing root when
+      none runs.
   diff_mode:
     support: none
   idempotent:
@@ -106,6 +109,20 @@ helper:
   description: Status of the root's helper; see M(embedvirt.libvirt.helper).
   returned: always
   type: dict
+error_kind:
+  description:
+    - Why the task failed. V(root_missing) - the root does not exist (create it with the
+      C(embedvirt.libvirt.root) role or M(embedvirt.libvirt.root_dir), or correct the path);
+      V(root) - the root path breaks a rule; V(os) - a file operation failed (RV(error_path) names the
+      file); V(value) - an unexpected value; others come from the helper.
+  returned: failure
+  type: str
+  sample: root_missing
+error_path:
+  description: The file an V(os) error was about.
+  returned: when RV(error_kind=os)
+  type: str
+  sample: /srv/vms/log/embedvirt
 '''
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils.common import EmbedvirtModule
@@ -118,6 +135,7 @@ def main():
             name=dict(type='list', elements='str', aliases=['names']),
             state=dict(type='list', elements='str', choices=list(DOMAIN_STATES), aliases=['states']),
         ),
+        read_only=True,
         supports_check_mode=True,
     )
     domains = module.call('domain_list', names=module.params['name'], states=module.params['state'])

@@ -72,6 +72,7 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
+    details: On a root that does not exist it predicts from an empty root and creates nothing.
   diff_mode:
     support: full
     details: Shows the definition; a value change is shown as C(value (changed)), never the value.
@@ -138,6 +139,15 @@ value_changed:
   description: Whether the value was (or in check mode would be) set.
   returned: always
   type: bool
+actions:
+  description: In check mode on a root that does not exist, V(create root <path>) when the task would create it.
+  returned: in check mode when the root does not exist and the task would change something
+  type: list
+  elements: str
+msg:
+  description: In check mode on a root that does not exist, says so and whether a real run would create it.
+  returned: in check mode when the root does not exist
+  type: str
 '''
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils.common import EmbedvirtModule
