@@ -19,6 +19,8 @@ description:
   - Groups - C(embedvirt_<state>) (for example C(embedvirt_running)), plus what C(groups) and
     C(keyed_groups) make.
   - The file must end in C(embedvirt.yml) or C(embedvirt.yaml).
+  - Every value that comes from libvirt (the host name, C(ansible_embedvirt_domain), C(embedvirt_uuid),
+    C(embedvirt_state)) is marked unsafe, so a C({{) in a domain name stays text and is never templated.
   - Roots on other hosts are listed over SSH (see O(hypervisor)), and their hosts get the variables that
     make the connection go there too.
 author:
@@ -81,6 +83,7 @@ keyed_groups:
 from ansible.errors import AnsibleParserError
 from ansible.module_utils.common.text.converters import to_native
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
+from ansible.utils.unsafe_proxy import wrap_var
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils.client import HelperClientError
 from ansible_collections.embedvirt.libvirt.plugins.module_utils.root import RootError
@@ -144,8 +147,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         strict = self.get_option('strict')
         seen = {}
         for domain in domains:
-            host = domain['name']
             root = domain['root']
+            # What libvirt reports is data, never a template: a guest may be named 'x{{ 7 * 7 }}y'.
+            domain = wrap_var(dict((key, value) for key, value in domain.items() if key != 'root'))
+            host = domain['name']
             where = describe(root)
             if host in seen:
                 self.display.warning('domain %s is in roots %s and %s; keeping the first'
