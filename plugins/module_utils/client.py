@@ -485,7 +485,9 @@ def pid_alive(pid):
 def log_tail(rootdir, lines=15):
     """The last lines of the helper's log, read safely."""
     try:
-        text = rootdir.read_file(helper_server.LOG) or b''
+        text = rootdir.read_file(helper_server.LOG)
     except (RootError, OSError):
+        text = None
+    if text is None:
         return '(no log)'
     return b'\n'.join(text[-8192:].splitlines()[-lines:]).decode('utf-8', 'replace')

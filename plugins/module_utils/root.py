@@ -15,6 +15,11 @@ import os
 import stat
 import uuid
 
+# Where the helper keeps its files: it runs alone (it cannot import this file), so the
+# names are defined there and every path is built here.
+from ansible_collections.embedvirt.libvirt.plugins.module_utils.helper_server import (
+    LOG, LOG_DIR, SOCKET, STATE_DIR, LOCK)
+
 # A UNIX socket path holds at most 107 bytes plus the terminating NUL.
 SOCKET_PATH_MAX = 107
 
@@ -26,14 +31,6 @@ ROOT_MAX_LENGTH = SOCKET_PATH_MAX - len(LONGEST_SOCKET_SUFFIX)
 
 # The file that proves a directory is a root made by this collection (see lifecycle.py).
 MARKER_NAME = '.embedvirt-root'
-
-# Where this collection keeps its own files in a root, relative to it.
-STATE_DIR = 'run/embedvirt'
-SOCKET = STATE_DIR + '/helper.sock'
-LOCK = STATE_DIR + '/helper.lock'
-BOOT_RECORD = STATE_DIR + '/boot-id'
-LOG_DIR = 'log/embedvirt'
-LOG = LOG_DIR + '/helper.log'
 
 # Characters a root may not contain: libvirt's URI, systemd's unit syntax, QEMU's option
 # syntax or a shell would each read them differently, so they are refused everywhere alike.
@@ -167,6 +164,8 @@ class RootDir:
                 if e.errno == errno.ELOOP:
                     raise RootError("%s is a symbolic link: refusing to follow it; remove it"
                                     % os.path.join(self.path, relative))
+                if e.errno in (errno.ENXIO, errno.EISDIR):  # a FIFO nobody reads, a directory
+                    raise RootError('%s is not a regular file: remove it' % os.path.join(self.path, relative))
                 raise
         finally:
             os.close(dir_fd)

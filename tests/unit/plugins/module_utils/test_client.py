@@ -6,6 +6,7 @@ __metaclass__ = type
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -13,7 +14,7 @@ import time
 
 import pytest
 
-from ansible_collections.embedvirt.libvirt.plugins.module_utils import client, helper_server
+from ansible_collections.embedvirt.libvirt.plugins.module_utils import client, helper_server, root
 
 
 def test_shipped_source_is_the_helper_module_and_its_version():
@@ -71,23 +72,63 @@ def test_pid_alive():
     assert not client.pid_alive(pid)
 
 
-def test_log_tail(tmp_path):
-    log = tmp_path / 'helper.log'
-    log.write_text(u'\n'.join('line %d' % i for i in range(100)))
-    tail = client.log_tail(str(log), lines=3)
-    assert tail == 'line 97\nline 98\nline 99'
-    assert client.log_tail(str(tmp_path / 'none')) == '(no log)'
+@pytest.fixture
+def rootdir():
+    path = tempfile.mkdtemp(prefix='evu', dir='/tmp')
+    with root.EmbedRoot(path).open() as pinned:
+        yield pinned
+    shutil.rmtree(path)
 
 
-@pytest.mark.parametrize('make', [os.mkdir, lambda path: os.symlink('/etc/passwd', path)])
-def test_lock_that_is_not_a_regular_file_is_refused_untouched(make):
-    root = tempfile.mkdtemp(dir='/tmp')
-    try:
-        helper = client.HelperClient(root)
-        helper.root.prepare()
-        make(helper.root.lock_path)
-        with pytest.raises(client.HelperClientError, match='helper.lock is not a regular file. Fix: remove it'):
-            helper.ensure()
-        assert os.path.lexists(helper.root.lock_path)
-    finally:
-        shutil.rmtree(root)
+def test_log_tail(rootdir):
+    assert client.log_tail(rootdir) == '(no log)'
+    os.close(rootdir.subdir(helper_server.LOG_DIR, create=True))
+    rootdir.write_file(helper_server.LOG, '\n'.join('line %d' % i for i in range(100)).encode())
+    assert client.log_tail(rootdir, lines=3) == 'line 97\nline 98\nline 99'
+
+
+@pytest.mark.parametrize('make', [os.mkdir, lambda path: os.symlink('/etc/passwd', path), os.mkfifo])
+def test_lock_that_is_not_a_regular_file_is_refused_untouched(rootdir, make):
+    helper = client.HelperClient(rootdir.path)
+    os.close(rootdir.subdir(helper_server.STATE_DIR, create=True))
+    make(helper.root.lock_path)
+    with pytest.raises(root.RootError, match='helper.lock (is a symbolic link|is not a regular file)'):
+        helper.ensure()
+    assert os.path.lexists(helper.root.lock_path)
+
+
+def _connection(reply):
+    """A connection whose helper sends reply, then nothing more."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    theirs.sendall(reply)
+    theirs.shutdown(socket.SHUT_WR)
+    return client.HelperConnection(ours, root.EmbedRoot('/srv/vms')), theirs
+
+
+def test_a_reply_cut_off_is_a_helper_that_went_away():
+    connection, _theirs = _connection(b'{"id": 1, "ok": tr')
+    with pytest.raises(client.HelperClientError, match='closed the connection during status') as err:
+        connection.request('status', timeout=5)
+    assert err.value.kind == 'connection'
+
+
+def test_a_helper_that_does_not_answer_is_named_with_the_fix():
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    connection = client.HelperConnection(ours, root.EmbedRoot('/srv/vms'))
+    with pytest.raises(client.HelperClientError) as err:
+        connection.request('hello', timeout=0.2)
+    theirs.close()
+    assert err.value.kind == 'unresponsive'
+    assert err.value.pid == os.getpid()
+    assert 'kill -CONT %d' % os.getpid() in str(err.value)
+
+
+def test_a_child_runs_as_the_owner_only_when_we_are_root_and_not_it():
+    if os.geteuid() != 0:
+        assert client.as_owner(12345, 12345) == {}
+        return
+    assert client.as_owner(0, 0) == {}
+    nobody = client.as_owner(65534, 65534)
+    assert (nobody['user'], nobody['group']) == (65534, 65534)
+    assert 0 not in nobody['extra_groups']
+    assert 'XDG_RUNTIME_DIR' not in nobody['env']

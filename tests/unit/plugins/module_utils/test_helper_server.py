@@ -137,6 +137,12 @@ def test_secret_digest_that_cannot_be_written_leaves_no_stale_one(tmp_path, monk
 
 def test_os_errors_of_a_request_are_storage_errors_with_a_hint():
     class Full:
+        def begin(self, op, seconds):
+            return 1
+
+        def end(self, number):
+            pass
+
         def handle(self, request):
             raise OSError(errno.ENOSPC, 'No space left on device')
     reply = helper_server.Handler.answer(Full(), helper_server.encode({'id': 1, 'op': 'secret_set_value'}))

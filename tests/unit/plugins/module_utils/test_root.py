@@ -5,6 +5,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import stat
 import shutil
 import tempfile
 
@@ -58,7 +59,18 @@ def test_paths_inside_a_root():
     assert root.lock_path == '/srv/vms/run/embedvirt/helper.lock'
     assert root.log_path == '/srv/vms/log/embedvirt/helper.log'
     assert root.driver_pidfiles == ['/srv/vms/run/secrets/driver.pid', '/srv/vms/run/qemu/driver.pid']
-    assert root.helper_code_path('0123456789abcdef0123') == '/srv/vms/run/embedvirt/helper-0123456789abcdef.py'
+
+
+@pytest.mark.parametrize('path', ['/srv/a b', '/srv/a%20b', '/srv/a&b', '/srv/a#b', '/srv/a?b', '/srv/a$b',
+                                  '/srv/a"b', '/srv/a\\b', '/srv/a\tb', '/srv/a,b', '/srv/a:b'])
+def test_characters_that_uris_units_or_qemu_read_differently_are_refused(path):
+    with pytest.raises(RootError, match='letters, digits and'):
+        check_root_path(path)
+
+
+@pytest.mark.parametrize('path', ['/srv/vms', '/srv/a-b_c.d', '/srv/v+m@1', u'/srv/v\u00e9'])
+def test_plain_characters_are_allowed(path):
+    assert check_root_path(path) == path
 
 
 @pytest.fixture
@@ -69,17 +81,101 @@ def short_tmp():
     shutil.rmtree(path)
 
 
-def test_prepare_creates_private_directories(short_tmp):
+def test_open_creates_the_root_and_pins_it(short_tmp):
     root = EmbedRoot(os.path.join(short_tmp, 'r'))
-    root.prepare()
-    assert os.stat(root.state_dir).st_mode & 0o777 == 0o700
-    assert os.path.isdir(root.log_dir)
+    with root.open(create=True) as rootdir:
+        assert os.path.samestat(os.fstat(rootdir.fd), os.stat(root.path))
+        assert rootdir.uid == os.geteuid()
+        assert stat.S_IMODE(os.stat(root.path).st_mode) == 0o700
+        os.close(rootdir.subdir('run/embedvirt', create=True))
+    assert stat.S_IMODE(os.stat(root.state_dir).st_mode) == 0o700
 
 
-def test_prepare_refuses_a_file(short_tmp):
+def test_open_refuses_a_file(short_tmp):
     path = os.path.join(short_tmp, 'f')
     with open(path, 'w') as f:
         f.write(u'x')
     with pytest.raises(RootError) as err:
-        EmbedRoot(path).prepare()
+        EmbedRoot(path).open(create=True)
     assert 'is not a directory' in str(err.value)
+
+
+def test_open_refuses_a_missing_root_unless_asked_to_create(short_tmp):
+    with pytest.raises(RootError, match='does not exist'):
+        EmbedRoot(os.path.join(short_tmp, 'missing')).open()
+    assert not os.path.exists(os.path.join(short_tmp, 'missing'))
+
+
+def test_a_root_that_is_a_link_is_refused(short_tmp):
+    os.mkdir(os.path.join(short_tmp, 'real'))
+    os.symlink('real', os.path.join(short_tmp, 'link'))
+    with pytest.raises(RootError, match='is a symbolic link'):
+        EmbedRoot(os.path.join(short_tmp, 'link')).open()
+
+
+def test_links_of_the_caller_on_the_way_are_followed(short_tmp):
+    os.makedirs(os.path.join(short_tmp, 'real', 'r'))
+    os.symlink(os.path.join(short_tmp, 'real'), os.path.join(short_tmp, 'l'))
+    with EmbedRoot(os.path.join(short_tmp, 'l', 'r')).open() as rootdir:
+        assert os.path.samestat(os.fstat(rootdir.fd), os.stat(os.path.join(short_tmp, 'real', 'r')))
+
+
+def test_links_of_another_user_on_the_way_are_refused(short_tmp):
+    if os.geteuid() != 0:
+        pytest.skip('needs root to make a link owned by another user')
+    os.makedirs(os.path.join(short_tmp, 'real', 'r'))
+    link = os.path.join(short_tmp, 'l')
+    os.symlink(os.path.join(short_tmp, 'real'), link)
+    os.lchown(link, 65534, 65534)
+    with pytest.raises(RootError, match='belongs to uid 65534'):
+        EmbedRoot(os.path.join(link, 'r')).open()
+
+
+def _rootdir(short_tmp):
+    return EmbedRoot(os.path.join(short_tmp, 'r')).open(create=True)
+
+
+def test_a_link_inside_the_root_is_never_followed(short_tmp):
+    outside = os.path.join(short_tmp, 'outside')
+    os.mkdir(outside)
+    with _rootdir(short_tmp) as rootdir:
+        os.symlink(outside, os.path.join(rootdir.path, 'run'))
+        with pytest.raises(RootError, match='symbolic link'):
+            rootdir.subdir('run/embedvirt', create=True)
+        with pytest.raises(RootError, match='symbolic link'):
+            rootdir.write_file('run/x', b'data')
+    assert os.listdir(outside) == []
+
+
+def test_a_directory_others_may_write_is_refused(short_tmp):
+    with _rootdir(short_tmp) as rootdir:
+        os.mkdir(os.path.join(rootdir.path, 'run'))
+        os.chmod(os.path.join(rootdir.path, 'run'), 0o777)
+        with pytest.raises(RootError, match='writable by group or others'):
+            rootdir.subdir('run/embedvirt', create=True)
+        assert not os.path.exists(os.path.join(rootdir.path, 'run', 'embedvirt'))
+
+
+def test_write_file_is_whole_and_does_not_follow_a_link(short_tmp):
+    target = os.path.join(short_tmp, 'target')
+    with open(target, 'w') as f:
+        f.write(u'keep')
+    with _rootdir(short_tmp) as rootdir:
+        os.mkdir(os.path.join(rootdir.path, 'etc'), 0o700)
+        os.symlink(target, os.path.join(rootdir.path, 'etc', 'qemu.conf'))
+        assert rootdir.write_file('etc/qemu.conf', b'new')
+        assert not os.path.islink(os.path.join(rootdir.path, 'etc', 'qemu.conf'))
+        assert rootdir.read_file('etc/qemu.conf') == b'new'
+        assert not rootdir.write_file('etc/qemu.conf', b'other', replace=False)
+        assert rootdir.read_file('etc/qemu.conf') == b'new'
+        assert os.listdir(os.path.join(rootdir.path, 'etc')) == ['qemu.conf']
+    with open(target) as f:
+        assert f.read() == 'keep'
+
+
+def test_open_file_refuses_a_fifo_without_blocking(short_tmp):
+    with _rootdir(short_tmp) as rootdir:
+        os.mkfifo(os.path.join(rootdir.path, 'f'))
+        with pytest.raises(RootError, match='not a regular file'):
+            rootdir.open_file('f')
+        assert rootdir.read_file('missing') is None
