@@ -93,7 +93,7 @@ class EmbedvirtModule:
         except HelperClientError as e:
             self.fail(str(e), error_kind=e.kind)
         except OSError as e:
-            self.fail(describe_os_error(e), error_kind='os', error_path=e.filename, exception=traceback.format_exc())
+            self.fail(describe_os_error(e, self.params['root']), error_kind='os', error_path=e.filename, exception=traceback.format_exc())
         except ValueError as e:
             self.fail('unexpected value: %s. Fix: if it names none of your options, report it with this '
                       "task's traceback (-vvv)" % e, error_kind='value', exception=traceback.format_exc())
@@ -149,9 +149,13 @@ class Manager:
         return not self.module.check_mode
 
 
-def describe_os_error(e):
-    """An OSError as a sentence that names the path and the fix, not '[Errno N] ...'."""
+def describe_os_error(e, root):
+    """An OSError as a sentence that names the path and the fix, not '[Errno N] ...'.
+
+    The root is named too: a file opened relative to a directory descriptor has only its
+    own name in e.filename.
+    """
     name = errno.errorcode.get(e.errno, 'errno %s' % e.errno)
     paths = ' and '.join("'%s'" % p for p in (e.filename, e.filename2) if p is not None)
     fix = OS_ERROR_FIXES.get(e.errno, 'check the owner, mode and type of that path')
-    return '%s: %s (%s). Fix: %s' % (paths or 'a system call failed', e.strerror or e, name, fix)
+    return 'root %s: %s: %s (%s). Fix: %s' % (root, paths or 'a system call failed', e.strerror or e, name, fix)
