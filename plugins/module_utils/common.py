@@ -11,10 +11,9 @@ import errno
 import os
 import traceback
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule, env_fallback
 
-from ansible_collections.embedvirt.libvirt.plugins.module_utils.client import (
-    FILELOCK_IMPORT_ERROR, HAS_FILELOCK, HelperClient, HelperClientError)
+from ansible_collections.embedvirt.libvirt.plugins.module_utils.client import HelperClient, HelperClientError
 from ansible_collections.embedvirt.libvirt.plugins.module_utils.root import RootError
 
 # Matches the doc fragment embedvirt.libvirt.root.
@@ -56,8 +55,6 @@ class EmbedvirtModule:
         self.params = self.module.params
         self.check_mode = self.module.check_mode
         self.undo = []
-        if not HAS_FILELOCK:
-            self.module.fail_json(msg=missing_required_lib('filelock'), exception=str(FILELOCK_IMPORT_ERROR))
         timeout = self.params['helper_idle_timeout']
         if timeout is not None and timeout < 0:
             self.fail('helper_idle_timeout is %d: give a number of seconds, or 0 to keep the '
