@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The main job as README runs it (playbooks/demo.yml, by its collection name), on a test root:
-# a real guest reached through its agent, a second run that changes nothing, then the purge.
+# a real guest reached through its agent, a second run that changes nothing, a run from another
+# copy of the collection with the guest image elsewhere that changes nothing either (the root
+# holds everything its guest needs), then the purge.
 set -euxo pipefail
-root=/tmp/evt-demo
+root=/tmp/evt-pc-demo
 out=$(mktemp -d)
 image=$(sed -n 's/^embedvirt_guest_image: //p' ../../integration_config.yml)
 demo() {
@@ -18,9 +20,35 @@ grep -q 'guests: demo running' "$out/first"
 grep -q 'reached through its guest agent' "$out/first"
 pgrep -f "[g]uest=demo,.*$root/lib/qemu" >/dev/null
 
+# Every file of the guest's disk chain and its kernel are inside the root.
+qemu-img info -U --output=json --backing-chain $root/images/demo.qcow2 >"$out/chain.json"
+python3 - "$root" "$out/chain.json" $root/etc/qemu/demo.xml <<'EOF'
+import json, sys
+from xml.etree import ElementTree
+root, chain, xml = sys.argv[1:]
+files = [image['filename'] for image in json.load(open(chain))]
+os_files = [ElementTree.parse(xml).findtext('os/' + tag) for tag in ('kernel', 'initrd')]
+assert len(files) == 2, files
+outside = [f for f in files + os_files if not f.startswith(root + '/')]
+assert not outside, 'outside the root: %s' % outside
+EOF
+
 demo | tee "$out/second"
 # Nothing to do the second time, on the host or in the guest (its tasks count for localhost).
 grep -Eq '^localhost +: ok=[0-9]+ +changed=0 ' "$out/second"
+
+# Another copy of the collection (a second clone), its guest image at another path: the same
+# root, nothing changes, and the root's base image is still the one its guest's disk is on.
+collection=$(ansible-galaxy collection list embedvirt.libvirt --format json \
+  | python3 -c 'import json, sys; print(next(iter(json.load(sys.stdin))) + "/embedvirt/libvirt")')
+mkdir -p "$out/clone/ansible_collections/embedvirt/libvirt" "$out/image"
+cp -a "$collection/." "$out/clone/ansible_collections/embedvirt/libvirt/"
+cp -l "$image"/* "$out/image/"
+base_before=$(stat -c '%i %Y' $root/images/base/debian-12.raw)
+ANSIBLE_COLLECTIONS_PATH=$out/clone image=$out/image demo | tee "$out/clone.log"
+grep -Eq '^localhost +: ok=[0-9]+ +changed=0 ' "$out/clone.log"
+[ "$(stat -c '%i %Y' $root/images/base/debian-12.raw)" = "$base_before" ]
+qemu-img info -U --output=json $root/images/demo.qcow2 | grep -q "\"backing-filename\": \"$root/images/base/debian-12.raw\""
 
 demo -e demo_state=purged | tee "$out/purged"
 grep -q "root $root purged" "$out/purged"
