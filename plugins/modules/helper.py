@@ -32,6 +32,7 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
+    details: Check mode, V(status) and V(stopped) never create the root or start a helper.
   diff_mode:
     support: none
   idempotent:
