@@ -1,0 +1,121 @@
+# -*- coding: utf-8 -*-
+# Copyright: embedvirt.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""A root's qemu.conf: the embedded defaults that work as root and as an ordinary user.
+
+root_dir writes it, and so does the first module that creates a root, so that the first
+guest of any root starts (as root, without stdio_handler = "file", libvirt asks the
+system virtlogd, which an embedded root does not use).
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import re
+
+# Where libvirt's embedded QEMU driver reads it, relative to the root.
+PATH = 'etc/qemu.conf'
+MODE = 0o600
+
+# An empty user or group is left out: QEMU then runs as the owner of the root, except
+# in a root of uid 0, where settings_for() makes them root.
+DEFAULTS = dict(
+    user='',
+    group='',
+    stdio_handler='file',
+    security_driver='none',
+    cgroup_controllers=(),
+    namespaces=(),
+    extra={},
+)
+
+KEY = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*$')
+
+TEMPLATE = '''\
+# qemu.conf of an embedded libvirt root, written by embedvirt.libvirt (root_dir). libvirt
+# reads it when the root's helper opens the driver: restart the helper to apply changes.
+%(account)s
+# "file": QEMU's output goes to <root>/log/qemu/ instead of the system virtlogd.
+stdio_handler = %(stdio_handler)s
+
+# The host's AppArmor or SELinux profiles are written for the system daemon's paths.
+security_driver = %(security_driver)s
+
+# Guests of an embedded root stay out of the host's machine slice unless asked for.
+cgroup_controllers = %(cgroup_controllers)s
+
+# Private /dev for QEMU needs mount namespaces, which containers often refuse.
+namespaces = %(namespaces)s
+%(extra)s'''
+
+ACCOUNT = '''
+# Account QEMU runs as. Privileged roots default to root: /dev/kvm and the root's files
+# then look the same to libvirt's capability probe and to guests.
+%s
+'''
+
+
+def settings_for(uid, options=None):
+    """DEFAULTS with the options that are set, for a root owned by uid."""
+    settings = dict(DEFAULTS)
+    settings.update((key, value) for key, value in (options or {}).items() if value is not None)
+    if uid == 0:
+        for key in ('user', 'group'):
+            settings[key] = settings[key] or 'root'
+    return settings
+
+
+def render(settings):
+    """qemu.conf text for settings (missing keys from DEFAULTS); ValueError names a bad value."""
+    settings = dict(DEFAULTS, **settings)
+    account = ['%s = %s' % (key, string(key, settings[key])) for key in ('user', 'group') if settings[key]]
+    extra = []
+    for key, value in sorted(settings['extra'].items()):
+        if not KEY.match(key):
+            raise ValueError("qemu.conf setting name %r is not a name libvirt reads: use letters, digits "
+                             "and _" % key)
+        if key in DEFAULTS:
+            raise ValueError("qemu.conf setting '%s' is an option of its own: set it there, not in extra" % key)
+        extra.append('%s = %s\n' % (key, raw(key, value)))
+    return TEMPLATE % dict(
+        account=ACCOUNT % '\n'.join(account) if account else '',
+        stdio_handler=string('stdio_handler', settings['stdio_handler']),
+        security_driver=string('security_driver', settings['security_driver']),
+        cgroup_controllers=strings('cgroup_controllers', settings['cgroup_controllers']),
+        namespaces=strings('namespaces', settings['namespaces']),
+        extra=''.join(extra))
+
+
+def string(key, value):
+    """value as a qemu.conf string: libvirt's parser has quotes but no escapes."""
+    value = str(value)
+    if '\n' not in value and '"' not in value:
+        return '"%s"' % value
+    if '\n' not in value and "'" not in value:
+        return "'%s'" % value
+    raise ValueError('qemu.conf setting %s=%r holds a newline, or both kinds of quote, which qemu.conf '
+                     'cannot hold: give a value without them' % (key, value))
+
+
+def strings(key, values):
+    return '[ %s ]' % ', '.join(string(key, value) for value in values) if values else '[]'
+
+
+def raw(key, value):
+    """An extra setting's value, written as given (strings quoted by the user), one line."""
+    if isinstance(value, bool):
+        return '1' if value else '0'
+    if isinstance(value, (list, tuple)):
+        return strings(key, value)
+    value = str(value)
+    if '\n' in value:
+        raise ValueError('qemu.conf setting %s=%r holds a newline, which would start another setting: '
+                         'give it on one line' % (key, value))
+    return value
+
+
+def write_default(root_dir):
+    """Write the defaults to a pinned root (a root.RootDir) unless it has a qemu.conf; whether it wrote."""
+    text = render(settings_for(root_dir.uid))
+    return root_dir.write_file(PATH, text.encode('utf-8'), mode=MODE, replace=False)

@@ -1,0 +1,18 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import shutil
+import tempfile
+
+import pytest
+
+
+@pytest.fixture
+def short_tmp():
+    """A directory for roots: pytest's tmp_path is longer than a root may be (27 bytes)."""
+    path = tempfile.mkdtemp(prefix='evu', dir='/tmp')
+    yield path
+    shutil.rmtree(path)

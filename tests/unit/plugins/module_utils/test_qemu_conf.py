@@ -1,0 +1,97 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import os
+import stat
+
+import pytest
+
+from ansible_collections.embedvirt.libvirt.plugins.module_utils import qemu_conf
+from ansible_collections.embedvirt.libvirt.plugins.module_utils.root import EmbedRoot
+
+
+def settings_lines(text):
+    return [line for line in text.splitlines() if line and not line.startswith('#')]
+
+
+def test_a_root_of_uid_0_runs_qemu_as_root_without_virtlogd():
+    assert settings_lines(qemu_conf.render(qemu_conf.settings_for(0))) == [
+        'user = "root"',
+        'group = "root"',
+        'stdio_handler = "file"',
+        'security_driver = "none"',
+        'cgroup_controllers = []',
+        'namespaces = []',
+    ]
+
+
+def test_a_root_of_a_user_leaves_the_account_out():
+    lines = settings_lines(qemu_conf.render(qemu_conf.settings_for(1000)))
+    assert not any(line.startswith(('user', 'group')) for line in lines)
+    assert 'stdio_handler = "file"' in lines
+
+
+def test_options_replace_defaults_and_unset_ones_keep_them():
+    settings = qemu_conf.settings_for(0, dict(user='qemu', group=None, cgroup_controllers=['cpu', 'memory'],
+                                              extra={'max_files': 4096, 'set_process_name': True,
+                                                     'vnc_listen': '"0.0.0.0"', 'cgroup_device_acl': ['/dev/null']}))
+    lines = settings_lines(qemu_conf.render(settings))
+    assert lines == [
+        'user = "qemu"',
+        'group = "root"',
+        'stdio_handler = "file"',
+        'security_driver = "none"',
+        'cgroup_controllers = [ "cpu", "memory" ]',
+        'namespaces = []',
+        'cgroup_device_acl = [ "/dev/null" ]',
+        'max_files = 4096',
+        'set_process_name = 1',
+        'vnc_listen = "0.0.0.0"',
+    ]
+
+
+def test_a_value_with_double_quotes_is_single_quoted():
+    assert "security_driver = 'a\"b'" in qemu_conf.render(dict(security_driver='a"b'))
+
+
+@pytest.mark.parametrize('settings, says', [
+    (dict(user='a\nuser = "root"'), 'holds a newline'),
+    (dict(security_driver='a"\'b'), 'both kinds of quote'),
+    (dict(extra={'x = 1\ny': '2'}), 'is not a name libvirt reads'),
+    (dict(extra={'user': '"root"'}), 'is an option of its own'),
+    (dict(extra={'max_files': '1\nuser = "root"'}), 'would start another setting'),
+])
+def test_what_qemu_conf_cannot_hold_is_refused(settings, says):
+    with pytest.raises(ValueError) as err:
+        qemu_conf.render(settings)
+    assert says in str(err.value)
+
+
+
+def test_write_default_writes_once_and_never_replaces(short_tmp):
+    root = os.path.join(short_tmp, 'r')
+    with EmbedRoot(root).open(create=True) as root_dir:
+        assert qemu_conf.write_default(root_dir)
+        path = os.path.join(root, qemu_conf.PATH)
+        st = os.lstat(path)
+        assert stat.S_IMODE(st.st_mode) == 0o600 and st.st_uid == os.geteuid()
+        with open(path) as f:
+            assert f.read() == qemu_conf.render(qemu_conf.settings_for(os.geteuid()))
+        with open(path, 'w') as f:
+            f.write('mine\n')
+        assert not qemu_conf.write_default(root_dir)
+    with open(path) as f:
+        assert f.read() == 'mine\n'
+
+
+def test_write_default_does_not_follow_a_link(short_tmp):
+    root = os.path.join(short_tmp, 'r')
+    os.makedirs(os.path.join(root, 'etc'), 0o700)
+    outside = os.path.join(short_tmp, 'outside.conf')
+    os.symlink(outside, os.path.join(root, qemu_conf.PATH))
+    with EmbedRoot(root).open() as root_dir:
+        assert not qemu_conf.write_default(root_dir)
+    assert not os.path.lexists(outside)
