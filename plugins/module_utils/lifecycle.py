@@ -2,7 +2,12 @@
 # Copyright: embedvirt.libvirt contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""A root's life: create its layout and marker, and purge it, only ever inside itself."""
+"""A root's life: create its layout, marker and qemu.conf, and purge it, only ever inside itself.
+
+Run as root on a root that belongs to a user, everything below the root is done through
+descriptors of the pinned root (root.RootDir), never by path: the owner may have put links
+anywhere in it.
+"""
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
@@ -11,26 +16,107 @@ import grp
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
+import stat
+import string
+import sys
 import time
 
+from ansible_collections.embedvirt.libvirt.plugins.module_utils import qemu_conf
 from ansible_collections.embedvirt.libvirt.plugins.module_utils.common import Manager
-from ansible_collections.embedvirt.libvirt.plugins.module_utils.helper_server import ACTIVE_STATES
-from ansible_collections.embedvirt.libvirt.plugins.module_utils.root import MARKER_NAME, RootError
+from ansible_collections.embedvirt.libvirt.plugins.module_utils.helper_server import ACTIVE_STATES, HELPER_FLAG
+from ansible_collections.embedvirt.libvirt.plugins.module_utils.root import MARKER_NAME, RootError, open_dir_path
 
 # Directories this collection keeps in a root; libvirt makes its own below etc, lib, run, log.
 LAYOUT = ('etc', 'images', 'lib', 'lib/embedvirt', 'log', 'log/embedvirt', 'run', 'run/embedvirt')
+LAYOUT_MODE = 0o700
+MARKER_MODE = 0o600
+
+# The helper code that boot units run: owned by root outside every root, so that no
+# root's owner can change what a unit starts.
+BOOT_HELPER = '/usr/local/libexec/embedvirt/helper.py'
+# systemd-escape --path --template=embedvirt-helper@.service <root>
+BOOT_UNIT = 'embedvirt-helper@%s.service'
+# What systemd leaves unescaped in a unit name; everything else becomes \xNN per byte.
+UNIT_NAME_PLAIN = frozenset(string.ascii_letters + string.digits + ':_.')
+
+
+def systemd_escape_path(path):
+    """The unit name part systemd-escape --path makes of a normalised absolute path."""
+    relative = path.strip('/')
+    if not relative:
+        return '-'
+    escaped = []
+    for index, byte in enumerate(relative.encode('utf-8')):
+        char = chr(byte)
+        if char == '/':
+            escaped.append('-')
+        elif char in UNIT_NAME_PLAIN and not (index == 0 and char == '.'):
+            escaped.append(char)
+        else:
+            escaped.append('\\x%02x' % byte)
+    return ''.join(escaped)
+
+
+def systemd_quote(argument):
+    """One word of a unit's command line (systemd.syntax(7)): quoted, with C escapes for
+    backslash and quote, and specifiers (%) and variables ($) doubled."""
+    return '"%s"' % (argument.replace('\\', '\\\\').replace('"', '\\"')
+                     .replace('%', '%%').replace('$', '$$'))
+
+
+def boot_unit(path, python):
+    """Name and ExecStart of the systemd unit that starts path's helper at boot."""
+    argv = [python, '-I', BOOT_HELPER, HELPER_FLAG, '--root', path, '--idle-timeout', '0']
+    return dict(name=BOOT_UNIT % systemd_escape_path(path), exec_start=' '.join(systemd_quote(a) for a in argv),
+                helper=BOOT_HELPER)
 
 
 def read_marker(path):
-    """The marker of a root as a dict, or None when there is none (or it is not ours)."""
+    """The marker of path as a dict, or None when there is none (or it is not ours).
+
+    Only for the rule that roots do not nest: a marker anyone could plant still means
+    "do not put a root here". Never follows a link, never blocks on a FIFO."""
     try:
-        with open(os.path.join(path, MARKER_NAME)) as f:
-            marker = json.load(f)
-    except (OSError, ValueError):
+        fd = os.open(os.path.join(path, MARKER_NAME), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with os.fdopen(fd, 'rb') as f:
+        return parse_marker(f.read(65536), path) if stat.S_ISREG(os.fstat(fd).st_mode) else None
+
+
+def parse_marker(data, path):
+    try:
+        marker = json.loads(data)
+    except ValueError:
         return None
     return marker if isinstance(marker, dict) and marker.get('root') == path else None
+
+
+def proven_marker(root_dir):
+    """(marker, None) when the marker proves the pinned root is one of this collection's,
+    else (None, why not).
+
+    Proof is a regular file, not a link, of the root's owner (or of root), that nobody else
+    may write, in a root directory nobody else may write (RootDir checked that): a marker
+    planted in a shared directory, or one anyone could have written, proves nothing."""
+    try:
+        fd = root_dir.open_file(MARKER_NAME)
+    except FileNotFoundError:
+        return None, 'there is no file %s' % MARKER_NAME
+    except RootError as e:
+        return None, str(e)
+    with os.fdopen(fd, 'rb') as f:
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        if mode & (stat.S_IWGRP | stat.S_IWOTH):
+            return None, ('%s/%s is writable by group or others (mode %04o), so anyone could have written it'
+                          % (root_dir.path, MARKER_NAME, mode))
+        marker = parse_marker(f.read(65536), root_dir.path)
+    if marker is None:
+        return None, '%s/%s does not name this root' % (root_dir.path, MARKER_NAME)
+    return marker, None
 
 
 def enclosing_root(path):
@@ -41,6 +127,43 @@ def enclosing_root(path):
             return parent
         parent = os.path.dirname(parent)
     return None
+
+
+def unescape_mountinfo(field):
+    """A path of /proc/self/mountinfo: the kernel writes space, tab, newline and \\ as \\ooo."""
+    return re.sub(br'\\([0-7]{3})', lambda m: bytes([int(m.group(1), 8)]), field).decode('utf-8', 'surrogateescape')
+
+
+def mount_points(path):
+    """Mount points at or below path, as this process's mount namespace sees them.
+
+    The only way to find a bind mount of the root's own filesystem: its st_dev is the same."""
+    found = []
+    with open('/proc/self/mountinfo', 'rb') as f:
+        for line in f:
+            point = unescape_mountinfo(line.split(b' ')[4])
+            if point == path or point.startswith(path + '/'):
+                found.append(point)
+    return found
+
+
+def other_filesystems(fd, path, dev):
+    """Paths below the directory fd (at path) on a device other than dev, found by a walk that
+    never follows a link and does not go into what it finds."""
+    found = []
+    with os.scandir(fd) as entries:
+        for entry in entries:
+            st = entry.stat(follow_symlinks=False)
+            child = os.path.join(path, entry.name)
+            if st.st_dev != dev:
+                found.append(child)
+            elif stat.S_ISDIR(st.st_mode):
+                sub = os.open(entry.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+                try:
+                    found.extend(other_filesystems(sub, child, dev))
+                finally:
+                    os.close(sub)
+    return found
 
 
 def qemu_processes(root):
@@ -65,112 +188,239 @@ class RootLifecycle(Manager):
         super(RootLifecycle, self).__init__(module)
         self.root = module.client.root
         self.path = self.root.path
+        self.diff = None
 
     def run(self):
-        if self.params['state'] == 'absent':
-            return self.purge()
-        return self.ensure_present()
+        result = self.purge() if self.params['state'] == 'absent' else self.ensure_present()
+        result.update(changed=self.changed, actions=self.actions, root=self.path,
+                      boot_unit=boot_unit(self.path, self.params['boot_python'] or sys.executable))
+        if self.diff is not None and self.module.module._diff:
+            result['diff'] = self.diff
+        return result
 
     # --- present -----------------------------------------------------------------------
     def ensure_present(self):
-        params = self.params
         # A file where the root should be gets the rule and the fix, not makedirs' EEXIST.
         self.module.guard(self.root.check_access)
         outer = enclosing_root(self.path)
         if outer is not None:
             self.module.fail("root '%s' is inside the root %s: libvirt would mix their files; use "
                              "a directory outside it" % (self.path, outer), error_kind='root')
-        uid, gid = self.owner_ids()
-        marker = read_marker(self.path)
-        if os.path.isdir(self.path) and marker is None and os.listdir(self.path) and not params['adopt']:
-            self.module.fail("'%s' is a directory with files but no embedvirt marker: refusing to take it "
+        if os.path.lexists(self.path):
+            root_dir = self.module.guard(self.root.open)
+        else:
+            uid, gid = self.owner_ids(None)
+            if not self.act('create %s' % self.path):
+                # Check mode: everything below a root that is not there would be made.
+                self.actions.extend(['create %s/%s' % (self.path, d) for d in LAYOUT] + ['mark', 'write ' + qemu_conf.PATH])
+                return self.present_result(uid, gid, qemu_conf_changed=True)
+            root_dir = self.module.guard(self.root.open, create=True, uid=uid, gid=gid, mode=self.mode())
+        try:
+            return self.module.guard(self.ensure_contents, root_dir)
+        finally:
+            root_dir.close()
+
+    def ensure_contents(self, root_dir):
+        params = self.params
+        marker, why_not = proven_marker(root_dir)
+        if marker is None and os.listdir(root_dir.fd) and not params['adopt']:
+            self.module.fail("'%s' is a directory with files but no embedvirt marker (%s): refusing to take it "
                              "over; set adopt=true if it is an embedded root made before, or choose an "
-                             "empty or new directory" % self.path, error_kind='not_ours')
-        for relative in ('',) + LAYOUT:
-            self.ensure_directory(os.path.join(self.path, relative) if relative else self.path, uid, gid)
+                             "empty or new directory" % (self.path, why_not), error_kind='not_ours')
+        uid, gid = self.owner_ids(root_dir)
+        st = os.fstat(root_dir.fd)
+        if stat.S_IMODE(st.st_mode) != self.mode() and self.act('chmod %s' % self.path):
+            os.fchmod(root_dir.fd, self.mode())
+        if st.st_gid != gid and self.act('chgrp %s' % self.path):
+            os.fchown(root_dir.fd, -1, gid)
+            root_dir.gid = gid  # what it gives the files it writes from now on
+        for relative in LAYOUT:
+            self.ensure_directory(root_dir, relative, gid)
         wanted = {'root': self.path, 'created_by': 'embedvirt.libvirt', 'lifecycle': params['lifecycle']}
         if marker is None or any(marker.get(k) != v for k, v in wanted.items()):
             if self.act('mark'):
                 wanted['created'] = (marker or {}).get('created') or time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())
-                path = os.path.join(self.path, MARKER_NAME)
-                with open(path, 'w') as f:
-                    json.dump(wanted, f, indent=2, sort_keys=True)
-                os.chown(path, uid, gid)
-        return dict(changed=self.changed, actions=self.actions, root=self.path, owner=uid, group=gid,
-                    privileged=uid == 0, lifecycle=params['lifecycle'])
+                data = json.dumps(wanted, indent=2, sort_keys=True).encode()
+                root_dir.write_file(MARKER_NAME, data, mode=MARKER_MODE)
+        return self.present_result(uid, gid, qemu_conf_changed=self.ensure_qemu_conf(root_dir))
 
-    def owner_ids(self):
+    def present_result(self, uid, gid, qemu_conf_changed):
+        return dict(owner=uid, group=gid, privileged=uid == 0, lifecycle=self.params['lifecycle'],
+                    qemu_conf=dict(path=os.path.join(self.path, qemu_conf.PATH), changed=qemu_conf_changed))
+
+    def mode(self):
+        return int(self.params['mode'], 8)
+
+    def owner_ids(self, root_dir):
+        """uid and gid the root must have: as asked, else as it has, else the caller's."""
         params = self.params
         try:
-            uid = pwd.getpwnam(params['owner']).pw_uid if params['owner'] else os.geteuid()
-            gid = grp.getgrnam(params['group']).gr_gid if params['group'] else pwd.getpwuid(uid).pw_gid
+            uid = pwd.getpwnam(params['owner']).pw_uid if params['owner'] else None
+            gid = grp.getgrnam(params['group']).gr_gid if params['group'] else None
         except KeyError as e:
             self.module.fail('unknown user or group %s: create it first, or give an existing one' % e,
                              error_kind='owner')
+        if root_dir is not None and uid not in (None, root_dir.uid):
+            # Its files (libvirt's too) are the owner's, and trusted as the owner's.
+            self.module.fail("root '%s' belongs to uid %d, not %s: a root changes hands only with all its "
+                             "files; chown -R it yourself and run again, or give owner=%s"
+                             % (self.path, root_dir.uid, params['owner'], pwd_name(root_dir.uid)),
+                             error_kind='owner')
+        if uid is None:
+            uid = root_dir.uid if root_dir is not None else os.geteuid()
+        if gid is None:
+            gid = root_dir.gid if root_dir is not None else pwd.getpwuid(uid).pw_gid
         if os.geteuid() != 0 and uid != os.geteuid():
             self.module.fail('only root may create a root for another user: run the task as %s, or with become'
                              % params['owner'], error_kind='owner')
         return uid, gid
 
-    def ensure_directory(self, path, uid, gid):
-        mode = int(self.params['mode'], 8) if path == self.path else 0o700
-        if not os.path.isdir(path):
+    def ensure_directory(self, root_dir, relative, gid):
+        """A layout directory: the owner's, mode 0700, made when missing."""
+        path = os.path.join(self.path, relative)
+        try:
+            os.stat(relative, dir_fd=root_dir.fd, follow_symlinks=False)
+        except FileNotFoundError:
             if self.act('create %s' % path):
-                # Parents of the root are ordinary directories; inside it, each one is ours.
-                (os.makedirs if path == self.path else os.mkdir)(path, mode)
-                os.chmod(path, mode)
-                os.chown(path, uid, gid)
+                os.close(root_dir.subdir(relative, create=True, mode=LAYOUT_MODE))
             return
-        st = os.lstat(path)
-        if (st.st_uid, st.st_gid) != (uid, gid):
-            if self.act('chown %s' % path):
-                os.chown(path, uid, gid)
-        if st.st_mode & 0o7777 != mode:
-            if self.act('chmod %s' % path):
-                os.chmod(path, mode)
+        fd = root_dir.subdir(relative)  # a real directory of the owner, or RootError with the fix
+        try:
+            st = os.fstat(fd)
+            if st.st_gid != gid and self.act('chgrp %s' % path):
+                os.fchown(fd, -1, gid)
+            if stat.S_IMODE(st.st_mode) != LAYOUT_MODE and self.act('chmod %s' % path):
+                os.fchmod(fd, LAYOUT_MODE)
+        finally:
+            os.close(fd)
+
+    def ensure_qemu_conf(self, root_dir):
+        """Write qemu.conf: the given settings, or the defaults when there is none. Whether it changed."""
+        options = self.params['qemu_conf']
+        try:
+            text = qemu_conf.render(qemu_conf.settings_for(root_dir.uid, options))
+        except ValueError as e:
+            self.module.fail(str(e), error_kind='qemu_conf')
+        try:
+            fd = root_dir.open_file(qemu_conf.PATH)
+        except FileNotFoundError:
+            before = None
+        else:
+            with os.fdopen(fd, 'rb') as f:
+                st = os.fstat(fd)
+                before = f.read()
+            if options is None:
+                return False  # not asked: whatever is there stays
+            if (before == text.encode() and (st.st_uid, st.st_gid) == (root_dir.uid, root_dir.gid)
+                    and stat.S_IMODE(st.st_mode) == qemu_conf.MODE):
+                return False
+        path = os.path.join(self.path, qemu_conf.PATH)
+        self.diff = dict(before_header=path, after_header=path, after=text,
+                         before='' if before is None else before.decode('utf-8', 'replace'))
+        if self.act('write %s' % path):
+            # Unasked, it writes only where there is none, even if one appeared meanwhile.
+            return root_dir.write_file(qemu_conf.PATH, text.encode(), mode=qemu_conf.MODE, replace=options is not None)
+        return True
 
     # --- absent ------------------------------------------------------------------------
     def purge(self):
         params = self.params
         if not os.path.lexists(self.path):
-            return dict(changed=False, actions=[], root=self.path, purged=False)
+            return dict(purged=False)
         real = os.path.realpath(self.path)
         if real != self.path:
             self.module.fail("'%s' goes through a symbolic link (it resolves to %s): refusing to purge; "
                              "give the real path of the root" % (self.path, real), error_kind='symlink')
-        marker = read_marker(self.path)
-        if marker is None:
-            self.module.fail("'%s' has no embedvirt marker (%s), so it is not known to be a root of this "
-                             "collection: refusing to delete it" % (self.path, MARKER_NAME), error_kind='not_ours')
-        scratch = marker.get('lifecycle') == 'ephemeral'
-        domains = self.module.call('domain_list')
-        images = self.images()
-        kept = []
-        if domains and not (params['purge_guests'] or scratch):
-            kept.append('guests %s (set purge_guests=true to delete them)'
-                        % ', '.join(d['name'] for d in domains))
-        if images and not (params['purge_images'] or scratch):
-            kept.append('disk images %s (set purge_images=true to delete them)' % ', '.join(images))
-        if kept:
-            self.module.fail("root %s still holds %s: nothing was deleted" % (self.path, ' and '.join(kept)),
-                             error_kind='not_empty', domains=domains, images=images)
-        for domain in domains:
-            if domain['state'] in ACTIVE_STATES:
-                self.stop_guest(domain['name'])
-        if self.act('stop helper'):
-            self.module.guard(self.module.client.stop)
-            self.module.guard(self.kill_leftover_qemu)
-        if self.act('delete %s' % self.path):
-            shutil.rmtree(self.path)  # removes symbolic links inside, never what they point to
-        return dict(changed=True, actions=self.actions, root=self.path, purged=True,
-                    domains=domains, images=images)
+        self.module.guard(self.root.check_access)
+        try:
+            root_dir = self.root.open()
+        except RootError as e:
+            self.module.fail("'%s' is not known to be a root of this collection (%s): refusing to delete it"
+                             % (self.path, e), error_kind='not_ours')
+        try:
+            marker, why_not = proven_marker(root_dir)
+            if marker is None:
+                self.module.fail("'%s' has no embedvirt marker that proves it is a root of this collection (%s): "
+                                 "refusing to delete it" % (self.path, why_not), error_kind='not_ours')
+            self.refuse_mounts(root_dir)
+            scratch = marker.get('lifecycle') == 'ephemeral'
+            domains = self.module.call('domain_list')
+            images = self.module.guard(self.images, root_dir)
+            kept = []
+            if domains and not (params['purge_guests'] or scratch):
+                kept.append('guests %s (set purge_guests=true to delete them)'
+                            % ', '.join(d['name'] for d in domains))
+            if images and not (params['purge_images'] or scratch):
+                kept.append('disk images %s (set purge_images=true to delete them)' % ', '.join(images))
+            if kept:
+                self.module.fail("root %s still holds %s: nothing was deleted" % (self.path, ' and '.join(kept)),
+                                 error_kind='not_empty', domains=domains, images=images)
+            for domain in domains:
+                if domain['state'] in ACTIVE_STATES:
+                    self.stop_guest(domain['name'])
+            if self.act('stop helper'):
+                self.module.guard(self.module.client.stop)
+                self.module.guard(self.kill_leftover_qemu)
+            if self.act('delete %s' % self.path):
+                self.refuse_mounts(root_dir)  # again: nothing may have been mounted meanwhile
+                self.module.guard(self.delete, root_dir)
+        finally:
+            root_dir.close()
+        return dict(purged=True, domains=domains, images=images)
 
-    def images(self):
+    def refuse_mounts(self, root_dir):
+        """Fail unless everything below the root is on its own filesystem and mounted nowhere."""
+        try:
+            points = [p for p in mount_points(self.path) if p != self.path]
+            points += [p for p in other_filesystems(root_dir.fd, self.path, os.fstat(root_dir.fd).st_dev)
+                       if p not in points]
+        except OSError as e:
+            self.module.fail("cannot check root '%s' for mount points (%s): purge it as root or as its owner"
+                             % (self.path, e), error_kind='mount')
+        if points:
+            self.module.fail("root '%s' has %s mounted inside it: a purge would delete what is mounted there, "
+                             "or stop half way; nothing was deleted. Unmount %s first (umount %s) and purge again"
+                             % (self.path, ', '.join(points), 'it' if len(points) == 1 else 'them',
+                                ' '.join(sorted(points, reverse=True))), error_kind='mount', mount_points=points)
+
+    def delete(self, root_dir):
+        """Delete the pinned root, its marker last (a purge that stops half way can run again).
+
+        shutil.rmtree works by descriptors: it removes links, never what they point to. A
+        root that is itself a mount point is emptied and kept."""
+        for name in os.listdir(root_dir.fd):
+            if name == MARKER_NAME:
+                continue
+            if stat.S_ISDIR(os.stat(name, dir_fd=root_dir.fd, follow_symlinks=False).st_mode):
+                shutil.rmtree(name, dir_fd=root_dir.fd)
+            else:
+                os.unlink(name, dir_fd=root_dir.fd)
+        os.unlink(MARKER_NAME, dir_fd=root_dir.fd)
+        if self.path in mount_points(self.path):
+            self.actions.append('keep %s, a mount point' % self.path)
+            return
+        parent = open_dir_path(os.path.dirname(self.path))
+        try:
+            name = os.path.basename(self.path)
+            if not os.path.samestat(os.stat(name, dir_fd=parent, follow_symlinks=False), os.fstat(root_dir.fd)):
+                raise RootError("'%s' was replaced while it was purged: its contents are deleted, the new "
+                                "directory is kept; look at what replaced it" % self.path)
+            os.rmdir(name, dir_fd=parent)
+        finally:
+            os.close(parent)
+
+    def images(self, root_dir):
         """Files under <root>/images, relative to it."""
+        try:
+            fd = root_dir.subdir('images')
+        except FileNotFoundError:
+            return []
         found = []
-        base = os.path.join(self.path, 'images')
-        for directory, _dirs, files in os.walk(base):
-            found.extend(os.path.relpath(os.path.join(directory, name), base) for name in files)
+        try:
+            for directory, _dirs, files, _fd in os.fwalk('.', dir_fd=fd):
+                found.extend(os.path.normpath(os.path.join(directory, name)) for name in files)
+        finally:
+            os.close(fd)
         return sorted(found)
 
     def stop_guest(self, name):
@@ -197,3 +447,10 @@ class RootLifecycle(Manager):
             if not pids:
                 return
         raise RootError('QEMU processes %s of root %s did not exit' % (pids, self.path))
+
+
+def pwd_name(uid):
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)

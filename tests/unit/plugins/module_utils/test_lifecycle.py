@@ -1,0 +1,148 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+
+import pytest
+
+from ansible_collections.embedvirt.libvirt.plugins.module_utils.lifecycle import (
+    BOOT_HELPER, boot_unit, mount_points, other_filesystems, proven_marker, read_marker,
+    systemd_escape_path, systemd_quote, unescape_mountinfo)
+from ansible_collections.embedvirt.libvirt.plugins.module_utils.root import MARKER_NAME, EmbedRoot
+
+# systemd-escape --path --template=embedvirt-helper@.service PATH, systemd 252 (Debian 12).
+SYSTEMD_ESCAPE = [
+    ('/srv/a-b', 'embedvirt-helper@srv-a\\x2db.service'),
+    ('/srv/a_b', 'embedvirt-helper@srv-a_b.service'),
+    ('/srv/a.b', 'embedvirt-helper@srv-a.b.service'),
+    ('/srv/.hidden', 'embedvirt-helper@srv-.hidden.service'),
+    ('/.x/y', 'embedvirt-helper@\\x2ex-y.service'),
+    (u'/tmp/\u00e9vt-\u00fc', 'embedvirt-helper@tmp-\\xc3\\xa9vt\\x2d\\xc3\\xbc.service'),
+    ('/srv/a+b@c', 'embedvirt-helper@srv-a\\x2bb\\x40c.service'),
+    ('/srv/a:b', 'embedvirt-helper@srv-a:b.service'),
+    ('/srv/a\\b', 'embedvirt-helper@srv-a\\x5cb.service'),
+    (u'/srv/\u65e5\u672c', 'embedvirt-helper@srv-\\xe6\\x97\\xa5\\xe6\\x9c\\xac.service'),
+    ('/srv/a~b', 'embedvirt-helper@srv-a\\x7eb.service'),
+    ('/srv/x./.y', 'embedvirt-helper@srv-x.-.y.service'),
+    ('/tmp/evt-pa-b', 'embedvirt-helper@tmp-evt\\x2dpa\\x2db.service'),
+    ('/tmp/evt-pa_b', 'embedvirt-helper@tmp-evt\\x2dpa_b.service'),
+    ('/', 'embedvirt-helper@-.service'),
+]
+
+
+@pytest.mark.parametrize('path, unit', SYSTEMD_ESCAPE)
+def test_unit_names_are_what_systemd_escape_makes(path, unit):
+    assert boot_unit(path, '/usr/bin/python3')['name'] == unit
+
+
+@pytest.mark.skipif(not shutil.which('systemd-escape'), reason='no systemd-escape here')
+@pytest.mark.parametrize('path', [path for path, _unit in SYSTEMD_ESCAPE])
+def test_unit_names_match_this_hosts_systemd_escape(path):
+    made = subprocess.check_output(['systemd-escape', '--path', '--template=embedvirt-helper@.service', path])
+    assert boot_unit(path, '/usr/bin/python3')['name'] == made.decode('utf-8').strip()
+
+
+def test_paths_that_one_dash_rule_would_merge_get_units_of_their_own():
+    names = set(systemd_escape_path(p) for p in ['/srv/a-b', '/srv/a_b', '/srv/a/b', '/srv/a.b', '/srv/a b'])
+    assert len(names) == 5
+
+
+@pytest.mark.parametrize('argument, quoted', [
+    ('/usr/bin/python3', '"/usr/bin/python3"'),
+    ('/opt/my python/bin/python3', '"/opt/my python/bin/python3"'),
+    ('a"b', '"a\\"b"'),
+    ('a\\b', '"a\\\\b"'),
+    ('100%', '"100%%"'),
+    ('$HOME', '"$$HOME"'),
+    ('%h/${X}\\"', '"%%h/$${X}\\\\\\""'),
+])
+def test_exec_start_arguments_are_quoted_for_systemd(argument, quoted):
+    assert systemd_quote(argument) == quoted
+
+
+def systemd_words(command_line):
+    """Split a command line as systemd does for the characters systemd_quote escapes."""
+    return [word.replace('%%', '%').replace('$$', '$') for word in shlex.split(command_line)]
+
+
+def test_exec_start_runs_the_root_owned_helper_for_exactly_this_root():
+    unit = boot_unit('/srv/a-b', '/opt/py 3/bin/python3')
+    assert unit['helper'] == BOOT_HELPER == '/usr/local/libexec/embedvirt/helper.py'
+    assert systemd_words(unit['exec_start']) == [
+        '/opt/py 3/bin/python3', '-I', BOOT_HELPER, '--embedvirt-helper', '--root', '/srv/a-b', '--idle-timeout', '0']
+
+
+def test_mountinfo_paths_are_unescaped():
+    assert unescape_mountinfo(b'/srv/a\\040b\\134c\\011d') == '/srv/a b\\c\td'
+
+
+def test_mount_points_at_and_below_a_path_only():
+    found = mount_points('/proc')
+    assert '/proc' in found
+    assert all(point == '/proc' or point.startswith('/proc/') for point in found)
+    assert '/proc' not in mount_points('/pro')
+
+
+
+def make_root(short_tmp, marker_mode=0o600, content=None):
+    root = os.path.join(short_tmp, 'r')
+    os.mkdir(root, 0o700)
+    path = os.path.join(root, MARKER_NAME)
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT, marker_mode), 'w') as f:
+        json.dump(content or {'root': root}, f)
+    os.chmod(path, marker_mode)
+    return root
+
+
+def proof(root):
+    with EmbedRoot(root).open() as root_dir:
+        return proven_marker(root_dir)
+
+
+def test_a_private_marker_naming_the_root_proves_it(short_tmp):
+    root = make_root(short_tmp)
+    assert proof(root) == ({'root': root}, None)
+
+
+def test_a_marker_others_may_write_proves_nothing(short_tmp):
+    root = make_root(short_tmp, marker_mode=0o666)
+    marker, why = proof(root)
+    assert marker is None and 'writable by group or others (mode 0666)' in why
+
+
+def test_a_marker_of_another_root_proves_nothing(short_tmp):
+    root = make_root(short_tmp, content={'root': '/srv/other'})
+    marker, why = proof(root)
+    assert marker is None and 'does not name this root' in why
+
+
+def test_a_linked_marker_proves_nothing_and_is_not_followed(short_tmp):
+    root = make_root(short_tmp)
+    os.rename(os.path.join(root, MARKER_NAME), os.path.join(short_tmp, 'elsewhere'))
+    os.symlink(os.path.join(short_tmp, 'elsewhere'), os.path.join(root, MARKER_NAME))
+    marker, why = proof(root)
+    assert marker is None and 'symbolic link' in why
+    assert read_marker(root) is None
+
+
+def test_a_marker_fifo_does_not_block(short_tmp):
+    root = os.path.join(short_tmp, 'r')
+    os.mkdir(root, 0o700)
+    os.mkfifo(os.path.join(root, MARKER_NAME))
+    assert read_marker(root) is None
+    assert proof(root)[0] is None
+
+
+def test_the_walk_finds_nothing_foreign_in_one_filesystem_and_follows_no_link(short_tmp):
+    root = make_root(short_tmp)
+    os.makedirs(os.path.join(root, 'lib', 'qemu'))
+    os.symlink('/proc', os.path.join(root, 'lib', 'proc'))
+    with EmbedRoot(root).open() as root_dir:
+        assert other_filesystems(root_dir.fd, root, root_dir.dev) == []
