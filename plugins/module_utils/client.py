@@ -81,11 +81,11 @@ def helper_source():
     return source, helper_server.code_version(source)
 
 
-def unresponsive(root, pid, what, seconds):
+def unresponsive(root, pid, problem):
     """The error for a helper that does not answer: its pid, and how to get going again."""
     who = 'the helper (pid %s)' % pid if pid else 'the helper'
     return HelperClientError(
-        '%s of %s did not answer %s within %d s' % (who, root.path, what, seconds), 'unresponsive',
+        '%s of %s %s' % (who, root.path, problem), 'unresponsive',
         'it is stopped (kill -CONT %s) or stuck inside libvirt (see %s); `kill %s` replaces it (guests '
         'keep running, the next task starts a new helper)' % (pid or '<pid>', root.log_path, pid or '<pid>'),
         pid)
@@ -105,11 +105,14 @@ class HelperConnection:
         self.next_id += 1
         self.sock.settimeout(timeout)
         try:
-            self.sock.sendall(helper_server.encode(
-                {'id': self.next_id, 'op': op, 'args': args or {}, 'timeout': timeout}))
+            try:
+                self.sock.sendall(helper_server.encode(
+                    {'id': self.next_id, 'op': op, 'args': args or {}, 'timeout': timeout}))
+            except BrokenPipeError:
+                pass  # a helper that refused us at once (no descriptors) left a reply to read
             line = self.rfile.readline()
         except socket.timeout:
-            raise unresponsive(self.root, self.peer_pid, op, timeout)
+            raise unresponsive(self.root, self.peer_pid, 'did not answer %s within %d s' % (op, timeout))
         except OSError as e:
             raise HelperClientError('lost the connection to the helper during %s: %s' % (op, e),
                                     'connection', pid=self.peer_pid)
@@ -247,18 +250,14 @@ class HelperClient:
                 raise HelperClientError(
                     '%s is not a socket of the root\'s owner (uid %d)' % (self.root.socket_path, rootdir.uid),
                     'socket', 'remove it; the next task starts a helper')
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(CONNECT_TIMEOUT)
-            try:
-                sock.connect('/proc/self/fd/%d/%s' % (state_fd, name))
-            except socket.timeout:
-                sock.close()
-                raise unresponsive(self.root, self._driver_holder(rootdir), 'a connection', CONNECT_TIMEOUT)
-            except OSError as e:
-                sock.close()
-                if e.errno in (errno.ENOENT, errno.ECONNREFUSED):
-                    return None  # no helper, or a stale socket of a dead one
-                raise HelperClientError('cannot connect to %s: %s' % (self.root.socket_path, e), 'connection')
+            sock = connect_unix('/proc/self/fd/%d/%s' % (state_fd, name), CONNECT_TIMEOUT)
+        except TimeoutError:
+            raise unresponsive(self.root, self._driver_holder(rootdir),
+                               'did not accept a connection within %d s' % CONNECT_TIMEOUT)
+        except OSError as e:
+            if e.errno in (errno.ENOENT, errno.ECONNREFUSED):
+                return None  # no helper, or a stale socket of a dead one
+            raise HelperClientError('cannot connect to %s: %s' % (self.root.socket_path, e), 'connection')
         finally:
             os.close(state_fd)
         connection = HelperConnection(sock, self.root)
@@ -338,6 +337,9 @@ class HelperClient:
             holder = self._helper_holding_root(rootdir) if e.kind == 'root_busy' else None
             if holder is None:
                 raise
+            if os.path.lexists(self.root.socket_path):
+                # Not stopping: it still listens, yet it did not answer us.
+                raise unresponsive(self.root, holder, 'holds the root but closed our connection without an answer')
             self._wait_for_exit(holder, CALL_TIMEOUT)
             self._spawn(rootdir)
 
@@ -402,6 +404,26 @@ class HelperClient:
                 'start', 'see %s:\n%s' % (self.root.log_path, log_tail(rootdir)))
         if not reply.get('ok'):
             raise HelperClientError.from_reply(reply.get('error') or {})
+
+
+def connect_unix(path, timeout):
+    """A stream socket connected to path. A full listen backlog (the helper accepts slower
+    than clients come, or is stopped) is waited out up to timeout, then TimeoutError."""
+    deadline = time.time() + timeout
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(path)
+            return sock
+        except (BlockingIOError, socket.timeout):
+            sock.close()
+            if time.time() >= deadline:
+                raise TimeoutError()
+        except OSError:
+            sock.close()
+            raise
+        time.sleep(0.05)
 
 
 def as_owner(uid, gid):
