@@ -110,6 +110,8 @@ class EmbedvirtModule:
 
     def exit(self, **result):
         self.client.close()
+        for notice in self.client.notices:
+            self.module.warn(notice)
         if self.predicted_from_empty_root:
             path = self.client.root.path
             if result.get('changed'):

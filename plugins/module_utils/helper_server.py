@@ -244,13 +244,20 @@ class Driver:
         self.thread_context = SecretThreadContext(self.secret)
 
     def check_drivers_own_root(self):
-        """Both drivers must have locked exactly this root (their pidfiles name this process)."""
+        """Both drivers must have locked exactly this root's pidfiles.
+
+        Read from /proc/locks: opening a pidfile here and closing it again would drop
+        libvirt's POSIX lock on it, and with it the one-process-per-root guarantee.
+        """
+        with open('/proc/locks') as f:
+            held = set(tuple(line.split()[4:6]) for line in f if len(line.split()) > 5)
         for driver in ('secrets', 'qemu'):
             pidfile = os.path.join(self.root, 'run', driver, 'driver.pid')
-            owner = pidfile_owner(pidfile)
-            if owner is None or owner[0] != os.getpid():
-                raise HelperError('root', 'libvirt opened the %s driver somewhere other than %s (%s does '
-                                  'not name this helper)' % (driver, self.root, pidfile),
+            st = os.stat(pidfile, follow_symlinks=False)
+            device = '%02x:%02x:%d' % (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
+            if (str(os.getpid()), device) not in held:
+                raise HelperError('root', 'libvirt did not lock %s: it opened the %s driver somewhere '
+                                  'other than %s' % (pidfile, driver, self.root),
                                   'report this as a bug, with the root path; use a plain path meanwhile')
 
     def prepare_thread(self):
@@ -694,9 +701,12 @@ def reset_runtime_state_after_reboot(root):
     except OSError:
         return
     try:
-        with open(record) as f:
-            last = f.read().strip()
-    except FileNotFoundError:
+        # Not through a link (write_whole then replaces it), never blocking on a FIFO.
+        with os.fdopen(os.open(record, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK), 'rb') as f:
+            last = f.read(64).decode('ascii', 'replace').strip()
+    except OSError as e:
+        if e.errno not in (errno.ENOENT, errno.ELOOP):
+            raise
         last = None
     if last == boot_id:
         return
@@ -1066,7 +1076,7 @@ class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             error = HelperError('descriptors', 'the helper (pid %d) has run out of file descriptors '
                                 '(limit %d)' % (os.getpid(), limit),
                                 'raise its hard limit (LimitNOFILE= in a systemd unit, ulimit -Hn, or '
-                                'prlimit --nofile) or use fewer parallel tasks; the next task retries'
+                                'prlimit --nofile) or use fewer parallel tasks, then run the task again'
                                 ).to_dict()
             error['pid'] = os.getpid()
             try:
