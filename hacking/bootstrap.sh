@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 packages=(
   qemu-system-x86 qemu-utils seabios
   libvirt-daemon libvirt-daemon-driver-qemu
-  python3 python3-venv python3-libvirt python3-filelock
+  python3 python3-venv python3-libvirt
   git procps util-linux iproute2
   "$@"   # what the caller needs on top (hacking/test.sh: an SSH server for the hypervisor tests)
 )

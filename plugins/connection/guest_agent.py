@@ -18,7 +18,7 @@ description:
   - Supports pipelining (module code goes to the guest as the command's standard input), become (for
     example sudo inside the guest), command timeouts, and files of any size, binary safe and verified.
   - The root is on the controller, or on the O(hypervisor) host reached over SSH, where the same
-    helper runs; nothing needs to be installed there but python3, filelock and the libvirt bindings.
+    helper runs; nothing needs to be installed there but python3 and the libvirt bindings.
 author:
   - Embedvirt Developers (@embedvirt)
 options:

@@ -30,11 +30,12 @@ options:
 notes:
   - Libvirt allows one process per embedded root, so every task against a root goes through
     one helper process per root, started on demand and serialised with a lock in the root.
-  - Needs on the managed host QEMU, libvirt's QEMU and secret driver modules, the libvirt Python
-    bindings and the Python module C(filelock). On Debian 12 C(apt-get install qemu-system-x86 qemu-utils
-    libvirt-daemon libvirt-daemon-driver-qemu python3-libvirt python3-filelock).
+  - The helper runs as the owner of the root, also when the task runs as root; a task run as root
+    never executes or follows a file that the owner could have placed in the root.
+  - Needs on the managed host QEMU, libvirt's QEMU and secret driver modules and the libvirt Python
+    bindings. On Debian 12 C(apt-get install qemu-system-x86 qemu-utils libvirt-daemon
+    libvirt-daemon-driver-qemu python3-libvirt).
   - Running as root, libvirt's QEMU driver also needs the account C(libvirt-qemu) (user and group) to exist.
 requirements:
   - libvirt Python bindings (python3-libvirt)
-  - filelock (python3-filelock)
 '''

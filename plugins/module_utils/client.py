@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 
-from ansible_collections.embedvirt.libvirt.plugins.module_utils import helper_server
+from ansible_collections.embedvirt.libvirt.plugins.module_utils import helper_server, qemu_conf
 from ansible_collections.embedvirt.libvirt.plugins.module_utils.root import EmbedRoot, RootError
 
 DEFAULT_IDLE_TIMEOUT = 300
@@ -179,6 +179,10 @@ class HelperClient:
             self.root.check_exists()
         self.created_root = self.create and not os.path.lexists(self.root.path)
         with self.root.open(create=self.create) as rootdir:
+            if self.created_root:
+                # What the root role would write, so that the first guest starts (as root,
+                # libvirt's own defaults want the system virtlogd).
+                qemu_conf.write_default(rootdir)
             lock = self._lock(rootdir)
             try:
                 # Somebody may have started (or replaced) the helper while we waited.

@@ -8,8 +8,7 @@ reached over SSH.
 For a remote hypervisor one `ssh` process carries a relay: a small Python program, sent with
 this collection's client code over the SSH session itself (nothing is installed there), that
 starts or finds the root's helper on that host exactly as a module would and passes each
-request on. The remote host needs what modules need: python3, filelock and the libvirt
-bindings.
+request on. The remote host needs what modules need: python3 and the libvirt bindings.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ import shlex
 import subprocess
 import tempfile
 
-from ansible_collections.embedvirt.libvirt.plugins.module_utils import client, helper_server, root
+from ansible_collections.embedvirt.libvirt.plugins.module_utils import client, helper_server, qemu_conf, root
 from ansible_collections.embedvirt.libvirt.plugins.module_utils.client import (
     CALL_TIMEOUT, HelperClient, HelperClientError, module_source, read_line)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils.root import EmbedRoot
@@ -162,7 +161,7 @@ class RemoteHelperClient:
         package = client.__name__.rsplit('.', 1)[0]
         setup = {'root': self.root.path, 'package': package,
                  'sources': {module.__name__: base64.b64encode(module_source(module)).decode('ascii')
-                             for module in (client, helper_server, root)}}
+                             for module in (client, helper_server, qemu_conf, root)}}
         try:
             self.process.stdin.write(json.dumps(RELAY).encode() + b'\n' + helper_server.encode(setup))
             self.process.stdin.flush()
@@ -178,5 +177,5 @@ class RemoteHelperClient:
             'the SSH session to hypervisor %s ended during %s (exit status %s): %s'
             % (self.hypervisor, op, code, said or 'no message'), 'connection',
             'check that "ssh %s %s %s -V" works without a password prompt and that the host has '
-            'python3 with filelock and the libvirt bindings'
+            'python3 with the libvirt bindings'
             % (' '.join(shlex.quote(arg) for arg in self.ssh_args), self.hypervisor, self.python))
