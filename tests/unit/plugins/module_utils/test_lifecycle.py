@@ -90,7 +90,6 @@ def test_mount_points_at_and_below_a_path_only():
     assert '/proc' not in mount_points('/pro')
 
 
-
 def make_root(short_tmp, marker_mode=0o600, content=None):
     root = os.path.join(short_tmp, 'r')
     os.mkdir(root, 0o700)

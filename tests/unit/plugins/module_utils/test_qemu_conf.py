@@ -70,7 +70,6 @@ def test_what_qemu_conf_cannot_hold_is_refused(settings, says):
     assert says in str(err.value)
 
 
-
 def test_write_default_writes_once_and_never_replaces(short_tmp):
     root = os.path.join(short_tmp, 'r')
     with EmbedRoot(root).open(create=True) as root_dir:
