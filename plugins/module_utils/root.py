@@ -117,7 +117,11 @@ class RootDir:
         self.fd = fd
         st = os.fstat(fd)
         self.uid, self.gid, self.dev = st.st_uid, st.st_gid, st.st_dev
-        check_private_dir(st, self.uid, path)
+        try:
+            check_private_dir(st, self.uid, path)
+        except RootError:
+            self.close()
+            raise
 
     def __enter__(self):
         return self

@@ -5,11 +5,9 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 
 import pytest
@@ -73,11 +71,9 @@ def test_pid_alive():
 
 
 @pytest.fixture
-def rootdir():
-    path = tempfile.mkdtemp(prefix='evu', dir='/tmp')
-    with root.EmbedRoot(path).open() as pinned:
+def rootdir(short_tmp):
+    with root.EmbedRoot(short_tmp).open() as pinned:
         yield pinned
-    shutil.rmtree(path)
 
 
 def test_log_tail(rootdir):

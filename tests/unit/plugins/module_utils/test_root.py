@@ -6,8 +6,6 @@ __metaclass__ = type
 
 import os
 import stat
-import shutil
-import tempfile
 
 import pytest
 
@@ -71,14 +69,6 @@ def test_characters_that_uris_units_or_qemu_read_differently_are_refused(path):
 @pytest.mark.parametrize('path', ['/srv/vms', '/srv/a-b_c.d', '/srv/v+m@1', u'/srv/v\u00e9'])
 def test_plain_characters_are_allowed(path):
     assert check_root_path(path) == path
-
-
-@pytest.fixture
-def short_tmp():
-    # pytest's tmp_path is longer than a root may be.
-    path = tempfile.mkdtemp(prefix='evu', dir='/tmp')
-    yield path
-    shutil.rmtree(path)
 
 
 def test_open_creates_the_root_and_pins_it(short_tmp):
