@@ -231,6 +231,7 @@ class RootDir:
         finally:
             os.close(dir_fd)
 
+
 def check_root_path(path):
     """Return the root path if it satisfies every rule, else raise RootError."""
     if not isinstance(path, str) or not path:

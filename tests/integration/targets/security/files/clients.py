@@ -36,10 +36,10 @@ for number in range(args.count):
             break
         except BlockingIOError:  # the backlog is full: wait as a task would
             sock.close()
+            error = 'connect: backlog full for 10 s'
             if time.time() < deadline:
                 time.sleep(0.01)
                 continue
-            error = 'connect: backlog full for 10 s'
         except OSError as e:
             sock.close()
             error = 'connect: ' + type(e).__name__
