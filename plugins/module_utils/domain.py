@@ -10,7 +10,8 @@ __metaclass__ = type
 from xml.etree import ElementTree
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils.common import Manager
-from ansible_collections.embedvirt.libvirt.plugins.module_utils.helper_server import ACTIVE_STATES
+from ansible_collections.embedvirt.libvirt.plugins.module_utils.helper_server import (
+    ACTIVE_STATES, domain_name_problem)
 
 STATES = ['defined', 'running', 'paused', 'shutdown', 'destroyed', 'undefined']
 
@@ -76,6 +77,11 @@ class DomainManager(Manager):
             if not name:
                 self.module.fail('the domain XML has no readable <name> and no name option is given: '
                                  'add <name>...</name> to the XML', error_kind='xml')
+        # Before the helper (and libvirt) sees it; a definition is also measured against the
+        # root's socket paths. The helper checks again: other clients talk to it too.
+        problem = domain_name_problem(name, self.module.client.root.path if xml else None)
+        if problem:
+            self.module.fail('%s. Fix: %s' % problem, error_kind='name')
         return name, xml
 
     # --- steps -------------------------------------------------------------------------

@@ -75,6 +75,21 @@ DOMAIN_STATES = ('nostate', 'running', 'blocked', 'paused', 'shutdown', 'shutoff
 # The states in which a domain has a QEMU process.
 ACTIVE_STATES = ('running', 'blocked', 'paused', 'shutdown', 'crashed', 'pmsuspended')
 
+# normalize_definition defines a scratch domain under this name prefix and undefines it again;
+# nothing else may use the prefix (a helper removes such domains when it starts), and no
+# listing shows one.
+PROBE_PREFIX = 'embedvirt-probe-'
+
+# A UNIX socket path holds at most 107 bytes plus the terminating NUL. The deepest socket
+# libvirt 9 puts under a root is a guest agent channel,
+# <root>/lib/qemu/channel/target/domain-<id>-<first 20 characters of the name>/org.qemu.guest_agent.0,
+# budgeted here for domain ids of up to 4 digits. root.py imports these (this file runs alone).
+SOCKET_PATH_MAX = 107
+SOCKET_NAME_CHARACTERS = 20
+AGENT_SOCKET_DIR = '/lib/qemu/channel/target/domain-9999-'
+AGENT_SOCKET_NAME = '/org.qemu.guest_agent.0'
+LONGEST_SOCKET_SUFFIX = AGENT_SOCKET_DIR + 'x' * SOCKET_NAME_CHARACTERS + AGENT_SOCKET_NAME
+
 log = logging.getLogger('embedvirt.helper')
 
 
@@ -199,6 +214,48 @@ def describe_pidfile_owner(pidfile):
     return 'process %d (%s)' % (owner[0], ' '.join(owner[1])[:120])
 
 
+def domain_name_problem(name, root=None):
+    """What forbids giving libvirt this domain name, as (problem, fix), or None.
+
+    libvirt builds paths from domain names (etc/qemu/<name>.xml, lib/qemu/snapshot/<name>,
+    log/qemu/<name>.log): '.' and '..' name directories, and libvirt 9.0's clean-up after a
+    failed define then deletes other guests' snapshot metadata or all of lib/qemu. With
+    root, the bytes the name adds to that root's deepest socket path are counted too.
+    """
+    fix = "choose a name without '/' or control characters, other than '.' and '..'"
+    if not isinstance(name, str) or not name:
+        return 'the domain name is empty', 'give the domain a name'
+    if name in ('.', '..'):
+        return ("domain name '%s' names a directory: libvirt makes paths of domain names, so it would "
+                "act on the directories that hold the other guests' files" % name, fix)
+    if '/' in name:
+        return "domain name %r contains '/': libvirt makes paths of domain names" % name, fix
+    control = sorted(set(c for c in name if ord(c) < 0x20 or 0x7f <= ord(c) <= 0x9f))
+    if control:
+        return ('domain name %r contains the control character(s) %s, which the paths, logs and '
+                'command lines built from it misread' % (name, ' '.join(repr(c) for c in control)), fix)
+    if name.startswith(PROBE_PREFIX):
+        return ("domain names starting with '%s' are reserved: this collection defines scratch "
+                "domains under them and removes any it finds" % PROBE_PREFIX, 'choose another name')
+    head = name[:SOCKET_NAME_CHARACTERS]
+    try:
+        head_bytes = len(head.encode('utf-8'))
+    except UnicodeEncodeError:
+        return 'domain name %r is not valid UTF-8' % name, fix
+    if root is not None:
+        path = root + AGENT_SOCKET_DIR + head + AGENT_SOCKET_NAME
+        size = len(path.encode('utf-8'))
+        if size > SOCKET_PATH_MAX:
+            return ("domain name '%s' is too long for root %s in bytes: libvirt puts its first %d "
+                    "characters (%d bytes) in the guest agent socket path %s, which is then %d bytes "
+                    "long (with a domain id of 4 digits), and a UNIX socket path holds at most %d bytes"
+                    % (name, root, SOCKET_NAME_CHARACTERS, head_bytes, path, size, SOCKET_PATH_MAX),
+                    'use a name whose first %d characters take at most %d bytes (an ASCII character '
+                    'takes 1 byte, most CJK characters 3), or a root %d bytes shorter'
+                    % (SOCKET_NAME_CHARACTERS, head_bytes - (size - SOCKET_PATH_MAX), size - SOCKET_PATH_MAX))
+    return None
+
+
 class Driver:
     """The libvirt side: the event loop thread and the root's two embedded connections."""
 
@@ -304,7 +361,7 @@ class Driver:
             raise HelperError('states', 'unknown domain state(s) %s' % ', '.join(repr(s) for s in unknown),
                               'use states among %s' % ', '.join(DOMAIN_STATES))
         result = []
-        for dom in self.qemu.listAllDomains(0):
+        for dom in self.domains():
             summary = self.domain_summary(dom)
             if names and summary['name'] not in names:
                 continue
@@ -314,8 +371,55 @@ class Driver:
         return sorted(result, key=lambda d: d['name'])
 
     # --- domains -----------------------------------------------------------------------
+    def domains(self):
+        """Every domain but the probes of normalize_definition (see clean_leftovers)."""
+        return [dom for dom in self.qemu.listAllDomains(0) if not dom.name().startswith(PROBE_PREFIX)]
+
+    def clean_leftovers(self):
+        """Remove what a helper killed in the middle of a request left in the root.
+
+        A probe domain: killed between normalize_definition's define and undefine.
+        A <file>.new under etc/qemu or etc/secrets: libvirt's virFileRewrite writes a
+        definition (or a secret's value) to <file>.new and renames it over <file>.
+        """
+        flags = self.libvirt.VIR_CONNECT_LIST_DOMAINS_INACTIVE | self.libvirt.VIR_CONNECT_LIST_DOMAINS_PERSISTENT
+        for dom in self.qemu.listAllDomains(flags):
+            if dom.name().startswith(PROBE_PREFIX):
+                dom.undefineFlags(self.libvirt.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM)
+                log.warning('removed the scratch domain %s, left by a helper that died', dom.name())
+        for directory in ('etc/qemu', 'etc/secrets'):
+            try:
+                fd = os.open(os.path.join(self.root, directory), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+            except FileNotFoundError:
+                continue
+            try:
+                for name in os.listdir(fd):
+                    if name.endswith('.new'):
+                        os.unlink(name, dir_fd=fd)  # a link goes, never what it points to
+                        log.warning('removed %s/%s/%s, left half-written by a helper that died',
+                                    self.root, directory, name)
+            finally:
+                os.close(fd)
+
+    def check_name(self, name, budget=False):
+        """Refuse a domain name libvirt would misuse; with budget, also one too long in bytes
+        for this root's socket paths (only a define or create makes sockets)."""
+        problem = domain_name_problem(name, self.root if budget else None)
+        if problem:
+            raise HelperError('name', *problem)
+
+    def parse_definition(self, xml):
+        """A domain definition's tree and <name> element, once the name passes check_name."""
+        tree = parse_xml(xml, 'domain')
+        name_el = tree.find('name')
+        if name_el is None or not (name_el.text or '').strip():
+            raise HelperError('xml', 'the domain XML has no <name>', 'add <name>...</name>')
+        self.check_name(name_el.text, budget=True)  # libvirt takes the text as it is, spaces and all
+        return tree, name_el
+
     def _domain(self, name):
         """The domain called name, or None."""
+        self.check_name(name)
         try:
             return self.qemu.lookupByName(name)
         except self.libvirt.libvirtError as e:
@@ -357,10 +461,7 @@ class Driver:
         scratch name and uuid, reading it back and undefining it, so check mode and idempotence
         compare what libvirt would store (its defaults, attribute order and whitespace).
         """
-        tree = parse_xml(xml, 'domain')
-        name_el = tree.find('name')
-        if name_el is None or not (name_el.text or '').strip():
-            raise HelperError('xml', 'the domain XML has no <name>', 'add <name>...</name>')
+        tree, name_el = self.parse_definition(xml)
         real_name = name_el.text.strip()
         uuid_el = tree.find('uuid')
         if existing is not None:
@@ -401,9 +502,11 @@ class Driver:
         return define_xml, stored.replace('  <uuid>%s</uuid>\n' % probe_uuid, '')
 
     def domain_define(self, xml):
+        self.parse_definition(xml)
         return self.domain_detail(self.qemu.defineXML(xml))
 
     def domain_create(self, xml, paused=False):
+        self.parse_definition(xml)
         flags = self.libvirt.VIR_DOMAIN_START_PAUSED if paused else 0
         return self.domain_detail(self.qemu.createXML(xml, flags))
 
@@ -465,7 +568,7 @@ class Driver:
     def domain_disks(self):
         """Every file or block device a domain uses: its live and stored definitions."""
         disks = []
-        for dom in self.qemu.listAllDomains(0):
+        for dom in self.domains():
             summary = self.domain_summary(dom)
             paths = set()
             flag_sets = [0] + ([self.libvirt.VIR_DOMAIN_XML_INACTIVE] if summary['persistent'] else [])
@@ -864,6 +967,7 @@ class Helper:
             raise HelperError('storage', 'cannot record the boot in %s: %s' % (self.root, e),
                               hint_for_libvirt_error(str(e)))
         self.driver.open()
+        self.driver.clean_leftovers()
         if os.path.lexists(self.socket_path):
             # The client holds the start lock and found nobody answering: stale.
             os.unlink(self.socket_path)
