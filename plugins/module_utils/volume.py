@@ -9,42 +9,132 @@ __metaclass__ = type
 
 import json
 import os
+import stat
 
 from ansible.module_utils.common.text.formatters import human_to_bytes
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils.common import Manager
 from ansible_collections.embedvirt.libvirt.plugins.module_utils.helper_server import ACTIVE_STATES
+from ansible_collections.embedvirt.libvirt.plugins.module_utils.root import RootError
 
 SECRET_ID = 'embedvirt-passphrase'
 LUKS_ATTEMPTS = 10
 
 
 class VolumeManager(Manager):
+    """An image file, handled with qemu-img.
+
+    An image inside the root is reached through its directory, pinned by a descriptor whose
+    every component RootDir.subdir checked (a real directory of the root's owner, writable by
+    nobody else), and qemu-img is given /proc/self/fd/<that descriptor>/<file>. The file
+    itself is checked with lstat first: a symbolic link planted there is refused. qemu-img
+    follows links, so the owner of the root could still swap the file for one between that
+    check and qemu-img's open; a new image's name is taken with O_EXCL first, which narrows
+    that to the same check-then-act window.
+    """
+
     def __init__(self, module):
         super(VolumeManager, self).__init__(module)
         self.root = module.client.root
+        self.images = os.path.join(self.root.path, 'images')
         self.qemu_img_path = module.module.get_bin_path('qemu-img', required=True)
         self.path = self.resolve_path(self.params['path'])
+        # Below the root: (directory, file name) relative to it; None for an image elsewhere.
+        self.place = self.locate('path', self.path)
+        self.backing = self.backing_place = None
+        if self.params['backing_file']:
+            # qemu-img reads a relative backing file name from the image's directory.
+            self.backing = os.path.normpath(os.path.join(os.path.dirname(self.path), self.params['backing_file']))
+            self.backing_place = self.locate('backing_file', self.backing)
         self.size = self.parse_size(self.params['size']) if self.params['size'] else None
         self.used_by = None
+        self.dir_fd = None
+        self.owner = None
 
     # --- input -------------------------------------------------------------------------
     def resolve_path(self, path):
-        """Absolute, normalised image path; relative paths are under <root>/images."""
-        if not os.path.isabs(path):
-            path = os.path.join(self.root.path, 'images', path)
-        path = os.path.normpath(path)
-        if self.params['allow_outside_root']:
-            return path
-        real_root = os.path.realpath(self.root.path)
-        real_path = os.path.realpath(path)
-        if os.path.commonpath([real_root, real_path]) != real_root:
-            self.module.fail("path '%s' is outside root %s%s: put images under the root, or set "
-                             "allow_outside_root=true to manage an image elsewhere"
-                             % (self.params['path'], self.root.path,
-                                ' (it resolves to %s)' % real_path if real_path != path else ''),
+        """Absolute, normalised image path; a relative path is under <root>/images and stays there."""
+        if os.path.isabs(path):
+            return os.path.normpath(path)
+        full = os.path.normpath(os.path.join(self.images, path))
+        if not is_below(full, self.images):
+            self.module.fail("path '%s' leaves %s (it is %s): a relative path is taken under the root's "
+                             "images directory and may not climb out of it with '..'; give a file below "
+                             "images/, or an absolute path with allow_outside_root=true"
+                             % (path, self.images, full), error_kind='path')
+        return full
+
+    def locate(self, option, path):
+        """(directory, file name) of path relative to the root, or None for a path outside the
+        root that allow_outside_root allows; any other path outside images/ fails."""
+        below_root = is_below(path, self.root.path)
+        if not (is_below(path, self.images) or self.params['allow_outside_root']):
+            where = ('inside root %s but outside its images directory, among the files libvirt keeps'
+                     % self.root.path if below_root else 'outside root %s' % self.root.path)
+            self.module.fail("%s '%s' is %s: put images under %s, or set allow_outside_root=true to "
+                             "use an image elsewhere" % (option, self.params[option], where, self.images),
                              error_kind='path')
-        return path
+        return os.path.split(os.path.relpath(path, self.root.path)) if below_root else None
+
+    def pin(self, place, create=False):
+        """Descriptor of the directory of place below the root (see the class), or None while
+        it does not exist; its components are checked, never followed through a link."""
+        if self.module.root_missing:
+            return None
+        try:
+            with self.root.open() as root_dir:
+                self.owner = (root_dir.uid, root_dir.gid)
+                return root_dir.subdir(place[0], create=create)
+        except FileNotFoundError:
+            return None
+        except RootError as e:
+            self.module.fail('cannot reach %s: %s' % (os.path.join(self.root.path, *place), e), error_kind='path')
+
+    def existing(self, dir_fd, place):
+        """Whether the file of place is in dir_fd (pinned); only a regular file of the root's
+        owner or of root is accepted, never a symbolic link."""
+        path = os.path.join(self.root.path, *place)
+        try:
+            st = os.stat(place[1], dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        if stat.S_ISLNK(st.st_mode):
+            self.module.fail('%s is a symbolic link: refusing to follow it (whoever can write its directory '
+                             'could point it anywhere, and qemu-img would follow); give the path of the image '
+                             'itself, or remove the link' % path, error_kind='path')
+        if not stat.S_ISREG(st.st_mode):
+            self.module.fail('%s is not a regular file: remove it, or give another path' % path,
+                             error_kind='path')
+        if st.st_uid not in (0, self.owner[0]):
+            self.module.fail('%s belongs to uid %d, not to the owner of the root (uid %d): somebody else may '
+                             'have put it there; remove it' % (path, st.st_uid, self.owner[0]), error_kind='path')
+        return True
+
+    def image_exists(self):
+        if self.place is None:
+            return os.path.exists(self.path)
+        return self.dir_fd is not None and self.existing(self.dir_fd, self.place)
+
+    def check_backing(self):
+        """A backing file inside the root is checked like an image there: no link, no stranger's file."""
+        place = self.backing_place
+        if place is None:
+            return
+        dir_fd = self.pin(place)
+        try:
+            if dir_fd is None or not self.existing(dir_fd, place):
+                self.module.fail("backing_file '%s' does not exist: create it first, or correct the path"
+                                 % self.params['backing_file'], error_kind='path')
+        finally:
+            if dir_fd is not None:
+                os.close(dir_fd)
+
+    @property
+    def target(self):
+        """The image path qemu-img is given: through the pinned directory when inside the root."""
+        if self.place is None:
+            return self.path
+        return '/proc/self/fd/%d/%s' % (self.dir_fd, self.place[1])
 
     def parse_size(self, text):
         try:
@@ -72,7 +162,7 @@ class VolumeManager(Manager):
             try:
                 rc, out, err = self.module.module.run_command(
                     [part.replace('@FD@', str(read_fd)) for part in command],
-                    pass_fds=[read_fd] if read_fd is not None else [])
+                    pass_fds=[fd for fd in (read_fd, self.dir_fd) if fd is not None])
             finally:
                 if read_fd is not None:
                     os.close(read_fd)
@@ -86,10 +176,10 @@ class VolumeManager(Manager):
         return out
 
     def info(self):
-        if not os.path.exists(self.path):
+        if not self.image_exists():
             return None
         # -U: read the header even while a guest holds the image open.
-        data = json.loads(self.qemu_img(['info', '--output=json', '-U', self.path]))
+        data = json.loads(self.qemu_img(['info', '--output=json', '-U', self.target]))
         encrypted = bool(data.get('encrypted'))
         return {
             'path': self.path,
@@ -103,6 +193,8 @@ class VolumeManager(Manager):
 
     # --- states ------------------------------------------------------------------------
     def run(self):
+        if self.place is not None:
+            self.dir_fd = self.pin(self.place)
         before = self.info()
         if self.params['state'] == 'absent':
             after = self.ensure_absent(before)
@@ -124,6 +216,8 @@ class VolumeManager(Manager):
                                  error_kind='size')
             if passphrase is not None and params['format'] != 'qcow2':
                 self.module.fail('encryption needs format=qcow2', error_kind='format')
+            if self.backing is not None:
+                self.check_backing()
             if self.act('create'):
                 self.create(passphrase)
                 return self.info()
@@ -161,30 +255,52 @@ class VolumeManager(Manager):
 
     def create(self, passphrase):
         params = self.params
+        if self.place is not None and self.dir_fd is None:
+            self.dir_fd = self.pin(self.place, create=True)
         options = []
         if params['backing_file']:
             options += ['-b', params['backing_file'], '-F', params['backing_format'] or self.backing_format()]
         if passphrase is not None:
             options += ['-o', 'encrypt.format=luks,encrypt.key-secret=%s' % SECRET_ID]
-        directory = os.path.dirname(self.path)
-        if not os.path.isdir(directory):
-            os.makedirs(directory, 0o700)
-        args = ['create', '-q', '-f', params['format']] + options + [self.path]
+        args = ['create', '-q', '-f', params['format']] + options + [self.target]
         if self.size is not None:
             args.append(str(self.size))
-        self.qemu_img(args, passphrase)
-        os.chmod(self.path, 0o600)
+        if self.place is None:
+            directory = os.path.dirname(self.path)
+            if not os.path.isdir(directory):
+                os.makedirs(directory, 0o700)
+            self.qemu_img(args, passphrase)
+            os.chmod(self.path, 0o600)
+            return
+        self.reserve()
+        try:
+            self.qemu_img(args, passphrase)
+        except BaseException:  # fail_json exits: the reserved name goes again
+            os.unlink(self.place[1], dir_fd=self.dir_fd)
+            raise
+
+    def reserve(self):
+        """Take the new image's name with a private file of the root's owner (O_EXCL,
+        O_NOFOLLOW: never through a link) before qemu-img writes the image into it."""
+        fd = os.open(self.place[1], os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600, dir_fd=self.dir_fd)
+        try:
+            if os.geteuid() == 0:
+                os.fchown(fd, *self.owner)
+            os.fchmod(fd, 0o600)
+        finally:
+            os.close(fd)
 
     def backing_format(self):
-        data = json.loads(self.qemu_img(['info', '--output=json', '-U', self.params['backing_file']]))
+        data = json.loads(self.qemu_img(['info', '--output=json', '-U', self.backing]))
         return data['format']
 
     def grow(self, passphrase):
         if passphrase is None:
-            self.qemu_img(['resize', '-q', '-f', self.params['format'], self.path, str(self.size)])
+            self.qemu_img(['resize', '-q', '-f', self.params['format'], self.target, str(self.size)])
         else:
             self.qemu_img(['resize', '-q', '--image-opts',
-                           'driver=qcow2,encrypt.key-secret=%s,file.filename=%s' % (SECRET_ID, self.path),
+                           'driver=qcow2,encrypt.key-secret=%s,file.filename=%s' % (SECRET_ID, self.target),
                            str(self.size)], passphrase)
 
     def ensure_absent(self, current):
@@ -192,7 +308,10 @@ class VolumeManager(Manager):
             return None
         self.refuse_if_in_use('remove')
         if self.act('remove'):
-            os.unlink(self.path)
+            if self.place is None:
+                os.unlink(self.path)
+            else:
+                os.unlink(self.place[1], dir_fd=self.dir_fd)
         return None
 
     def refuse_if_in_use(self, what):
@@ -206,6 +325,11 @@ class VolumeManager(Manager):
         if defined and what == 'remove':
             self.module.module.warn('%s is named in the definition of domain(s) %s, which will not start '
                                     'without it' % (self.path, ', '.join(defined)))
+
+
+def is_below(path, directory):
+    """Whether the normalised path is inside directory (not directory itself)."""
+    return path.startswith(directory.rstrip('/') + '/')
 
 
 def render(volume):

@@ -14,13 +14,17 @@ description:
   - libvirt's storage driver cannot be embedded, so guests of an embedded root use plain image files.
     This module creates them (raw or qcow2, with a backing file, optionally LUKS-encrypted), grows
     them, reports them and removes them, with C(qemu-img).
-  - Images stay inside the root unless O(allow_outside_root=true).
+  - Images stay inside the root's C(images/) directory unless O(allow_outside_root=true).
+  - An image inside the root is never reached through a symbolic link: a path whose directories or
+    file inside the root are links, or whose directories belong to anyone but the root's owner, is
+    refused (O(allow_outside_root) does not change that). New images there belong to the root's owner.
   - An existing image is never replaced or shrunk; one that differs from what is asked is an error.
     Growing or removing an image that a running guest uses is refused.
 options:
   path:
     description:
-      - The image file. A relative path is taken under C(<root>/images/).
+      - The image file. A relative path is taken under C(<root>/images/) and may not leave it with C(..).
+      - An absolute path must be under C(<root>/images/) too, unless O(allow_outside_root=true).
     type: path
     required: true
   state:
@@ -46,6 +50,8 @@ options:
     description:
       - Create a qcow2 image on top of this one (copy on write). Its format is detected unless
         O(backing_format) is given.
+      - A relative path is read from the image's directory, as qemu-img does. Like O(path), it must be
+        under C(<root>/images/) unless O(allow_outside_root=true).
     type: path
   backing_format:
     description:
@@ -61,7 +67,7 @@ options:
     type: str
   allow_outside_root:
     description:
-      - Allow an image outside the root directory.
+      - Allow an image, or a backing file, outside the root's C(images/) directory (given as an absolute path).
     type: bool
     default: false
 extends_documentation_fragment:
