@@ -21,6 +21,12 @@ options:
     description:
       - Name of the domain. Defaults to the C(<name>) of O(xml); when both are given they must agree.
       - One of O(name) and O(xml) is required.
+      - libvirt makes paths of domain names, so a name that is empty, V(.) or V(..), contains C(/) or a
+        control character, or starts with C(embedvirt-probe-) (reserved) is refused before libvirt sees it.
+      - libvirt puts the first 20 characters of the name in the path of the guest's agent socket, which
+        may hold 107 bytes; a name whose first 20 characters take more bytes than the root leaves (20
+        ASCII characters always fit a root of up to 27 bytes; most CJK characters take 3 bytes) is
+        refused before it is defined.
     type: str
   xml:
     description:
