@@ -381,23 +381,34 @@ class Driver:
         A probe domain: killed between normalize_definition's define and undefine.
         A <file>.new under etc/qemu or etc/secrets: libvirt's virFileRewrite writes a
         definition (or a secret's value) to <file>.new and renames it over <file>.
+        Nobody asked for either (libvirt ignores *.new files), so what cannot be removed is
+        logged and the helper starts all the same.
         """
         flags = self.libvirt.VIR_CONNECT_LIST_DOMAINS_INACTIVE | self.libvirt.VIR_CONNECT_LIST_DOMAINS_PERSISTENT
         for dom in self.qemu.listAllDomains(flags):
             if dom.name().startswith(PROBE_PREFIX):
-                dom.undefineFlags(self.libvirt.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM)
-                log.warning('removed the scratch domain %s, left by a helper that died', dom.name())
+                try:
+                    dom.undefineFlags(self.libvirt.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM)
+                    log.warning('removed the scratch domain %s, left by a helper that died', dom.name())
+                except self.libvirt.libvirtError as e:
+                    log.warning('cannot remove the scratch domain %s: %s', dom.name(), e)
         for directory in ('etc/qemu', 'etc/secrets'):
             try:
                 fd = os.open(os.path.join(self.root, directory), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-            except FileNotFoundError:
+            except OSError as e:
+                if e.errno != errno.ENOENT:
+                    log.warning('not looking for half-written files in %s: %s', directory, e)
                 continue
             try:
                 for name in os.listdir(fd):
-                    if name.endswith('.new'):
+                    if not name.endswith('.new'):
+                        continue
+                    try:
                         os.unlink(name, dir_fd=fd)  # a link goes, never what it points to
                         log.warning('removed %s/%s/%s, left half-written by a helper that died',
                                     self.root, directory, name)
+                    except OSError as e:
+                        log.warning('cannot remove %s/%s/%s: %s', self.root, directory, name, e)
             finally:
                 os.close(fd)
 

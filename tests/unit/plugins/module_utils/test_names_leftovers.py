@@ -65,6 +65,8 @@ class FakeDomain:
 
     def undefineFlags(self, flags):
         self.log.append(('undefine', self._name, flags))
+        if self._name.endswith('-busy'):
+            raise FakeLibvirt.libvirtError('busy')
 
 
 class FakeConnection:
@@ -78,6 +80,7 @@ class FakeConnection:
 
 
 class FakeLibvirt:
+    libvirtError = RuntimeError
     VIR_CONNECT_LIST_DOMAINS_INACTIVE = 2
     VIR_CONNECT_LIST_DOMAINS_PERSISTENT = 4
     VIR_DOMAIN_UNDEFINE_KEEP_NVRAM = 8
@@ -114,8 +117,14 @@ def test_leftovers_go_and_nothing_else(tmp_path):
     assert outside.read_text() == 'keep'
 
 
-def test_leftovers_without_etc(tmp_path):
-    driver_with(tmp_path, []).clean_leftovers()
+def test_leftovers_that_cannot_go_never_stop_a_helper(tmp_path):
+    driver = driver_with(tmp_path, [PROBE_PREFIX + 'a-busy', PROBE_PREFIX + 'b'])
+    (tmp_path / 'etc').mkdir()
+    (tmp_path / 'etc' / 'qemu').symlink_to(tmp_path)
+    (tmp_path / 'x.xml.new').write_text('keep')
+    driver.clean_leftovers()  # no etc/secrets, etc/qemu a link: nothing raised
+    assert ('undefine', PROBE_PREFIX + 'b', 8) in driver.qemu.log
+    assert (tmp_path / 'x.xml.new').exists()
 
 
 @pytest.mark.parametrize('xml, kind', [
