@@ -15,7 +15,7 @@ description:
     This module creates them (raw or qcow2, with a backing file, optionally LUKS-encrypted), grows
     them, reports them and removes them, with C(qemu-img).
   - Images stay inside the root's C(images/) directory unless O(allow_outside_root=true).
-  - An image inside the root is never reached through a symbolic link: a path whose directories or
+  - An image inside the root is never reached through a symbolic link. A path whose directories or
     file inside the root are links, or whose directories belong to anyone but the root's owner, is
     refused (O(allow_outside_root) does not change that). New images there belong to the root's owner.
   - An existing image is never replaced or shrunk; one that differs from what is asked is an error.
