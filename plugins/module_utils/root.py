@@ -15,18 +15,12 @@ import os
 import stat
 import uuid
 
-# Where the helper keeps its files: it runs alone (it cannot import this file), so the
-# names are defined there and every path is built here.
+# Where the helper keeps its files and how deep libvirt puts sockets: the helper runs alone
+# (it cannot import this file), so the names are defined there and every path is built here.
 from ansible_collections.embedvirt.libvirt.plugins.module_utils.helper_server import (
-    LOG, LOG_DIR, SOCKET, STATE_DIR, LOCK)
+    LOCK, LOG, LOG_DIR, LONGEST_SOCKET_SUFFIX, SOCKET, SOCKET_PATH_MAX, STATE_DIR)
 
-# A UNIX socket path holds at most 107 bytes plus the terminating NUL.
-SOCKET_PATH_MAX = 107
-
-# The deepest socket libvirt 9 puts under a root is the guest agent channel:
-# <root>/lib/qemu/channel/target/domain-<id>-<first 20 chars of name>/org.qemu.guest_agent.0
-# We budget for domain ids up to 4 digits.
-LONGEST_SOCKET_SUFFIX = '/lib/qemu/channel/target/domain-9999-' + 'x' * 20 + '/org.qemu.guest_agent.0'
+# Leaves room for the deepest socket with a name of 20 ASCII characters.
 ROOT_MAX_LENGTH = SOCKET_PATH_MAX - len(LONGEST_SOCKET_SUFFIX)
 
 # The file that proves a directory is a root made by this collection (see lifecycle.py).
@@ -271,8 +265,9 @@ def check_private_dir(st, uid, path):
     if not stat.S_ISDIR(st.st_mode):
         raise RootError("'%s' is not a directory: remove what is there" % path)
     if st.st_uid != uid:
-        raise RootError("'%s' belongs to uid %d, not to the owner of the root (uid %d): somebody "
-                        "else may have put it there; remove it" % (path, st.st_uid, uid))
+        raise RootError("'%s' belongs to uid %d, not to the owner of the root (uid %d), so it is not "
+                        "known to be the owner's: if it is (an earlier release made it), give it to the "
+                        "owner (chown -R %d '%s'), else remove it" % (path, st.st_uid, uid, uid, path))
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise RootError("'%s' is writable by group or others (mode %04o): anyone could replace "
                         "what is in it; chmod go-w it" % (path, stat.S_IMODE(st.st_mode)))

@@ -28,9 +28,9 @@ class VolumeManager(Manager):
     every component RootDir.subdir checked (a real directory of the root's owner, writable by
     nobody else), and qemu-img is given /proc/self/fd/<that descriptor>/<file>. The file
     itself is checked with lstat first: a symbolic link planted there is refused. qemu-img
-    follows links, so the owner of the root could still swap the file for one between that
-    check and qemu-img's open; a new image's name is taken with O_EXCL first, which narrows
-    that to the same check-then-act window.
+    follows links, and the owner could swap the file for one between that check and
+    qemu-img's open, so for a root of another user qemu-img runs as that user: whatever the
+    name then leads to, it can do no more than the owner could.
     """
 
     def __init__(self, module):
@@ -150,6 +150,9 @@ class VolumeManager(Manager):
     def qemu_img(self, args, passphrase=None):
         """Run qemu-img; a passphrase reaches it through a pipe, never argv or a file."""
         command = [self.qemu_img_path] + args[:1]
+        if self.place is not None and os.geteuid() == 0 and self.owner and self.owner[0] != 0:
+            command = ['setpriv', '--reuid=%d' % self.owner[0], '--regid=%d' % self.owner[1],
+                       '--clear-groups', '--'] + command
         if passphrase is not None:
             command += ['--object', 'secret,id=%s,file=/dev/fd/@FD@' % SECRET_ID]
         command += args[1:]
