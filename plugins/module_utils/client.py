@@ -40,6 +40,8 @@ CALL_TIMEOUT = 900
 CONNECT_TIMEOUT = 10
 HELLO_TIMEOUT = 30
 LOG_KEEP_BYTES = 1 << 20
+# The longest reply line taken from a helper: a guest file chunk read is 1.5 MiB raw.
+MAX_REPLY_BYTES = 16 << 20
 
 # `python -I -c BOOTSTRAP` runs the helper code it reads from stdin; its version is the
 # hash of exactly those bytes.
@@ -60,9 +62,13 @@ class HelperClientError(Exception):
         self.detail = detail or {}
 
     @classmethod
-    def from_reply(cls, error):
-        return cls(error.get('message') or 'helper error', error.get('kind', 'helper'),
-                   error.get('hint'), error.get('pid'), error)
+    def from_reply(cls, error, pid=None):
+        """The error a helper reported; pid is who reported it (the helper's own word on its
+        pid is not taken: the owner of the root may run anything on its socket)."""
+        if not isinstance(error, dict):
+            error = {}
+        return cls(str(error.get('message') or 'helper error'), str(error.get('kind', 'helper')),
+                   error.get('hint') and str(error['hint']), pid, error)
 
     def __str__(self):
         text = self.args[0]
@@ -97,12 +103,13 @@ class HelperConnection:
     def __init__(self, sock, root):
         self.sock = sock
         self.root = root
-        self.rfile = sock.makefile('rb')
+        self.buffer = b''
         self.next_id = 0
         self.peer_pid, self.peer_uid, _gid = helper_server.peer_credentials(sock)
 
     def request(self, op, args=None, timeout=CALL_TIMEOUT):
         self.next_id += 1
+        deadline = time.time() + timeout
         self.sock.settimeout(timeout)
         try:
             try:
@@ -110,23 +117,49 @@ class HelperConnection:
                     {'id': self.next_id, 'op': op, 'args': args or {}, 'timeout': timeout}))
             except BrokenPipeError:
                 pass  # a helper that refused us at once (no descriptors) left a reply to read
-            line = self.rfile.readline()
+            line = self._read_line(deadline, op)
         except socket.timeout:
             raise unresponsive(self.root, self.peer_pid, 'did not answer %s within %d s' % (op, timeout))
         except OSError as e:
             raise HelperClientError('lost the connection to the helper during %s: %s' % (op, e),
                                     'connection', pid=self.peer_pid)
-        if not line.endswith(b'\n'):
+        if line is None:
             # Nothing, or a reply cut off: the helper went away while answering.
             raise HelperClientError('the helper (pid %d) closed the connection during %s'
                                     % (self.peer_pid, op), 'connection', pid=self.peer_pid)
-        reply = helper_server.decode(line)
+        try:
+            reply = helper_server.decode(line)
+        except ValueError as e:
+            reply = e
+        if not isinstance(reply, dict):
+            raise HelperClientError('the helper (pid %d) answered %s with something that is not a reply '
+                                    '(%.80r)' % (self.peer_pid, op, line), 'protocol',
+                                    'stop that process (kill %d); the next task starts a helper' % self.peer_pid,
+                                    self.peer_pid)
         if not reply.get('ok'):
-            raise HelperClientError.from_reply(reply.get('error') or {})
+            raise HelperClientError.from_reply(reply.get('error'), self.peer_pid)
         return reply.get('result')
 
+    def _read_line(self, deadline, op):
+        """The next reply line, or None if the connection closed first; the whole line must
+        come before the deadline and within MAX_REPLY_BYTES."""
+        while b'\n' not in self.buffer:
+            if len(self.buffer) > MAX_REPLY_BYTES:
+                raise HelperClientError('the reply of the helper (pid %d) to %s is longer than %d bytes'
+                                        % (self.peer_pid, op, MAX_REPLY_BYTES), 'protocol',
+                                        'see %s' % self.root.log_path, self.peer_pid)
+            remaining = deadline - time.time()
+            if remaining <= 0:
+                raise socket.timeout()
+            self.sock.settimeout(remaining)
+            chunk = self.sock.recv(1 << 16)
+            if not chunk:
+                return None
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b'\n', 1)
+        return line
+
     def close(self):
-        self.rfile.close()
         self.sock.close()
 
 
@@ -237,33 +270,37 @@ class HelperClient:
     def _connect(self, rootdir):
         """A connection to the root's helper, or None if nobody listens.
 
-        The socket is reached through the descriptor of its checked directory, and whoever
-        answers must be the root's owner (or root) and serve this very root.
+        The socket is opened (O_PATH, never through a link) in its checked directory, checked,
+        and connected to through that very descriptor; whoever answers must be the root's owner
+        (or root: a helper of an earlier release) and serve this very root.
         """
         try:
             state_fd = rootdir.subdir(helper_server.STATE_DIR)
         except FileNotFoundError:
             return None
-        name = os.path.basename(helper_server.SOCKET)
         try:
-            try:
-                st = os.stat(name, dir_fd=state_fd, follow_symlinks=False)
-            except FileNotFoundError:
-                return None
-            if not stat.S_ISSOCK(st.st_mode) or st.st_uid not in (0, rootdir.uid):
+            sock_fd = os.open(os.path.basename(helper_server.SOCKET), os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC,
+                              dir_fd=state_fd)
+        except FileNotFoundError:
+            return None
+        finally:
+            os.close(state_fd)
+        try:
+            st = os.fstat(sock_fd)
+            if not stat.S_ISSOCK(st.st_mode) or st.st_uid not in (0, rootdir.uid) or st.st_nlink != 1:
                 raise HelperClientError(
                     '%s is not a socket of the root\'s owner (uid %d)' % (self.root.socket_path, rootdir.uid),
                     'socket', 'remove it; the next task starts a helper')
-            sock = connect_unix('/proc/self/fd/%d/%s' % (state_fd, name), CONNECT_TIMEOUT)
+            sock = connect_unix('/proc/self/fd/%d' % sock_fd, CONNECT_TIMEOUT)
         except TimeoutError:
             raise unresponsive(self.root, self._driver_holder(rootdir),
                                'did not accept a connection within %d s' % CONNECT_TIMEOUT)
         except OSError as e:
-            if e.errno in (errno.ENOENT, errno.ECONNREFUSED):
-                return None  # no helper, or a stale socket of a dead one
+            if e.errno == errno.ECONNREFUSED:
+                return None  # a stale socket of a dead helper
             raise HelperClientError('cannot connect to %s: %s' % (self.root.socket_path, e), 'connection')
         finally:
-            os.close(state_fd)
+            os.close(sock_fd)
         connection = HelperConnection(sock, self.root)
         if connection.peer_uid not in (0, rootdir.uid):
             connection.close()
@@ -291,16 +328,17 @@ class HelperClient:
             connection.close()
             if e.kind == 'stopping':
                 # It still holds libvirt's lock on the root until it has finished and exited.
-                self._wait_for_exit(e.pid, e.detail.get('drain_seconds'))
+                self._wait_for_exit(connection.peer_pid, e.detail.get('drain_seconds'))
                 return None
             if e.kind == 'connection':
                 return None  # it went away (killed) while we asked
             raise
-        if status.get('root') != self.root.path or status.get('pid') != connection.peer_pid:
+        if (not isinstance(status, dict) or status.get('root') != self.root.path
+                or status.get('pid') != connection.peer_pid or not isinstance(status.get('version'), str)):
             connection.close()
             raise HelperClientError(
-                'the socket of %s is answered by pid %s serving %r: refusing to talk to it'
-                % (self.root.path, connection.peer_pid, status.get('root')), 'permission',
+                'the socket of %s is answered by pid %s, which is not a helper serving this root: '
+                'refusing to talk to it' % (self.root.path, connection.peer_pid), 'permission',
                 'stop that process and remove %s' % self.root.socket_path)
         self.connection = connection
         return status
@@ -314,19 +352,23 @@ class HelperClient:
         drain = None
         try:
             reply = self.connection.request('stop', timeout=HELLO_TIMEOUT)
-            drain = reply.get('drain_seconds')
-            if reply.get('in_flight'):
-                self.notices.append(
-                    'waited for the helper (pid %d) of %s to finish %s before replacing it'
-                    % (status['pid'], self.root.path, ', '.join(reply['in_flight'])))
+            if isinstance(reply, dict):
+                drain = reply.get('drain_seconds')
+                if reply.get('in_flight'):
+                    self.notices.append(
+                        'waited for the helper (pid %d) of %s to finish %s before replacing it'
+                        % (status['pid'], self.root.path, ', '.join(str(op) for op in reply['in_flight'])))
         except HelperClientError:
             pass  # already going away
         self.close()
         self._wait_for_exit(status['pid'], drain)
 
     def _wait_for_exit(self, pid, drain_seconds=None):
-        """Wait for a stopping helper to exit, as long as its requests in flight may take."""
-        timeout = (helper_server.STOP_DRAIN_SECONDS if drain_seconds is None else drain_seconds) + 10
+        """Wait for a stopping helper to exit, as long as its requests in flight may take (as
+        it says, but never longer than a request may last)."""
+        if not isinstance(drain_seconds, (int, float)) or not 0 <= drain_seconds <= CALL_TIMEOUT:
+            drain_seconds = helper_server.STOP_DRAIN_SECONDS if drain_seconds is None else CALL_TIMEOUT
+        timeout = drain_seconds + 10
         if not wait_for_exit(pid, timeout):
             raise HelperClientError('the helper (pid %d) for %s did not stop within %d s' % (pid, self.root.path, timeout),
                                     'stop', 'see %s; kill it if it hangs (guests keep running)' % self.root.log_path,
@@ -351,7 +393,7 @@ class HelperClient:
         """pid named by one of libvirt's driver pidfiles of the root, or None."""
         for pidfile in self.root.driver_pidfiles:
             try:
-                text = rootdir.read_file(os.path.relpath(pidfile, self.root.path))
+                text = rootdir.read_file(os.path.relpath(pidfile, self.root.path), limit=64)
                 return int(text.strip()) if text else None
             except (RootError, OSError, ValueError):
                 continue
@@ -392,10 +434,12 @@ class HelperClient:
         finally:
             os.close(log_fd)
         try:
-            process.stdin.write(self.source)
+            # Bounded: the child runs as the owner, who could stop it before it reads.
+            write_all(process.stdin.fileno(), self.source, START_TIMEOUT)
+        except (BrokenPipeError, TimeoutError):
+            pass  # it died or hung at once: its exit status, or the missing ready line, says so
+        finally:
             process.stdin.close()
-        except BrokenPipeError:
-            pass  # it died at once: its exit status and log say why
         try:
             reply = read_ready_line(process, START_TIMEOUT)
         finally:
@@ -434,14 +478,36 @@ def as_owner(uid, gid):
     """subprocess arguments that run a child as the root's owner, when we are root and not it."""
     if os.geteuid() != 0 or uid == 0:
         return {}
+    # Only what the helper and libvirt need: root's environment may hold credentials, and
+    # the owner can read the environment of its own processes.
+    env = dict((key, value) for key, value in os.environ.items()
+               if key in ('PATH', 'LANG', 'TZ') or key.startswith(('LC_', 'LIBVIRT_')))
     try:
         account = pwd.getpwuid(uid)
         groups = os.getgrouplist(account.pw_name, gid)
-        env = dict(os.environ, HOME=account.pw_dir, USER=account.pw_name, LOGNAME=account.pw_name)
+        env.update(HOME=account.pw_dir, USER=account.pw_name, LOGNAME=account.pw_name)
     except KeyError:
-        groups, env = [gid], dict(os.environ, HOME='/')
-    env.pop('XDG_RUNTIME_DIR', None)
+        groups = [gid]
+        env['HOME'] = '/'
     return dict(user=uid, group=gid, extra_groups=groups, env=env)
+
+
+def write_all(fd, data, timeout):
+    """Write data to a pipe, raising TimeoutError if the reader does not take it in time."""
+    deadline = time.time() + timeout
+    os.set_blocking(fd, False)
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    view = memoryview(data)
+    while view:
+        remaining = deadline - time.time()
+        if remaining <= 0:
+            raise TimeoutError()
+        if poller.poll(remaining * 1000):
+            try:
+                view = view[os.write(fd, view):]
+            except BlockingIOError:
+                continue
 
 
 def process_argv(pid):
@@ -509,11 +575,11 @@ def pid_alive(pid):
 
 
 def log_tail(rootdir, lines=15):
-    """The last lines of the helper's log, read safely."""
+    """The last lines of the helper's log, read safely (its end only: it may be huge)."""
     try:
-        text = rootdir.read_file(helper_server.LOG)
+        with os.fdopen(rootdir.open_file(helper_server.LOG), 'rb') as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - 8192))
+            text = f.read(8192)
     except (RootError, OSError):
-        text = None
-    if text is None:
         return '(no log)'
-    return b'\n'.join(text[-8192:].splitlines()[-lines:]).decode('utf-8', 'replace')
+    return b'\n'.join(text.splitlines()[-lines:]).decode('utf-8', 'replace')

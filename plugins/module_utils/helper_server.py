@@ -8,10 +8,10 @@ libvirt allows one process per embedded root and needs a running event loop befo
 embedded URI opens, so a helper process owns both for one root and serves small typed
 requests (JSON lines) over a private UNIX socket, several clients at once.
 
-The client copies this file into the root and runs it with the module's Python, so it
-must stay self-contained: Python's standard library plus the libvirt bindings, which are
-imported only in the helper process (the client imports this file for its protocol
-functions and never needs libvirt).
+The client feeds this file's code to the module's Python on stdin (`python -I -c`), as the
+owner of the root, so it must stay self-contained: Python's standard library plus the
+libvirt bindings, which are imported only in the helper process (the client imports this
+file for its protocol functions and never needs libvirt).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -1181,9 +1181,10 @@ class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         try:
             return socketserver.UnixStreamServer.get_request(self)
         except OSError as e:
-            if e.errno not in (errno.EMFILE, errno.ENFILE):
+            if e.errno not in (errno.EMFILE, errno.ENFILE) or self.spare is None:
                 raise
         os.close(self.spare)
+        self.spare = None
         try:
             sock, _addr = self.socket.accept()
             limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
@@ -1199,7 +1200,10 @@ class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             finally:
                 sock.close()
         finally:
-            self.spare = os.open('/dev/null', os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                self.spare = os.open('/dev/null', os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                pass  # taken meanwhile: the next refusal waits until one is free again
         raise OSError(errno.EMFILE, 'out of file descriptors')
 
     def verify_request(self, request, client_address):

@@ -134,16 +134,19 @@ class RootDir:
         fd = os.dup(self.fd)
         try:
             for name in split_relative(relative):
+                created = False
                 if create:
                     try:
                         os.mkdir(name, mode, dir_fd=fd)
-                        if os.geteuid() == 0:
-                            os.chown(name, self.uid, self.gid, dir_fd=fd, follow_symlinks=False)
+                        created = True
                     except FileExistsError:
                         pass
                 child = open_component(fd, name, os.path.join(self.path, relative))
                 os.close(fd)
                 fd = child
+                if created and os.geteuid() == 0:
+                    # Through the descriptor: the name may have been replaced since mkdir.
+                    os.fchown(fd, self.uid, self.gid)
                 check_private_dir(os.fstat(fd), self.uid, os.path.join(self.path, relative))
             return fd
         except BaseException:
@@ -151,45 +154,62 @@ class RootDir:
             raise
 
     def open_file(self, relative, flags=os.O_RDONLY, mode=0o600):
-        """Descriptor of a regular file below the root, never through a link; a file it
-        creates is given to the root's owner, an existing one must belong to the owner or root."""
+        """Descriptor of a regular file below the root, never through a link or a FIFO. A file
+        it creates (O_CREAT) is given to the root's owner; an existing one must be the
+        owner's, or root's with no other name (an earlier release made it as root; a second
+        name would be a hard link to a file of root's elsewhere)."""
         directory, name = os.path.split(relative)
+        path = os.path.join(self.path, relative)
         dir_fd = self.subdir(directory, create=bool(flags & os.O_CREAT))
+        created = False
         try:
             try:
-                fd = os.open(name, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode, dir_fd=dir_fd)
+                if flags & os.O_CREAT:
+                    try:
+                        fd = os.open(name, flags | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dir_fd)
+                        created = True
+                    except FileExistsError:
+                        pass
+                if not created:
+                    fd = os.open(name, (flags & ~os.O_CREAT) | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                                 dir_fd=dir_fd)
             except OSError as e:
                 if e.errno == errno.ELOOP:
-                    raise RootError("%s is a symbolic link: refusing to follow it; remove it"
-                                    % os.path.join(self.path, relative))
+                    raise RootError("%s is a symbolic link: refusing to follow it; remove it" % path)
                 if e.errno in (errno.ENXIO, errno.EISDIR):  # a FIFO nobody reads, a directory
-                    raise RootError('%s is not a regular file: remove it' % os.path.join(self.path, relative))
+                    raise RootError('%s is not a regular file: remove it' % path)
                 raise
         finally:
             os.close(dir_fd)
         try:
             st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise RootError('%s is not a regular file: remove it' % os.path.join(self.path, relative))
-            if st.st_uid not in (0, self.uid):
-                raise RootError('%s belongs to uid %d, not to the owner of the root (uid %d): remove it'
-                                % (os.path.join(self.path, relative), st.st_uid, self.uid))
-            if st.st_uid != self.uid and os.geteuid() == 0 and st.st_size == 0 and flags & os.O_CREAT:
-                os.fchown(fd, self.uid, self.gid)
+            if created:
+                if os.geteuid() == 0:
+                    os.fchown(fd, self.uid, self.gid)
+            elif not stat.S_ISREG(st.st_mode):
+                raise RootError('%s is not a regular file: remove it' % path)
+            elif st.st_uid != self.uid and not (st.st_uid == 0 and st.st_nlink == 1):
+                raise RootError('%s belongs to uid %d, not to the owner of the root (uid %d), or has other '
+                                'names (hard links): remove it' % (path, st.st_uid, self.uid))
             os.set_blocking(fd, True)
             return fd
         except BaseException:
             os.close(fd)
             raise
 
-    def read_file(self, relative):
-        """Contents of a file below the root (see open_file), or None when it is missing."""
+    def read_file(self, relative, limit=1 << 20):
+        """Contents of a file below the root (see open_file), or None when it is missing; a
+        file larger than limit bytes is refused (its owner could make it any size)."""
         try:
             fd = self.open_file(relative)
         except FileNotFoundError:
             return None
         with os.fdopen(fd, 'rb') as f:
-            return f.read()
+            data = f.read(limit + 1)
+        if len(data) > limit:
+            raise RootError('%s is larger than %d bytes: it is not a file of this collection; remove it'
+                            % (os.path.join(self.path, relative), limit))
+        return data
 
     def write_file(self, relative, data, mode=0o600, replace=True):
         """Write a file below the root whole or not at all (temporary file, then rename),
@@ -297,15 +317,19 @@ def open_dir_path(path, create=False, uid=None, gid=None, mode=0o700):
     A symbolic link on the way is followed only when it belongs to root or to the caller
     (anyone else could point it elsewhere between a check and its use); the directory
     itself must not be a link. With create, missing directories are made: parents as
-    ordinary directories (0755), the last one with mode and given to uid/gid.
+    ordinary directories (0755), the last one with mode and given to uid/gid. Then every
+    directory on the way must be one that only root or the root's owner can change (see
+    check_ancestors).
     """
     names = [name for name in path.split('/') if name]
     fd = os.open('/', os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     hops = 0
+    steps = []  # (directory, entry in it) passed on the way down
     try:
         while names:
             name = names.pop(0)
             last = not names
+            created = False
             try:
                 st = os.stat(name, dir_fd=fd, follow_symlinks=False)
             except FileNotFoundError:
@@ -314,10 +338,7 @@ def open_dir_path(path, create=False, uid=None, gid=None, mode=0o700):
                                     "embedvirt.libvirt.root role or root_dir module), or correct "
                                     "the path" % path)
                 os.mkdir(name, mode if last else 0o755, dir_fd=fd)
-                if last:
-                    os.chown(name, -1 if uid is None else uid, -1 if gid is None else gid,
-                             dir_fd=fd, follow_symlinks=False)
-                    os.chmod(name, mode, dir_fd=fd, follow_symlinks=False)
+                created = last
                 st = os.stat(name, dir_fd=fd, follow_symlinks=False)
             if stat.S_ISLNK(st.st_mode):
                 if last:
@@ -340,9 +361,31 @@ def open_dir_path(path, create=False, uid=None, gid=None, mode=0o700):
                 child = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
             else:
                 child = open_component(fd, name, path)
+                steps.append((os.fstat(fd), os.fstat(child)))
             os.close(fd)
             fd = child
+            if created:
+                # Through the descriptor: the name may have been replaced since mkdir.
+                os.fchown(fd, -1 if uid is None else uid, -1 if gid is None else gid)
+                os.fchmod(fd, mode)
+        check_ancestors(path, steps, os.fstat(fd).st_uid)
         return fd
     except BaseException:
         os.close(fd)
         raise
+
+
+def check_ancestors(path, steps, owner):
+    """Raise RootError unless every directory above the root can be changed only by root or
+    the root's owner: a directory anyone else may write to lets them move the root away and
+    put one of their own in its place. In a sticky directory (such as /tmp) only an entry's
+    owner may move it, so it is enough that the entry is root's or the owner's."""
+    for directory, entry in steps:
+        trusted = (0, owner)
+        others_write = directory.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+        if directory.st_uid not in trusted or (
+                others_write and not (directory.st_mode & stat.S_ISVTX and entry.st_uid in trusted)):
+            raise RootError("root '%s' lies below a directory of uid %d with mode %04o: that user (or, "
+                            "with that mode, others) could move the root away and put their own in its "
+                            "place; use a root below directories of root's or of the root's owner only"
+                            % (path, directory.st_uid, stat.S_IMODE(directory.st_mode)))

@@ -119,7 +119,9 @@ def test_a_helper_that_does_not_answer_is_named_with_the_fix():
     assert 'kill -CONT %d' % os.getpid() in str(err.value)
 
 
-def test_a_child_runs_as_the_owner_only_when_we_are_root_and_not_it():
+def test_a_child_runs_as_the_owner_only_when_we_are_root_and_not_it(monkeypatch):
+    monkeypatch.setenv('AWS_SECRET_ACCESS_KEY', 'of root')
+    monkeypatch.setenv('LIBVIRT_DEBUG', '1')
     if os.geteuid() != 0:
         assert client.as_owner(12345, 12345) == {}
         return
@@ -128,3 +130,33 @@ def test_a_child_runs_as_the_owner_only_when_we_are_root_and_not_it():
     assert (nobody['user'], nobody['group']) == (65534, 65534)
     assert 0 not in nobody['extra_groups']
     assert 'XDG_RUNTIME_DIR' not in nobody['env']
+    assert 'AWS_SECRET_ACCESS_KEY' not in nobody['env']
+    assert nobody['env']['LIBVIRT_DEBUG'] == '1'
+
+
+def test_a_reply_that_never_ends_is_cut_at_the_deadline():
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    connection = client.HelperConnection(ours, root.EmbedRoot('/srv/vms'))
+    theirs.sendall(b'{"ok": true, "result": "')  # and then a byte now and then, never a newline
+    with pytest.raises(client.HelperClientError) as err:
+        connection.request('status', timeout=0.3)
+    theirs.close()
+    assert err.value.kind == 'unresponsive'
+
+
+def test_a_reply_that_is_not_a_reply_is_a_protocol_error():
+    connection, _theirs = _connection(b'[1, 2]\n')
+    with pytest.raises(client.HelperClientError) as err:
+        connection.request('status', timeout=5)
+    assert err.value.kind == 'protocol'
+    assert 'kill %d' % os.getpid() in str(err.value)
+
+
+def test_a_stopping_helper_is_waited_for_no_longer_than_a_request_may_last(monkeypatch):
+    waited = []
+    monkeypatch.setattr(client, 'wait_for_exit', lambda pid, timeout: waited.append(timeout) or True)
+    helper = client.HelperClient('/srv/vms')
+    for said in (1e9, 'forever', None, 30):
+        helper._wait_for_exit(1, said)  # pylint: disable=protected-access
+    assert waited == [client.CALL_TIMEOUT + 10, client.CALL_TIMEOUT + 10,
+                      client.helper_server.STOP_DRAIN_SECONDS + 10, 40]

@@ -169,3 +169,54 @@ def test_open_file_refuses_a_fifo_without_blocking(short_tmp):
         with pytest.raises(RootError, match='not a regular file'):
             rootdir.open_file('f')
         assert rootdir.read_file('missing') is None
+
+
+def test_a_file_of_root_with_a_second_name_is_refused(short_tmp):
+    if os.geteuid() != 0:
+        pytest.skip('needs root to make a root of another user')
+    outside = os.path.join(short_tmp, 'precious')
+    with open(outside, 'w') as f:
+        f.write(u'')
+    os.mkdir(os.path.join(short_tmp, 'r'), 0o700)
+    os.chown(os.path.join(short_tmp, 'r'), 65534, 65534)
+    with EmbedRoot(os.path.join(short_tmp, 'r')).open() as rootdir:
+        os.close(rootdir.subdir('run', create=True))
+        os.link(outside, os.path.join(rootdir.path, 'run', 'lock'))  # as the owner could
+        with pytest.raises(RootError, match='has other names'):
+            rootdir.open_file('run/lock', os.O_RDWR | os.O_CREAT)
+        assert rootdir.open_file('run/new', os.O_RDWR | os.O_CREAT) >= 0
+        assert os.stat(os.path.join(rootdir.path, 'run', 'new')).st_uid == 65534
+        assert os.stat(os.path.join(rootdir.path, 'run')).st_uid == 65534
+    assert os.stat(outside).st_uid == 0
+
+
+def test_a_root_below_a_directory_of_another_user_is_refused(short_tmp):
+    if os.geteuid() != 0:
+        pytest.skip('needs root to make a directory of another user')
+    home = os.path.join(short_tmp, 'h')
+    os.mkdir(home, 0o755)
+    os.chown(home, 65534, 65534)
+    os.mkdir(os.path.join(home, 'r'), 0o700)
+    with pytest.raises(RootError, match='lies below a directory of uid 65534'):
+        EmbedRoot(os.path.join(home, 'r')).open()
+    os.chown(os.path.join(home, 'r'), 65534, 65534)  # the owner's own root there is fine
+    EmbedRoot(os.path.join(home, 'r')).open().close()
+
+
+def test_a_root_in_a_sticky_shared_directory_is_fine_a_writable_one_is_not(short_tmp):
+    shared = os.path.join(short_tmp, 's')
+    os.mkdir(shared)
+    os.chmod(shared, 0o1777)
+    os.mkdir(os.path.join(shared, 'r'), 0o700)
+    EmbedRoot(os.path.join(shared, 'r')).open().close()
+    os.chmod(shared, 0o777)
+    with pytest.raises(RootError, match='could move the root away'):
+        EmbedRoot(os.path.join(shared, 'r')).open()
+
+
+def test_reading_a_huge_file_is_refused(short_tmp):
+    with _rootdir(short_tmp) as rootdir:
+        with open(os.path.join(rootdir.path, 'big'), 'wb') as f:
+            f.truncate(10 << 30)  # sparse: costs nothing on disk
+        with pytest.raises(RootError, match='larger than 64 bytes'):
+            rootdir.read_file('big', limit=64)
