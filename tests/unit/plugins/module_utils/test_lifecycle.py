@@ -13,8 +13,8 @@ import subprocess
 import pytest
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils.lifecycle import (
-    BOOT_HELPER, boot_unit, mount_points, other_filesystems, proven_marker, read_marker,
-    systemd_escape_path, systemd_quote, unescape_mountinfo)
+    BOOT_HELPER, DirStack, MountAppeared, boot_unit, delete_tree, is_guest_of, mount_points, other_filesystems,
+    proven_marker, read_marker, systemd_escape_path, systemd_quote, unescape_mountinfo)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils.root import MARKER_NAME, EmbedRoot
 
 # systemd-escape --path --template=embedvirt-helper@.service PATH, systemd 252 (Debian 12).
@@ -145,3 +145,93 @@ def test_the_walk_finds_nothing_foreign_in_one_filesystem_and_follows_no_link(sh
     os.symlink('/proc', os.path.join(root, 'lib', 'proc'))
     with EmbedRoot(root).open() as root_dir:
         assert other_filesystems(root_dir.fd, root, root_dir.dev) == []
+
+
+def make_deep(top, levels):
+    """A chain of levels directories below top, by descriptors (its paths are too long for open)."""
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    for _level in range(levels):
+        os.mkdir('d', dir_fd=fd)
+        child = os.open('d', os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = child
+    with open(os.open('leaf', os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=fd), 'w') as f:
+        f.write('x')
+    os.close(fd)
+
+
+def open_fds():
+    return len(os.listdir('/proc/self/fd'))
+
+
+def test_a_tree_1000_levels_deep_is_walked_and_deleted_with_few_descriptors(short_tmp):
+    root = make_root(short_tmp)
+    os.mkdir(os.path.join(root, 'lib'))
+    make_deep(os.path.join(root, 'lib'), 1000)
+    before = open_fds()
+    with EmbedRoot(root).open() as root_dir:
+        assert other_filesystems(root_dir.fd, root, root_dir.dev) == []
+        dirs = DirStack(root_dir.fd, root, root_dir.dev)
+        delete_tree(dirs, 'lib')
+        assert dirs.names == []
+        assert open_fds() == before + 1  # the root's own
+    assert os.listdir(root) == [MARKER_NAME]
+
+
+def test_the_delete_removes_links_and_never_what_they_point_to(short_tmp):
+    root = make_root(short_tmp)
+    outside = os.path.join(short_tmp, 'outside')
+    os.makedirs(os.path.join(outside, 'sub'))
+    with open(os.path.join(outside, 'sub', 'kept'), 'w') as f:
+        f.write('kept')
+    os.makedirs(os.path.join(root, 'images', 'a', 'b'))
+    os.symlink(outside, os.path.join(root, 'images', 'dirlink'))
+    os.symlink(os.path.join(outside, 'sub', 'kept'), os.path.join(root, 'images', 'a', 'b', 'filelink'))
+    os.link(os.path.join(outside, 'sub', 'kept'), os.path.join(root, 'images', 'a', 'hard'))
+    with EmbedRoot(root).open() as root_dir:
+        delete_tree(DirStack(root_dir.fd, root, root_dir.dev), 'images')
+    assert os.listdir(root) == [MARKER_NAME]
+    with open(os.path.join(outside, 'sub', 'kept')) as f:
+        assert f.read() == 'kept'
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason='mounting a tmpfs needs root')
+def test_a_filesystem_mounted_inside_stops_the_delete_before_it(short_tmp):
+    root = make_root(short_tmp)
+    mount = os.path.join(root, 'lib', 'qemu', 'mnt')
+    os.makedirs(mount)
+    os.makedirs(os.path.join(root, 'lib', 'a', 'b'))
+    subprocess.check_call(['mount', '-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mount])
+    try:
+        with open(os.path.join(mount, 'precious'), 'w') as f:
+            f.write('kept')
+        with EmbedRoot(root).open() as root_dir:
+            assert other_filesystems(root_dir.fd, root, root_dir.dev) == [mount]
+            dirs = DirStack(root_dir.fd, root, root_dir.dev)
+            with pytest.raises(MountAppeared) as e:
+                delete_tree(dirs, 'lib')
+            assert e.value.path == mount
+            assert dirs.names == []
+        with open(os.path.join(mount, 'precious')) as f:
+            assert f.read() == 'kept'
+    finally:
+        subprocess.check_call(['umount', mount])
+
+
+ROOT = '/srv/vms'
+QEMU = '/usr/bin/qemu-system-x86_64'
+
+
+@pytest.mark.parametrize('argv, guest', [
+    ([QEMU, '-name', 'guest=web', '-chardev',
+      'socket,id=charmonitor,fd=30,server=on,wait=off', '-pidfile', '/srv/vms/run/qemu/web.pid'], True),
+    ([QEMU, '-chardev', 'socket,id=charmonitor,path=/srv/vms/lib/qemu/domain-1-web/monitor.sock'], True),
+    ([QEMU, '-pidfile', '/srv/vms-b/run/qemu/web.pid', '-drive', 'file=/srv/vms/images/shared.qcow2'], False),
+    ([QEMU, '-pidfile', '/x/srv/vms/run/qemu/web.pid'], False),
+    (['/usr/bin/qemu-img', 'info', '/srv/vms/lib/qemu/x'], False),
+    (['/usr/bin/qemu-nbd', '-k', '/srv/vms/run/qemu/nbd.sock', '/srv/vms/images/a.qcow2'], False),
+    (['/usr/bin/python3', '/tmp/qemu-system-x86_64', '/srv/vms/run/qemu/web.pid'], False),
+    (['/bin/sh', '-c', 'qemu-system-x86_64 -pidfile /srv/vms/run/qemu/web.pid'], False),
+])
+def test_only_guests_of_the_root_are_qemu_processes_of_it(argv, guest):
+    assert is_guest_of(b'\0'.join(a.encode() for a in argv) + b'\0', ROOT) is guest
