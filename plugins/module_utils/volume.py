@@ -19,6 +19,12 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils.root import Root
 
 SECRET_ID = 'embedvirt-passphrase'
 LUKS_ATTEMPTS = 10
+# Seconds any qemu-img run may take (create, info, resize of headers take well under one):
+# an image whose backing chain names a FIFO or a stuck network file would block it forever.
+QEMU_IMG_TIMEOUT = 300
+# Exit codes of timeout(1) when it stopped the command (TERM, then KILL after --kill-after).
+TIMED_OUT = (124, 137)
+QCOW2_MAGIC = b'QFI\xfb'
 
 
 class VolumeManager(Manager):
@@ -38,11 +44,13 @@ class VolumeManager(Manager):
         self.root = module.client.root
         self.images = os.path.join(self.root.path, 'images')
         self.qemu_img_path = module.module.get_bin_path('qemu-img', required=True)
+        self.timeout_path = module.module.get_bin_path('timeout', required=True)
         self.path = self.resolve_path(self.params['path'])
         # Below the root: (directory, file name) relative to it; None for an image elsewhere.
         self.place = self.locate('path', self.path)
         self.backing = self.backing_place = None
         if self.params['backing_file']:
+            refuse_protocol(module, self.params['backing_file'])
             # qemu-img reads a relative backing file name from the image's directory.
             self.backing = os.path.normpath(os.path.join(os.path.dirname(self.path), self.params['backing_file']))
             self.backing_place = self.locate('backing_file', self.backing)
@@ -50,6 +58,7 @@ class VolumeManager(Manager):
         self.used_by = None
         self.dir_fd = None
         self.owner = None
+        self.data_file = None
 
     # --- input -------------------------------------------------------------------------
     def resolve_path(self, path):
@@ -66,15 +75,20 @@ class VolumeManager(Manager):
 
     def locate(self, option, path):
         """(directory, file name) of path relative to the root, or None for a path outside the
-        root that allow_outside_root allows; any other path outside images/ fails."""
-        below_root = is_below(path, self.root.path)
-        if not (is_below(path, self.images) or self.params['allow_outside_root']):
-            where = ('inside root %s but outside its images directory, among the files libvirt keeps'
-                     % self.root.path if below_root else 'outside root %s' % self.root.path)
-            self.module.fail("%s '%s' is %s: put images under %s, or set allow_outside_root=true to "
-                             "use an image elsewhere" % (option, self.params[option], where, self.images),
+        root that allow_outside_root allows; any other path outside images/ fails, and one in
+        the root outside images/ always does: those are libvirt's files (qemu.conf, its state)."""
+        if is_below(path, self.images):
+            return os.path.split(os.path.relpath(path, self.root.path))
+        if is_below(path, self.root.path) or path == self.root.path:
+            self.module.fail("%s '%s' is inside root %s but outside its images directory, among the files "
+                             "libvirt keeps, which no image may be (not even with allow_outside_root): put "
+                             "images under %s" % (option, self.params[option], self.root.path, self.images),
                              error_kind='path')
-        return os.path.split(os.path.relpath(path, self.root.path)) if below_root else None
+        if not self.params['allow_outside_root']:
+            self.module.fail("%s '%s' is outside root %s: put images under %s, or set allow_outside_root=true "
+                             "to use an image elsewhere" % (option, self.params[option], self.root.path, self.images),
+                             error_kind='path')
+        return None
 
     def pin(self, place, create=False):
         """Descriptor of the directory of place below the root (see the class), or None while
@@ -147,15 +161,19 @@ class VolumeManager(Manager):
         return size
 
     # --- qemu-img ----------------------------------------------------------------------
-    def qemu_img(self, args, passphrase=None):
-        """Run qemu-img; a passphrase reaches it through a pipe, never argv or a file."""
+    def command(self, args, passphrase=None):
+        """The qemu-img command line: bounded by timeout(1), as the owner of another user's root."""
         command = [self.qemu_img_path] + args[:1]
         if self.place is not None and os.geteuid() == 0 and self.owner and self.owner[0] != 0:
             command = ['setpriv', '--reuid=%d' % self.owner[0], '--regid=%d' % self.owner[1],
                        '--clear-groups', '--'] + command
         if passphrase is not None:
             command += ['--object', 'secret,id=%s,file=/dev/fd/@FD@' % SECRET_ID]
-        command += args[1:]
+        return [self.timeout_path, '--kill-after=10', str(QEMU_IMG_TIMEOUT)] + command + args[1:]
+
+    def qemu_img(self, args, passphrase=None):
+        """Run qemu-img; a passphrase reaches it through a pipe, never argv or a file."""
+        command = self.command(args, passphrase)
         for attempt in range(LUKS_ATTEMPTS):
             read_fd = None
             if passphrase is not None:
@@ -173,6 +191,11 @@ class VolumeManager(Manager):
             # is coarse (seen on this project's VMs) it fails now and then, creating nothing.
             if 'Unable to get accurate CPU usage' not in err:
                 break
+        if rc in TIMED_OUT:
+            self.module.fail('qemu-img %s of %s did not finish in %d seconds and was stopped: most likely its '
+                             'backing chain (or external data file) names something that does not answer, such '
+                             'as a FIFO or a stuck network file; check it with qemu-img info --backing-chain and '
+                             'correct or remove it' % (args[0], self.path, QEMU_IMG_TIMEOUT), error_kind='qemu_img')
         if rc != 0:
             self.module.fail('qemu-img %s failed for %s: %s' % (args[0], self.path, err.strip() or out.strip()),
                              error_kind='qemu_img')
@@ -181,9 +204,11 @@ class VolumeManager(Manager):
     def info(self):
         if not self.image_exists():
             return None
-        # -U: read the header even while a guest holds the image open.
-        data = json.loads(self.qemu_img(['info', '--output=json', '-U', self.target]))
+        # -U: read the header even while a guest holds the image open. -f: never let qemu-img
+        # guess from contents a guest may have written (a raw disk made to look like qcow2).
+        data = json.loads(self.qemu_img(['info', '--output=json', '-U', '-f', self.detect_format(), self.target]))
         encrypted = bool(data.get('encrypted'))
+        self.data_file = data.get('format-specific', {}).get('data', {}).get('data-file')
         return {
             'path': self.path,
             'format': data.get('format'),
@@ -193,6 +218,20 @@ class VolumeManager(Manager):
             'backing_format': data.get('backing-filename-format'),
             'encrypted': encrypted,
         }
+
+    def detect_format(self):
+        """qcow2 when the image starts with its magic, else raw: the only formats this module
+        makes; read here, never through a link or from a FIFO."""
+        flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
+        if self.place is None:
+            fd = os.open(self.path, flags)
+        else:
+            fd = os.open(self.place[1], flags | os.O_NOFOLLOW, dir_fd=self.dir_fd)
+        with os.fdopen(fd, 'rb') as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                self.module.fail('%s is not a regular file: remove it, or give another path' % self.path,
+                                 error_kind='path')
+            return 'qcow2' if f.read(len(QCOW2_MAGIC)) == QCOW2_MAGIC else 'raw'
 
     # --- states ------------------------------------------------------------------------
     def run(self):
@@ -235,6 +274,11 @@ class VolumeManager(Manager):
                                  % (self.path, current['virtual_size'], self.size, current['virtual_size']),
                                  error_kind='shrink')
             self.refuse_if_in_use('grow')
+            if self.data_file is not None:
+                self.module.fail('%s keeps its data in the external file %s (qcow2 data_file): growing it would '
+                                 'grow that file too, whoever it belongs to, so it is refused; copy the image to one '
+                                 'without (qemu-img convert -O qcow2 %s <new image>) and use that'
+                                 % (self.path, self.data_file, self.path), error_kind='path')
             if current['encrypted'] and passphrase is None:
                 self.module.fail('%s is encrypted: give encryption_passphrase to grow it' % self.path,
                                  error_kind='passphrase')
@@ -303,7 +347,8 @@ class VolumeManager(Manager):
             self.qemu_img(['resize', '-q', '-f', self.params['format'], self.target, str(self.size)])
         else:
             self.qemu_img(['resize', '-q', '--image-opts',
-                           'driver=qcow2,encrypt.key-secret=%s,file.filename=%s' % (SECRET_ID, self.target),
+                           'driver=qcow2,encrypt.key-secret=%s,file.filename=%s'
+                           % (SECRET_ID, self.target.replace(',', ',,')),  # QEMU's option syntax
                            str(self.size)], passphrase)
 
     def ensure_absent(self, current):
@@ -328,6 +373,14 @@ class VolumeManager(Manager):
         if defined and what == 'remove':
             self.module.module.warn('%s is named in the definition of domain(s) %s, which will not start '
                                     'without it' % (self.path, ', '.join(defined)))
+
+
+def refuse_protocol(module, name):
+    """qemu-img reads a backing file name with ':' before any '/' as a protocol (json:, nbd:,
+    file:): such a name would reach any file, or the network, whatever locate checked."""
+    if ':' in name.split('/', 1)[0]:
+        module.fail("backing_file '%s' would be read by qemu-img as a protocol (%s): give a path, such as "
+                    "./%s" % (name, name.split(':', 1)[0], name), error_kind='path')
 
 
 def is_below(path, directory):

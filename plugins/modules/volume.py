@@ -19,12 +19,17 @@ description:
     file inside the root are links, or whose directories belong to anyone but the root's owner, is
     refused (O(allow_outside_root) does not change that). New images there belong to the root's owner.
   - An existing image is never replaced or shrunk; one that differs from what is asked is an error.
-    Growing or removing an image that a running guest uses is refused.
+    Growing or removing an image that a running guest uses is refused, and so is growing a qcow2 image
+    that keeps its data in an external file (C(data_file)): that file would grow too.
+  - qemu-img is told the format of an existing image (qcow2 when it starts with the qcow2 header, else
+    raw), never left to guess it, and every run of it is stopped after 300 seconds (a backing file that
+    is a FIFO would block it forever).
 options:
   path:
     description:
       - The image file. A relative path is taken under C(<root>/images/) and may not leave it with C(..).
-      - An absolute path must be under C(<root>/images/) too, unless O(allow_outside_root=true).
+      - An absolute path must be under C(<root>/images/) too, unless O(allow_outside_root=true). A path
+        in the root outside C(images/) (C(etc/), C(lib/), the files libvirt keeps) is always refused.
     type: path
     required: true
   state:
@@ -51,7 +56,8 @@ options:
       - Create a qcow2 image on top of this one (copy on write). Its format is detected unless
         O(backing_format) is given.
       - A relative path is read from the image's directory, as qemu-img does. Like O(path), it must be
-        under C(<root>/images/) unless O(allow_outside_root=true).
+        under C(<root>/images/) unless O(allow_outside_root=true). A name qemu-img would read as a protocol
+        (a V(:) before any V(/), such as V(nbd:...) or V(json:...)) is refused; write V(./name) for a file.
     type: path
   backing_format:
     description:
@@ -67,7 +73,8 @@ options:
     type: str
   allow_outside_root:
     description:
-      - Allow an image, or a backing file, outside the root's C(images/) directory (given as an absolute path).
+      - Allow an image, or a backing file, outside the root (given as an absolute path). Paths in the root
+        outside its C(images/) directory stay refused.
     type: bool
     default: false
 extends_documentation_fragment:

@@ -6,12 +6,15 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import subprocess
+import time
 from types import SimpleNamespace
 
 import pytest
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils.root import EmbedRoot
-from ansible_collections.embedvirt.libvirt.plugins.module_utils.volume import VolumeManager
+from ansible_collections.embedvirt.libvirt.plugins.module_utils import volume as volume_utils
+from ansible_collections.embedvirt.libvirt.plugins.module_utils.volume import QEMU_IMG_TIMEOUT, VolumeManager
 
 
 class Failed(Exception):
@@ -27,7 +30,21 @@ class FakeModule:
                            backing_format=None, encryption_passphrase=None, allow_outside_root=False)
         self.params.update(params)
         self.client = SimpleNamespace(root=EmbedRoot(root))
-        self.module = SimpleNamespace(get_bin_path=lambda name, required: '/usr/bin/' + name)
+        self.module = SimpleNamespace(get_bin_path=lambda name, required: '/usr/bin/' + name,
+                                      run_command=self.run_command, _diff=False)
+        self.commands = []
+
+    def run_command(self, command, pass_fds):
+        self.commands.append(command)
+        done = subprocess.run(command, pass_fds=pass_fds, capture_output=True, text=True, check=False)
+        return done.returncode, done.stdout, done.stderr
+
+    def call(self, op):
+        assert op == 'domain_disks'
+        return []
+
+    def guard(self, function, *args):
+        return function(*args)
 
     def fail(self, msg, **result):
         raise Failed(msg, result.get('error_kind'))
@@ -52,11 +69,16 @@ def test_relative_paths_inside_images():
     assert volume.place == ('images/b', 'c.qcow2')
 
 
-def test_an_absolute_path_in_the_root_outside_images_needs_allow_outside_root():
-    with pytest.raises(Failed) as e:
-        manager(path='/srv/vms/etc/qemu.conf')
-    assert 'inside root /srv/vms but outside its images directory' in e.value.args[0]
-    assert manager(path='/srv/vms/etc/x.raw', allow_outside_root=True).place == ('etc', 'x.raw')
+@pytest.mark.parametrize('path', ['/srv/vms/etc/qemu.conf', '/srv/vms/lib/x.raw', '/srv/vms/x.raw', '/srv/vms'])
+def test_an_absolute_path_in_the_root_outside_images_is_always_refused(path):
+    for allow in (False, True):
+        with pytest.raises(Failed) as e:
+            manager(path=path, allow_outside_root=allow)
+        assert 'inside root /srv/vms but outside its images directory' in e.value.args[0]
+        assert 'not even with allow_outside_root' in e.value.args[0]
+        assert e.value.args[1] == 'path'
+        with pytest.raises(Failed):
+            manager(path='x.qcow2', backing_file=path, allow_outside_root=allow)
     assert manager(path='/srv/other/x.raw', allow_outside_root=True).place is None
 
 
@@ -94,3 +116,71 @@ def test_links_in_the_root_are_never_followed(short_tmp):
     volume = manager(root, path='new/disk.qcow2')
     assert volume.pin(volume.place) is None  # not there yet, and not made by looking
     assert not os.path.exists(os.path.join(root, 'images', 'new'))
+
+
+@pytest.mark.parametrize('name', ['json:{"file.filename":"/etc/shadow"}', 'nbd:host:10809', 'file:x.raw'])
+def test_a_backing_file_qemu_would_read_as_a_protocol_is_refused(name):
+    with pytest.raises(Failed) as e:
+        manager(path='x.qcow2', backing_file=name)
+    assert 'as a protocol' in e.value.args[0] and e.value.args[1] == 'path'
+    assert manager(path='x.qcow2', backing_file='./' + name).backing_place[0].startswith('images')
+
+
+def test_every_qemu_img_run_is_bounded_and_runs_as_the_owner_of_another_users_root(monkeypatch):
+    monkeypatch.setattr(os, 'geteuid', lambda: 0)
+    volume = manager(path='a.qcow2')
+    volume.owner = (1000, 1000)
+    assert volume.command(['info', '-U', 'x']) == [
+        '/usr/bin/timeout', '--kill-after=10', str(QEMU_IMG_TIMEOUT),
+        'setpriv', '--reuid=1000', '--regid=1000', '--clear-groups', '--', '/usr/bin/qemu-img', 'info', '-U', 'x']
+    assert 60 <= QEMU_IMG_TIMEOUT <= 600
+
+
+def make_images(short_tmp):
+    root = os.path.join(short_tmp, 'r')
+    os.makedirs(os.path.join(root, 'images'), 0o700)
+    return root, os.path.join(root, 'images')
+
+
+def test_an_image_backed_by_a_fifo_fails_in_the_bound_with_the_cause(short_tmp, monkeypatch):
+    root, images = make_images(short_tmp)
+    os.mkfifo(os.path.join(short_tmp, 'fifo'))
+    subprocess.check_call(['qemu-img', 'create', '-q', '-f', 'qcow2', '-u', '-b', os.path.join(short_tmp, 'fifo'),
+                           '-F', 'raw', os.path.join(images, 'f.qcow2'), '1M'])
+    monkeypatch.setattr(volume_utils, 'QEMU_IMG_TIMEOUT', 2)
+    volume = manager(root, path='f.qcow2', size='2M')
+    started = time.time()
+    with pytest.raises(Failed) as e:
+        volume.run()
+    assert time.time() - started < 15
+    assert e.value.args[1] == 'qemu_img'
+    assert 'qemu-img resize of %s/f.qcow2 did not finish in 2 seconds' % images in e.value.args[0]
+    assert 'backing chain' in e.value.args[0]
+
+
+def test_qemu_img_info_is_told_the_format_a_guest_cannot_change(short_tmp):
+    root, images = make_images(short_tmp)
+    # A raw disk whose guest wrote a qcow2 header naming a backing file on the host.
+    subprocess.check_call(['qemu-img', 'create', '-q', '-f', 'qcow2', '-u', '-b', '/etc/shadow', '-F', 'raw',
+                           os.path.join(images, 'disk.raw'), '1M'])
+    volume = manager(root, path='disk.raw', format='raw')
+    volume.dir_fd = volume.pin(volume.place)
+    with pytest.raises(Failed) as e:
+        volume.check_matches(volume.info())
+    assert 'exists with format qcow2, not raw' in e.value.args[0]
+    assert all('-f' in command for command in volume.module.commands)
+    volume = manager(root, path='plain.raw', format='raw', size='1M')
+    volume.run()
+    assert volume.info()['format'] == 'raw'
+
+
+def test_commas_in_image_opts_are_doubled(short_tmp, monkeypatch):
+    root, images = make_images(short_tmp)
+    volume = manager(root, path='a,b.qcow2', size='1M', encryption_passphrase='secret words')
+    monkeypatch.setattr(volume_utils.VolumeManager, 'refuse_if_in_use', lambda self, what: None)
+    volume.run()
+    grown = manager(root, path='a,b.qcow2', size='2M', encryption_passphrase='secret words')
+    grown.run()
+    assert grown.info()['virtual_size'] == 2 * 1024 * 1024
+    assert any(arg.endswith('file.filename=/proc/self/fd/%d/a,,b.qcow2' % grown.dir_fd)
+               for command in grown.module.commands for arg in command)
