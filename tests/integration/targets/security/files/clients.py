@@ -25,26 +25,34 @@ resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 answers = {}
 messages = {}
 connections = []
-for number in range(args.count):
+
+
+def connect(path):
+    """(a connected socket, None), or (None, why not); a full backlog is waited out for 10 s,
+    as a task would."""
     deadline = time.time() + 10
     while True:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(10)
         try:
-            sock.connect(args.socket)
-            connections.append(sock)
-            break
-        except BlockingIOError:  # the backlog is full: wait as a task would
+            sock.connect(path)
+            return sock, None
+        except BlockingIOError:
             sock.close()
-            error = 'connect: backlog full for 10 s'
-            if time.time() < deadline:
-                time.sleep(0.01)
-                continue
+            if time.time() >= deadline:
+                return None, 'connect: backlog full for 10 s'
+            time.sleep(0.01)
         except OSError as e:
             sock.close()
-            error = 'connect: ' + type(e).__name__
+            return None, 'connect: ' + type(e).__name__
+
+
+for number in range(args.count):
+    sock, error = connect(args.socket)
+    if sock is None:
         answers[error] = answers.get(error, 0) + 1
-        break
+    else:
+        connections.append(sock)
 for number, sock in enumerate(connections):
     if args.silent:
         break
