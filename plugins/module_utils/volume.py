@@ -171,8 +171,10 @@ class VolumeManager(Manager):
             command += ['--object', 'secret,id=%s,file=/dev/fd/@FD@' % SECRET_ID]
         return [self.timeout_path, '--kill-after=10', str(QEMU_IMG_TIMEOUT)] + command + args[1:]
 
-    def qemu_img(self, args, passphrase=None):
-        """Run qemu-img; a passphrase reaches it through a pipe, never argv or a file."""
+    def qemu_img(self, args, passphrase=None, image=None):
+        """Run qemu-img on image (default: the volume's); a passphrase reaches it through a
+        pipe, never argv or a file."""
+        image = image or self.path
         command = self.command(args, passphrase)
         for attempt in range(LUKS_ATTEMPTS):
             read_fd = None
@@ -195,9 +197,9 @@ class VolumeManager(Manager):
             self.module.fail('qemu-img %s of %s did not finish in %d seconds and was stopped: most likely its '
                              'backing chain (or external data file) names something that does not answer, such '
                              'as a FIFO or a stuck network file; check it with qemu-img info --backing-chain and '
-                             'correct or remove it' % (args[0], self.path, QEMU_IMG_TIMEOUT), error_kind='qemu_img')
+                             'correct or remove it' % (args[0], image, QEMU_IMG_TIMEOUT), error_kind='qemu_img')
         if rc != 0:
-            self.module.fail('qemu-img %s failed for %s: %s' % (args[0], self.path, err.strip() or out.strip()),
+            self.module.fail('qemu-img %s failed for %s: %s' % (args[0], image, err.strip() or out.strip()),
                              error_kind='qemu_img')
         return out
 
@@ -339,7 +341,7 @@ class VolumeManager(Manager):
             os.close(fd)
 
     def backing_format(self):
-        data = json.loads(self.qemu_img(['info', '--output=json', '-U', self.backing]))
+        data = json.loads(self.qemu_img(['info', '--output=json', '-U', self.backing], image=self.backing))
         return data['format']
 
     def grow(self, passphrase):
