@@ -402,7 +402,7 @@ class HelperClient:
     def _helper_holding_root(self, rootdir):
         """pid of a helper of this root that holds one of libvirt's driver locks, or None."""
         pid = self._driver_holder(rootdir)
-        argv = process_argv(pid) if pid else []
+        argv = helper_server.process_argv(pid) if pid else []
         if helper_server.HELPER_FLAG in argv and self.root.path in argv[argv.index(helper_server.HELPER_FLAG):]:
             return pid
         return None
@@ -508,15 +508,6 @@ def write_all(fd, data, timeout):
                 view = view[os.write(fd, view):]
             except BlockingIOError:
                 continue
-
-
-def process_argv(pid):
-    """The command line of a process, or []."""
-    try:
-        with open('/proc/%d/cmdline' % pid, 'rb') as f:
-            return [part.decode('utf-8', 'replace') for part in f.read().rstrip(b'\0').split(b'\0')]
-    except OSError:
-        return []
 
 
 def read_ready_line(process, timeout):

@@ -200,11 +200,19 @@ def pidfile_owner(pidfile):
     try:
         with open(pidfile) as f:
             pid = int(f.read().strip())
-        with open('/proc/%d/cmdline' % pid, 'rb') as f:
-            argv = f.read().rstrip(b'\0').split(b'\0')
     except (OSError, ValueError):
         return None
-    return pid, [part.decode('utf-8', 'replace') for part in argv]
+    argv = process_argv(pid)
+    return (pid, argv) if argv else None
+
+
+def process_argv(pid):
+    """The command line of a process, or [] when it is gone."""
+    try:
+        with open('/proc/%d/cmdline' % pid, 'rb') as f:
+            return [part.decode('utf-8', 'replace') for part in f.read().rstrip(b'\0').split(b'\0')]
+    except OSError:
+        return []
 
 
 def describe_pidfile_owner(pidfile):
