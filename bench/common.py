@@ -64,7 +64,7 @@ def kill_root_guests(root):
 
 def helper_client(root, **kwargs):
     sys.path.insert(0, COLLECTIONS)
-    from ansible_collections.embedvirt.libvirt.plugins.module_utils.client import HelperClient
+    from ansible_collections.embedvirt.libvirt.plugins.module_utils._client import HelperClient
     return HelperClient(root, **kwargs)
 
 

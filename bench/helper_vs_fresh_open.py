@@ -18,7 +18,7 @@ ROOT = '/tmp/evb-root'
 THROUGH_HELPER = """
 import sys
 sys.path.insert(0, %r)
-from ansible_collections.embedvirt.libvirt.plugins.module_utils.client import HelperClient
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._client import HelperClient
 client = HelperClient(%r)
 client.call('domain_list')
 client.call('versions')

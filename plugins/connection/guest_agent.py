@@ -2,8 +2,6 @@
 # Copyright: embedvirt.libvirt contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 DOCUMENTATION = r'''
 name: guest_agent
@@ -167,10 +165,10 @@ from ansible.module_utils.common.text.converters import to_bytes, to_native, to_
 from ansible.plugins.connection import ConnectionBase
 from ansible.utils.display import Display
 
-from ansible_collections.embedvirt.libvirt.plugins.module_utils.client import HelperClientError
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._client import HelperClientError
 from ansible_collections.embedvirt.libvirt.plugins.module_utils.helper_server import AGENT_CHUNK_BYTES
-from ansible_collections.embedvirt.libvirt.plugins.module_utils.root import RootError
-from ansible_collections.embedvirt.libvirt.plugins.plugin_utils.hypervisor import helper_client
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import RootError
+from ansible_collections.embedvirt.libvirt.plugins.plugin_utils._hypervisor import helper_client
 
 display = Display()
 

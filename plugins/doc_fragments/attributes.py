@@ -2,9 +2,6 @@
 # Copyright: embedvirt.libvirt contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
-
 
 class ModuleDocFragment:
     # The attributes every module documents; each module sets its own support level.

@@ -2,9 +2,6 @@
 # Copyright: embedvirt.libvirt contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
-
 
 class ModuleDocFragment:
     # Options every module shares; the argument spec is ROOT_ARGUMENT_SPEC in module_utils/common.py.

@@ -2,8 +2,6 @@
 # Copyright: embedvirt.libvirt contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 DOCUMENTATION = r'''
 name: domains
@@ -85,9 +83,9 @@ from ansible.module_utils.common.text.converters import to_native
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 from ansible.utils.unsafe_proxy import wrap_var
 
-from ansible_collections.embedvirt.libvirt.plugins.module_utils.client import HelperClientError
-from ansible_collections.embedvirt.libvirt.plugins.module_utils.root import RootError
-from ansible_collections.embedvirt.libvirt.plugins.plugin_utils.hypervisor import helper_client
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._client import HelperClientError
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import RootError
+from ansible_collections.embedvirt.libvirt.plugins.plugin_utils._hypervisor import helper_client
 
 # Where a root is: per root in `roots`, else the file's option of the same name.
 PLACEMENT = ('hypervisor', 'hypervisor_ssh_args', 'hypervisor_python')

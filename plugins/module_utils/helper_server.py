@@ -14,8 +14,6 @@ libvirt bindings, which are imported only in the helper process (the client impo
 file for its protocol functions and never needs libvirt).
 """
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 import argparse
 import base64

@@ -3,8 +3,6 @@
 # Copyright: embedvirt.libvirt contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 DOCUMENTATION = r'''
 module: root_dir
@@ -252,8 +250,8 @@ images:
 import os
 import stat
 
-from ansible_collections.embedvirt.libvirt.plugins.module_utils.common import EmbedvirtModule
-from ansible_collections.embedvirt.libvirt.plugins.module_utils.lifecycle import RootLifecycle
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._common import EmbedvirtModule
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._lifecycle import RootLifecycle
 
 
 def main():

@@ -1,8 +1,6 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 import os
 import socket
@@ -12,7 +10,7 @@ import time
 
 import pytest
 
-from ansible_collections.embedvirt.libvirt.plugins.module_utils import client, helper_server, root
+from ansible_collections.embedvirt.libvirt.plugins.module_utils import _client as client, helper_server, _root as root
 
 
 def test_shipped_source_is_the_helper_module_and_its_version():

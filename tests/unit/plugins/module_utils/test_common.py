@@ -1,16 +1,14 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 import errno
 
 import pytest
 
-from ansible_collections.embedvirt.libvirt.plugins.module_utils.common import (
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._common import (
     EmbedvirtModule, Manager, describe_os_error)
-from ansible_collections.embedvirt.libvirt.plugins.module_utils.root import EmbedRoot
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import EmbedRoot
 
 
 class Failed(Exception):

@@ -1,10 +1,8 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
-from ansible_collections.embedvirt.libvirt.plugins.module_utils.domain import name_in_xml, render
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._domain import name_in_xml, render
 
 
 def test_name_in_xml():

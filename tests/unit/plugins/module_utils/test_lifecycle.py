@@ -1,8 +1,6 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 import json
 import os
@@ -12,10 +10,10 @@ import subprocess
 
 import pytest
 
-from ansible_collections.embedvirt.libvirt.plugins.module_utils.lifecycle import (
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._lifecycle import (
     BOOT_HELPER, DirStack, MountAppeared, boot_unit, delete_tree, is_guest_of, mount_points, other_filesystems,
     proven_marker, read_marker, systemd_escape_path, systemd_quote, unescape_mountinfo)
-from ansible_collections.embedvirt.libvirt.plugins.module_utils.root import MARKER_NAME, EmbedRoot
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import MARKER_NAME, EmbedRoot
 
 # systemd-escape --path --template=embedvirt-helper@.service PATH, systemd 252 (Debian 12).
 SYSTEMD_ESCAPE = [

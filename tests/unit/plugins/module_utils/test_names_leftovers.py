@@ -2,15 +2,13 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Domain names libvirt must never see, and what a killed helper leaves behind."""
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 import pytest
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils import helper_server
 from ansible_collections.embedvirt.libvirt.plugins.module_utils.helper_server import (
     Driver, HelperError, PROBE_PREFIX, domain_name_problem)
-from ansible_collections.embedvirt.libvirt.plugins.module_utils.volume import is_below
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._volume import is_below
 
 ROOT_27 = '/tmp/evt-pb-names-123456789'
 

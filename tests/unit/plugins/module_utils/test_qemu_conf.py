@@ -1,16 +1,14 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 import os
 import stat
 
 import pytest
 
-from ansible_collections.embedvirt.libvirt.plugins.module_utils import qemu_conf
-from ansible_collections.embedvirt.libvirt.plugins.module_utils.root import EmbedRoot
+from ansible_collections.embedvirt.libvirt.plugins.module_utils import _qemu_conf as qemu_conf
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import EmbedRoot
 
 
 def settings_lines(text):

@@ -1,15 +1,13 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 import os
 import stat
 
 import pytest
 
-from ansible_collections.embedvirt.libvirt.plugins.module_utils.root import (
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import (
     LONGEST_SOCKET_SUFFIX, ROOT_MAX_LENGTH, SOCKET_PATH_MAX, EmbedRoot, RootError, check_root_path)
 
 

@@ -1,14 +1,12 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 from xml.etree import ElementTree
 
 import pytest
 
-from ansible_collections.embedvirt.libvirt.plugins.module_utils.secret import USAGE_ELEMENTS, render, secret_xml
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._secret import USAGE_ELEMENTS, render, secret_xml
 
 
 @pytest.mark.parametrize('usage_type, element', sorted(USAGE_ELEMENTS.items()))

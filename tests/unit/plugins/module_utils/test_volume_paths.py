@@ -2,8 +2,6 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Where the volume module may put, grow and remove images."""
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 import os
 import subprocess
@@ -12,9 +10,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from ansible_collections.embedvirt.libvirt.plugins.module_utils.root import EmbedRoot
-from ansible_collections.embedvirt.libvirt.plugins.module_utils import volume as volume_utils
-from ansible_collections.embedvirt.libvirt.plugins.module_utils.volume import QEMU_IMG_TIMEOUT, VolumeManager
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import EmbedRoot
+from ansible_collections.embedvirt.libvirt.plugins.module_utils import _volume as volume_utils
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._volume import QEMU_IMG_TIMEOUT, VolumeManager
 
 
 class Failed(Exception):

@@ -10,9 +10,9 @@ import tempfile
 
 import pytest
 
-from ansible_collections.embedvirt.libvirt.plugins.module_utils.client import HelperClient, HelperClientError
-from ansible_collections.embedvirt.libvirt.plugins.module_utils.root import RootError
-from ansible_collections.embedvirt.libvirt.plugins.plugin_utils.hypervisor import (
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._client import HelperClient, HelperClientError
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import RootError
+from ansible_collections.embedvirt.libvirt.plugins.plugin_utils._hypervisor import (
     BOOT, DEFAULT_SSH_ARGS, RemoteHelperClient, helper_client, split_ssh_args)
 
 

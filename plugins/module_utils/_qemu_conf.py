@@ -9,8 +9,6 @@ guest of any root starts (as root, without stdio_handler = "file", libvirt asks 
 system virtlogd, which an embedded root does not use).
 """
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 import re
 

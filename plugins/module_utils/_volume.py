@@ -4,8 +4,6 @@
 
 """Disk images of a root, handled with qemu-img: the storage driver cannot be embedded."""
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 import json
 import os
@@ -13,9 +11,9 @@ import stat
 
 from ansible.module_utils.common.text.formatters import human_to_bytes
 
-from ansible_collections.embedvirt.libvirt.plugins.module_utils.common import Manager
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._common import Manager
 from ansible_collections.embedvirt.libvirt.plugins.module_utils.helper_server import ACTIVE_STATES
-from ansible_collections.embedvirt.libvirt.plugins.module_utils.root import RootError
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import RootError
 
 SECRET_ID = 'embedvirt-passphrase'
 LUKS_ATTEMPTS = 10

@@ -4,12 +4,10 @@
 
 """Bring a domain to the definition, autostart flag and state a task asks for."""
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 from xml.etree import ElementTree
 
-from ansible_collections.embedvirt.libvirt.plugins.module_utils.common import Manager
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._common import Manager
 from ansible_collections.embedvirt.libvirt.plugins.module_utils.helper_server import (
     ACTIVE_STATES, domain_name_problem)
 

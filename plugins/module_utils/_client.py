@@ -14,8 +14,6 @@ comes from this collection, fed to `python -c` on stdin; every file the client o
 root goes through root.RootDir (descriptors, no links, checked owners).
 """
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 import errno
 import fcntl
@@ -28,8 +26,8 @@ import subprocess
 import sys
 import time
 
-from ansible_collections.embedvirt.libvirt.plugins.module_utils import helper_server, qemu_conf
-from ansible_collections.embedvirt.libvirt.plugins.module_utils.root import EmbedRoot, RootError
+from ansible_collections.embedvirt.libvirt.plugins.module_utils import helper_server, _qemu_conf as qemu_conf
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import EmbedRoot, RootError
 
 DEFAULT_IDLE_TIMEOUT = 300
 START_TIMEOUT = 120

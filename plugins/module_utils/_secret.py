@@ -8,15 +8,13 @@ The value travels only to the helper over the root's private socket; it is never
 result, a diff or a log line.
 """
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 import base64
 import binascii
 import uuid as uuidlib
 from xml.etree import ElementTree
 
-from ansible_collections.embedvirt.libvirt.plugins.module_utils.common import Manager
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._common import Manager
 
 # libvirt's <usage type=...> and the element that names what the secret is for.
 USAGE_ELEMENTS = {'volume': 'volume', 'ceph': 'name', 'iscsi': 'target', 'tls': 'name', 'vtpm': 'name'}

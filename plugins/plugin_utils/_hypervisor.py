@@ -20,10 +20,11 @@ import shlex
 import subprocess
 import tempfile
 
-from ansible_collections.embedvirt.libvirt.plugins.module_utils import client, helper_server, qemu_conf, root
-from ansible_collections.embedvirt.libvirt.plugins.module_utils.client import (
+from ansible_collections.embedvirt.libvirt.plugins.module_utils import (
+    _client as client, helper_server, _qemu_conf as qemu_conf, _root as root)
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._client import (
     CALL_TIMEOUT, HelperClient, HelperClientError, module_source, read_line)
-from ansible_collections.embedvirt.libvirt.plugins.module_utils.root import EmbedRoot
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import EmbedRoot
 
 # Reuse one SSH connection for the many short sessions of a play, as the ssh connection does.
 DEFAULT_SSH_ARGS = ('-o', 'ControlMaster=auto', '-o', 'ControlPersist=60s',
@@ -59,8 +60,8 @@ stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
 setup = json.loads(stdin.readline())
 sys.meta_path.insert(0, Bundle({name: base64.b64decode(code) for name, code in setup['sources'].items()}))
 package = setup['package']
-client = importlib.import_module(package + '.client')
-RootError = importlib.import_module(package + '.root').RootError
+client = importlib.import_module(package + '._client')
+RootError = importlib.import_module(package + '._root').RootError
 helper = None
 for line in stdin:
     request = json.loads(line)

@@ -9,8 +9,6 @@ descriptors of the pinned root (root.RootDir), never by path: the owner may have
 anywhere in it.
 """
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 import grp
 import json
@@ -23,10 +21,10 @@ import string
 import sys
 import time
 
-from ansible_collections.embedvirt.libvirt.plugins.module_utils import qemu_conf
-from ansible_collections.embedvirt.libvirt.plugins.module_utils.common import Manager
+from ansible_collections.embedvirt.libvirt.plugins.module_utils import _qemu_conf as qemu_conf
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._common import Manager
 from ansible_collections.embedvirt.libvirt.plugins.module_utils.helper_server import ACTIVE_STATES, HELPER_FLAG
-from ansible_collections.embedvirt.libvirt.plugins.module_utils.root import MARKER_NAME, RootError, open_dir_path
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import MARKER_NAME, RootError, open_dir_path
 
 # Directories this collection keeps in a root; libvirt makes its own below etc, lib, run, log.
 LAYOUT = ('etc', 'images', 'lib', 'lib/embedvirt', 'log', 'log/embedvirt', 'run', 'run/embedvirt')

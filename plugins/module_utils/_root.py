@@ -7,8 +7,6 @@
 Every other layer asks this one; no other file builds a path under a root.
 """
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 import errno
 import os

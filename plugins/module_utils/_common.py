@@ -4,8 +4,6 @@
 
 """What every module of this collection shares: the root options and the helper client."""
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 import errno
 import os
@@ -13,8 +11,8 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback
 
-from ansible_collections.embedvirt.libvirt.plugins.module_utils.client import HelperClient, HelperClientError
-from ansible_collections.embedvirt.libvirt.plugins.module_utils.root import RootError
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._client import HelperClient, HelperClientError
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import RootError
 
 # Matches the doc fragment embedvirt.libvirt.root.
 ROOT_ARGUMENT_SPEC = dict(
