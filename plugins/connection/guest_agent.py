@@ -16,14 +16,18 @@ description:
   - Supports pipelining (module code goes to the guest as the command's standard input), become (for
     example sudo inside the guest), command timeouts, and files of any size, binary safe and verified.
   - The root is on the controller, or on the O(hypervisor) host reached over SSH, where the same
-    helper runs; nothing needs to be installed there but python3 and the libvirt bindings.
+    helper runs.
 author:
   - Embedvirt Developers (@embedvirt)
+extends_documentation_fragment:
+  - embedvirt.libvirt.hypervisor
 options:
   root:
     description:
       - The embedded root whose guest to use, an absolute path. It must exist.
-    type: str
+      - As a C(path) option it is expanded on the controller, also for a root on the O(hypervisor) -
+        C(~) and environment variables, and a relative path from the current directory.
+    type: path
     required: true
     vars:
       - name: ansible_embedvirt_root
@@ -42,12 +46,6 @@ options:
       - name: ansible_host
       - name: ansible_embedvirt_domain
   hypervisor:
-    description:
-      - The host that runs the root's QEMU guests, as C([user@]host) for C(ssh). Omit it when that is this
-        machine.
-      - The connection then reaches the root's helper over one SSH session (key or agent authentication;
-        no password prompt), with C(ControlMaster) so that tasks share the connection.
-    type: str
     vars:
       - name: ansible_embedvirt_hypervisor
     env:
@@ -56,10 +54,6 @@ options:
       - section: embedvirt_guest_agent
         key: hypervisor
   hypervisor_ssh_args:
-    description:
-      - Extra arguments for C(ssh) to the O(hypervisor), such as C(-p 2222 -i ~/.ssh/vms).
-    type: str
-    default: ''
     vars:
       - name: ansible_embedvirt_hypervisor_ssh_args
     env:
@@ -68,10 +62,6 @@ options:
       - section: embedvirt_guest_agent
         key: hypervisor_ssh_args
   hypervisor_python:
-    description:
-      - Python on the O(hypervisor) that runs the helper.
-    type: str
-    default: python3
     vars:
       - name: ansible_embedvirt_hypervisor_python
     ini:

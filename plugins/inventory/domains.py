@@ -26,6 +26,7 @@ author:
 extends_documentation_fragment:
   - constructed
   - inventory_cache
+  - embedvirt.libvirt.hypervisor
 options:
   plugin:
     description: Name of this plugin.
@@ -40,22 +41,6 @@ options:
     type: list
     elements: raw
     required: true
-  hypervisor:
-    description:
-      - The host of the roots, as C([user@]host) for C(ssh); omit it for roots on this machine.
-      - Sets C(ansible_embedvirt_hypervisor) for their hosts, so that the
-        P(embedvirt.libvirt.guest_agent#connection) connection goes there as well.
-    type: str
-  hypervisor_ssh_args:
-    description:
-      - Extra arguments for C(ssh) to the hypervisor, such as C(-p 2222 -i ~/.ssh/vms).
-    type: str
-    default: ''
-  hypervisor_python:
-    description:
-      - Python on the hypervisor that runs the helper.
-    type: str
-    default: python3
   states:
     description:
       - Only domains in one of these states (libvirt's names, such as V(running) or V(shutoff)).
