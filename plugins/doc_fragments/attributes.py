@@ -16,3 +16,14 @@ attributes:
     description:
       - When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
 '''
+
+    # Every module of the action group libvirt in meta/runtime.yml.
+    ACTIONGROUP_LIBVIRT = r'''
+options: {}
+attributes:
+  action_group:
+    description: Use C(group/embedvirt.libvirt.libvirt) in C(module_defaults) to set defaults for this module.
+    support: full
+    membership:
+      - embedvirt.libvirt.libvirt
+'''

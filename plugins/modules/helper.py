@@ -27,6 +27,7 @@ options:
 extends_documentation_fragment:
   - embedvirt.libvirt.root
   - embedvirt.libvirt.attributes
+  - embedvirt.libvirt.attributes.actiongroup_libvirt
 attributes:
   check_mode:
     support: full
