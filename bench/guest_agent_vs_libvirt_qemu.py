@@ -59,9 +59,9 @@ def embedded_guests(names):
     for name in names:
         disk = os.path.join(ROOT, 'images', name + '.qcow2')
         overlay(disk)
-        client.call('domain_create', xml=GUEST_XML.format(name=name, guest=GUEST, disk=disk))
+        client.domain_create(xml=GUEST_XML.format(name=name, guest=GUEST, disk=disk))
     for name in names:
-        client.call('guest_wait_agent', name=name, timeout=120, call_timeout=180)
+        client.guest_wait_agent(name=name, timeout=120)
     return client
 
 

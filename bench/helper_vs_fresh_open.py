@@ -20,8 +20,8 @@ import sys
 sys.path.insert(0, %r)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._client import HelperClient
 client = HelperClient(%r)
-client.call('domain_list')
-client.call('versions')
+client.domain_list()
+client.versions()
 """ % (common.COLLECTIONS, ROOT)
 
 # What every direct user of an embedded driver does first: an event loop, then the open.

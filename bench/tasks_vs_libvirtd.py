@@ -78,7 +78,7 @@ def start_embedded(client, names):
     common.progress('starting %d guests in %s' % (len(names), ROOT))
     start = time.perf_counter()
     for name in names:
-        client.call('domain_create', xml=common.FIRMWARE_GUEST.format(name=name))
+        client.domain_create(xml=common.FIRMWARE_GUEST.format(name=name))
     return time.perf_counter() - start
 
 
@@ -110,8 +110,8 @@ def main():
         common.progress('libvirtd')
         with common.Libvirtd():
             common.progress('the no-op target guest on both sides')
-            client.call('domain_define', xml=common.FIRMWARE_GUEST.format(name=TARGET))
-            client.call('domain_start', name=TARGET)
+            client.domain_define(xml=common.FIRMWARE_GUEST.format(name=TARGET))
+            client.domain_start(name=TARGET)
             conn = libvirt.open(SYSTEM)
             conn.defineXML(common.FIRMWARE_GUEST.format(name=TARGET)).create()
             zero = play(PING + OURS + THEIRS, args.rounds, env, work)
@@ -121,7 +121,7 @@ def main():
             figures['rss_embedded_mib'] = common.rss_mib('guest=evb.*%s/' % ROOT)
             many = play(PING + OURS, args.rounds, env, work)
             for name in names:
-                client.call('domain_destroy', name=name)
+                client.domain_destroy(name=name)
             figures['start_system_s'] = start_system(conn, names)
             many_system = play(PING + THEIRS, args.rounds, env, work)
             many['ping (libvirtd phase)'] = many_system.pop('ping')

@@ -156,7 +156,7 @@ from ansible.plugins.connection import ConnectionBase
 from ansible.utils.display import Display
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._client import HelperClientError
-from ansible_collections.embedvirt.libvirt.plugins.module_utils.helper_server import AGENT_CHUNK_BYTES
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import AGENT_CHUNK_BYTES
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import RootError
 from ansible_collections.embedvirt.libvirt.plugins.plugin_utils._hypervisor import helper_client
 
@@ -180,9 +180,11 @@ class Connection(ConnectionBase):
         self.client = None
 
     # --- errors in one place -------------------------------------------------------------
-    def call(self, op, **args):
+    def call(self, operation, **args):
+        """operation (a method of the client) on this connection's guest; its errors as
+        AnsibleConnectionFailure."""
         try:
-            return self.client.call(op, name=self.get_option('domain'), **args)
+            return operation(name=self.get_option('domain'), **args)
         except (HelperClientError, RootError) as e:
             raise AnsibleConnectionFailure('guest %s of root %s: %s' % (
                 self.get_option('domain'), self.get_option('root'), to_native(e)))
@@ -195,8 +197,7 @@ class Connection(ConnectionBase):
                                             self.get_option('hypervisor_python'))
             except RootError as e:
                 raise AnsibleConnectionFailure(to_native(e))
-            info = self.call('guest_wait_agent', timeout=self.get_option('agent_timeout'),
-                             call_timeout=self.get_option('agent_timeout') + 60)
+            info = self.call(self.client.guest_wait_agent, timeout=self.get_option('agent_timeout'))
             disabled = sorted(c['name'] for c in info.get('supported_commands', [])
                               if not c.get('enabled') and c['name'] in NEEDED_COMMANDS)
             if disabled:
@@ -215,10 +216,10 @@ class Connection(ConnectionBase):
         display.vvv('EXEC %s' % cmd, host=self.get_option('domain'))
         timeout = self.get_option('command_timeout')
         environment = self.get_option('command_environment')
-        result = self.call('guest_exec', argv=[self.get_option('executable'), '-c', cmd],
+        result = self.call(self.client.guest_exec, argv=[self.get_option('executable'), '-c', cmd],
                            input_data=base64.b64encode(to_bytes(in_data)).decode('ascii') if in_data else None,
                            env=dict(BASE_ENVIRONMENT, **environment) if environment else None,
-                           timeout=timeout, call_timeout=timeout + 60)
+                           timeout=timeout)
         if result.get('truncated'):
             display.warning('the guest agent truncated the output of a command on %s' % self.get_option('domain'))
         return result['rc'], base64.b64decode(result['stdout']), base64.b64decode(result['stderr'])
@@ -237,7 +238,7 @@ class Connection(ConnectionBase):
                 chunk = f.read(TRANSFER_BYTES)
                 if not chunk and not first:
                     break
-                self.call('guest_file_write', path=out_path, data=base64.b64encode(chunk).decode('ascii'),
+                self.call(self.client.guest_file_write, path=out_path, data=base64.b64encode(chunk).decode('ascii'),
                           append=not first)
                 digest.update(chunk)
                 size += len(chunk)
@@ -251,7 +252,7 @@ class Connection(ConnectionBase):
         size = 0
         with open(to_bytes(out_path, errors='surrogate_or_strict'), 'wb') as f:
             while True:
-                reply = self.call('guest_file_read', path=in_path, offset=size, length=TRANSFER_BYTES)
+                reply = self.call(self.client.guest_file_read, path=in_path, offset=size, length=TRANSFER_BYTES)
                 chunk = base64.b64decode(reply['data'])
                 f.write(chunk)
                 digest.update(chunk)
@@ -262,7 +263,8 @@ class Connection(ConnectionBase):
 
     def verify(self, guest_path, sha256, size):
         """Compare a file in the guest with what was sent or received."""
-        result = self.call('guest_exec', argv=['sha256sum', guest_path], timeout=self.get_option('command_timeout'))
+        result = self.call(self.client.guest_exec, argv=['sha256sum', guest_path],
+                           timeout=self.get_option('command_timeout'))
         seen = to_text(base64.b64decode(result['stdout'])).split(' ', 1)[0]
         if result['rc'] != 0 or seen != sha256:
             raise AnsibleError('%s in guest %s does not match what was transferred (%d bytes, sha256 %s, '

@@ -118,7 +118,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 client = helper_client(root['path'], root['hypervisor'], root['hypervisor_ssh_args'],
                                        root['hypervisor_python'])
                 try:
-                    for domain in client.call('domain_list', states=self.get_option('states') or None):
+                    for domain in client.domain_list(states=self.get_option('states') or None):
                         found.append(dict(domain, root=root))
                 finally:
                     client.close()

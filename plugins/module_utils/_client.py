@@ -10,13 +10,16 @@ library, never libvirt, which only the helper process imports.
 The helper of a root runs as the root's owner, whoever starts it (like qemu:///session for
 an ordinary user): a root owned by uid U is U's, so root never runs code in U's driver, and
 never executes, follows or trusts a file U could have placed in the root. The helper's code
-comes from this collection, fed to `python -c` on stdin; every file the client opens in a
-root goes through root.RootDir (descriptors, no links, checked owners).
+comes from this collection as one bundle (helper_bundle) fed to `python -I -c` on stdin;
+every file the client opens in a root goes through _root.RootDir (descriptors, no links,
+checked owners).
 """
 
 
 import errno
 import fcntl
+import hashlib
+import json
 import os
 import pwd
 import select
@@ -26,34 +29,39 @@ import subprocess
 import sys
 import time
 
-from ansible_collections.embedvirt.libvirt.plugins.module_utils import helper_server, _qemu_conf as qemu_conf
+from ansible_collections.embedvirt.libvirt.plugins.module_utils import _helper, _protocol, _qemu_conf, _root
+# The helper's modules, shipped to it as one bundle (imported here so that AnsiballZ and the
+# SSH relay carry them; they need nothing beyond the standard library until the helper runs).
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper import (
+    agent, domains, drivers, errors, secrets, server)
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import Control, Operations
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import EmbedRoot, RootError
+
+HELPER_BUNDLE = (_protocol, _root, _helper, errors, drivers, domains, agent, secrets, server)
 
 DEFAULT_IDLE_TIMEOUT = 300
 START_TIMEOUT = 120
 LOCK_TIMEOUT = 180
-CALL_TIMEOUT = 900
+CALL_TIMEOUT = _protocol.CALL_SECONDS
 # A helper that is alive answers these within milliseconds; one that does not is stopped
 # (SIGSTOP) or stuck inside libvirt, and the task says so instead of waiting forever.
 CONNECT_TIMEOUT = 10
 HELLO_TIMEOUT = 30
 LOG_KEEP_BYTES = 1 << 20
-# The longest reply line taken from a helper: a guest file chunk read is 1.5 MiB raw.
-MAX_REPLY_BYTES = 16 << 20
 
-# `python -I -c BOOTSTRAP` runs the helper code it reads from stdin; its version is the
-# hash of exactly those bytes.
-BOOTSTRAP = ("import hashlib, sys; code = sys.stdin.buffer.read(); sys.stdin.close(); "
-             "scope = {'__name__': 'embedvirt_helper'}; "
-             "exec(compile(code, 'embedvirt-helper', 'exec'), scope); "
-             "sys.exit(scope['main'](sys.argv[1:], hashlib.sha256(code).hexdigest()))")
+# `python -I -c BOOTSTRAP <helper argv>` reads the helper's bundle from stdin, makes its modules
+# importable and runs the helper; the version is the hash of exactly those bytes. A boot unit
+# gives it the same bytes from a file (StandardInput=file:).
+BOOTSTRAP = ("import hashlib, importlib, json, sys; data = sys.stdin.buffer.read(); sys.stdin.close(); "
+             "bundle = json.loads(data); exec(bundle['importer'], {'BUNDLE_SOURCES': bundle['sources']}); "
+             "sys.exit(importlib.import_module(bundle['main']).main(sys.argv[1:], hashlib.sha256(data).hexdigest()))")
 
 
 class HelperClientError(Exception):
     """Anything that stops a call through the helper; the message says what to do."""
 
     def __init__(self, message, kind='client', hint=None, pid=None, detail=None):
-        super(HelperClientError, self).__init__(message)
+        super().__init__(message)
         self.kind = kind
         self.hint = hint
         self.pid = pid
@@ -68,6 +76,10 @@ class HelperClientError(Exception):
         return cls(str(error.get('message') or 'helper error'), str(error.get('kind', 'helper')),
                    error.get('hint') and str(error['hint']), pid, error)
 
+    def to_dict(self):
+        """The error as a reply's error (the SSH relay passes it on)."""
+        return {'message': self.args[0], 'kind': self.kind, 'hint': self.hint, 'pid': self.pid}
+
     def __str__(self):
         text = self.args[0]
         return '%s. Fix: %s' % (text, self.hint) if self.hint else text
@@ -75,130 +87,127 @@ class HelperClientError(Exception):
 
 def module_source(module):
     """A module's code as shipped with this collection."""
-    # The module's own loader reads it from a file or from AnsiballZ's zip alike.
+    # The module's own loader reads it from a file, from AnsiballZ's zip or from a bundle alike.
     return module.__loader__.get_data(module.__file__)
 
 
-def helper_source():
-    """The helper's code as shipped with this collection, and its version."""
-    source = module_source(helper_server)
-    return source, helper_server.code_version(source)
+def bundle_sources(modules):
+    """{name: source} of modules, for a bundle (a package under '<name>.__init__')."""
+    return dict((module.__name__ + ('.__init__' if hasattr(module, '__path__') else ''),
+                 module_source(module).decode('utf-8')) for module in modules)
+
+
+def helper_bundle():
+    """The helper's bundle (what BOOTSTRAP reads) and its version."""
+    data = json.dumps({'importer': _protocol.BUNDLE_IMPORTER, 'main': server.__name__,
+                       'sources': bundle_sources(HELPER_BUNDLE)}, sort_keys=True).encode('utf-8')
+    return data, hashlib.sha256(data).hexdigest()
 
 
 def unresponsive(root, pid, problem):
     """The error for a helper that does not answer: its pid, and how to get going again."""
     who = 'the helper (pid %s)' % pid if pid else 'the helper'
     return HelperClientError(
-        '%s of %s %s' % (who, root.path, problem), 'unresponsive',
+        '%s of %s %s' % (who, root.path, problem), _protocol.ERROR_UNRESPONSIVE,
         'it is stopped (kill -CONT %s) or stuck inside libvirt (see %s); `kill %s` replaces it (guests '
         'keep running, the next task starts a new helper)' % (pid or '<pid>', root.log_path, pid or '<pid>'),
         pid)
 
 
-class HelperConnection:
-    """One socket to a running helper; requests are answered in order."""
+class HelperConnection(Control):
+    """One socket to a running helper; requests are answered in order. Its Control methods
+    (hello, stop) ask the helper about itself."""
 
     def __init__(self, sock, root):
         self.sock = sock
         self.root = root
-        self.buffer = b''
+        self.reader = _protocol.FrameReader(sock.fileno())
         self.next_id = 0
-        self.peer_pid, self.peer_uid, _gid = helper_server.peer_credentials(sock)
+        self.peer_pid, self.peer_uid, _gid = _protocol.peer_credentials(sock)
 
-    def request(self, op, args=None, timeout=CALL_TIMEOUT):
+    def request(self, op, args):
+        return self.send(op, args, HELLO_TIMEOUT)
+
+    def send(self, op, args, timeout):
+        """The result of one request, within timeout seconds."""
         self.next_id += 1
-        deadline = time.time() + timeout
         self.sock.settimeout(timeout)
         try:
             try:
-                self.sock.sendall(helper_server.encode(
-                    {'id': self.next_id, 'op': op, 'args': args or {}, 'timeout': timeout}))
+                self.sock.sendall(_protocol.encode(_protocol.request_message(self.next_id, op, args, timeout)))
             except BrokenPipeError:
                 pass  # a helper that refused us at once (no descriptors) left a reply to read
-            line = self._read_line(deadline, op)
-        except socket.timeout:
-            raise unresponsive(self.root, self.peer_pid, 'did not answer %s within %d s' % (op, timeout))
+            line = self.reader.read(timeout)
+        except (socket.timeout, TimeoutError):
+            raise unresponsive(self.root, self.peer_pid, 'did not answer %s within %d s' % (op.name, timeout))
+        except _protocol.MessageTooLong:
+            raise HelperClientError('the reply of the helper (pid %d) to %s is longer than %d bytes'
+                                    % (self.peer_pid, op.name, _protocol.MAX_MESSAGE_BYTES), _protocol.ERROR_PROTOCOL,
+                                    'see %s' % self.root.log_path, self.peer_pid)
         except OSError as e:
-            raise HelperClientError('lost the connection to the helper during %s: %s' % (op, e),
-                                    'connection', pid=self.peer_pid)
+            raise HelperClientError('lost the connection to the helper during %s: %s' % (op.name, e),
+                                    _protocol.ERROR_CONNECTION, pid=self.peer_pid)
         if line is None:
             # Nothing, or a reply cut off: the helper went away while answering.
             raise HelperClientError('the helper (pid %d) closed the connection during %s'
-                                    % (self.peer_pid, op), 'connection', pid=self.peer_pid)
+                                    % (self.peer_pid, op.name), _protocol.ERROR_CONNECTION, pid=self.peer_pid)
         try:
-            reply = helper_server.decode(line)
+            reply = _protocol.decode(line)
         except ValueError as e:
             reply = e
         if not isinstance(reply, dict):
             raise HelperClientError('the helper (pid %d) answered %s with something that is not a reply '
-                                    '(%.80r)' % (self.peer_pid, op, line), 'protocol',
+                                    '(%.80r)' % (self.peer_pid, op.name, line), _protocol.ERROR_PROTOCOL,
                                     'stop that process (kill %d); the next task starts a helper' % self.peer_pid,
                                     self.peer_pid)
         if not reply.get('ok'):
             raise HelperClientError.from_reply(reply.get('error'), self.peer_pid)
         return reply.get('result')
 
-    def _read_line(self, deadline, op):
-        """The next reply line, or None if the connection closed first; the whole line must
-        come before the deadline and within MAX_REPLY_BYTES."""
-        while b'\n' not in self.buffer:
-            if len(self.buffer) > MAX_REPLY_BYTES:
-                raise HelperClientError('the reply of the helper (pid %d) to %s is longer than %d bytes'
-                                        % (self.peer_pid, op, MAX_REPLY_BYTES), 'protocol',
-                                        'see %s' % self.root.log_path, self.peer_pid)
-            remaining = deadline - time.time()
-            if remaining <= 0:
-                raise socket.timeout()
-            self.sock.settimeout(remaining)
-            chunk = self.sock.recv(1 << 16)
-            if not chunk:
-                return None
-            self.buffer += chunk
-        line, self.buffer = self.buffer.split(b'\n', 1)
-        return line
-
     def close(self):
         self.sock.close()
 
 
-class HelperClient:
-    """Calls into the helper of one root, starting it under the root's lock when needed."""
+class HelperClient(Operations):
+    """Calls into the helper of one root, starting it under the root's lock when needed: its
+    methods are the operations of _protocol.Operations."""
 
     def __init__(self, root, idle_timeout=None, python=None, create=True):
         self.root = EmbedRoot(root)
         self.create = create  # plugins only use roots that exist; modules make them
         self.idle_timeout = idle_timeout
         self.python = python or sys.executable
-        self.source, self.version = helper_source()
+        self.bundle, self.version = helper_bundle()
         self.connection = None
         self.created_root = False
         # What the task should tell its user (waits it made), as sentences.
         self.notices = []
 
     # --- public API ----------------------------------------------------------------
-    def call(self, op, call_timeout=CALL_TIMEOUT, **args):
+    def request(self, op, args):
+        """The result of an operation (see _protocol.Operations)."""
         if self.connection is None:
             self.ensure()
         try:
-            return self._request(op, args, call_timeout)
+            return self._send(op, args)
         except HelperClientError as e:
-            if e.kind != 'stopping':
+            if e.kind != _protocol.ERROR_STOPPING:
                 raise
         # The helper was stopping (idle timeout, restart) and did not carry the request out.
         self.close()
         self.ensure()
-        return self._request(op, args, call_timeout)
+        return self._send(op, args)
 
-    def _request(self, op, args, timeout):
+    def _send(self, op, args):
         try:
-            return self.connection.request(op, args, timeout=timeout)
+            return self.connection.send(op, args, op.call_timeout(args))
         except HelperClientError as e:
-            if e.kind == 'connection':
+            if e.kind == _protocol.ERROR_CONNECTION:
                 # Not retried: the request may have been carried out in part (a guest started).
                 e.hint = ('the helper of %s went away (killed?) while it carried out %s, which may be '
                           'done in part; the next task starts a new helper: check the state (for '
                           'guests with embedvirt.libvirt.domain_info) and run the task again; see %s'
-                          % (self.root.path, op, self.root.log_path))
+                          % (self.root.path, op.name, self.root.log_path))
             raise
 
     def ensure(self):
@@ -213,7 +222,7 @@ class HelperClient:
             if self.created_root:
                 # What the root role would write, so that the first guest starts (as root,
                 # libvirt's own defaults want the system virtlogd).
-                qemu_conf.write_default(rootdir)
+                _qemu_conf.write_default(rootdir)
             lock = self._lock(rootdir)
             try:
                 # Somebody may have started (or replaced) the helper while we waited.
@@ -250,7 +259,7 @@ class HelperClient:
     # --- internals -------------------------------------------------------------------
     def _lock(self, rootdir):
         """The root's start lock, held (a descriptor; closing it releases the lock)."""
-        fd = rootdir.open_file(helper_server.LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = rootdir.open_file(_root.LOCK, os.O_RDWR | os.O_CREAT, 0o600)
         deadline = time.time() + LOCK_TIMEOUT
         while True:
             try:
@@ -273,11 +282,11 @@ class HelperClient:
         (or root: a helper of an earlier release) and serve this very root.
         """
         try:
-            state_fd = rootdir.subdir(helper_server.STATE_DIR)
+            state_fd = rootdir.subdir(_root.STATE_DIR)
         except FileNotFoundError:
             return None
         try:
-            sock_fd = os.open(os.path.basename(helper_server.SOCKET), os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC,
+            sock_fd = os.open(os.path.basename(_root.SOCKET), os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC,
                               dir_fd=state_fd)
         except FileNotFoundError:
             return None
@@ -296,7 +305,7 @@ class HelperClient:
         except OSError as e:
             if e.errno == errno.ECONNREFUSED:
                 return None  # a stale socket of a dead helper
-            raise HelperClientError('cannot connect to %s: %s' % (self.root.socket_path, e), 'connection')
+            raise HelperClientError('cannot connect to %s: %s' % (self.root.socket_path, e), _protocol.ERROR_CONNECTION)
         finally:
             os.close(sock_fd)
         connection = HelperConnection(sock, self.root)
@@ -317,18 +326,15 @@ class HelperClient:
             connection = self._connect(rootdir)
         if connection is None:
             return None
-        args = {'version': self.version}
-        if apply_idle_timeout and self.idle_timeout is not None:
-            args['idle_timeout'] = self.idle_timeout
         try:
-            status = connection.request('hello', args, timeout=HELLO_TIMEOUT)
+            status = connection.hello(self.version, self.idle_timeout if apply_idle_timeout else None)
         except HelperClientError as e:
             connection.close()
-            if e.kind == 'stopping':
+            if e.kind == _protocol.ERROR_STOPPING:
                 # It still holds libvirt's lock on the root until it has finished and exited.
                 self._wait_for_exit(connection.peer_pid, e.detail.get('drain_seconds'))
                 return None
-            if e.kind == 'connection':
+            if e.kind == _protocol.ERROR_CONNECTION:
                 return None  # it went away (killed) while we asked
             raise
         if (not isinstance(status, dict) or status.get('root') != self.root.path
@@ -349,7 +355,7 @@ class HelperClient:
         """
         drain = None
         try:
-            reply = self.connection.request('stop', timeout=HELLO_TIMEOUT)
+            reply = self.connection.stop()
             if isinstance(reply, dict):
                 drain = reply.get('drain_seconds')
                 if reply.get('in_flight'):
@@ -365,7 +371,7 @@ class HelperClient:
         """Wait for a stopping helper to exit, as long as its requests in flight may take (as
         it says, but never longer than a request may last)."""
         if not isinstance(drain_seconds, (int, float)) or not 0 <= drain_seconds <= CALL_TIMEOUT:
-            drain_seconds = helper_server.STOP_DRAIN_SECONDS if drain_seconds is None else CALL_TIMEOUT
+            drain_seconds = _protocol.STOP_DRAIN_SECONDS if drain_seconds is None else CALL_TIMEOUT
         timeout = drain_seconds + 10
         if not wait_for_exit(pid, timeout):
             raise HelperClientError('the helper (pid %d) for %s did not stop within %d s' % (pid, self.root.path, timeout),
@@ -400,15 +406,12 @@ class HelperClient:
     def _helper_holding_root(self, rootdir):
         """pid of a helper of this root that holds one of libvirt's driver locks, or None."""
         pid = self._driver_holder(rootdir)
-        argv = helper_server.process_argv(pid) if pid else []
-        if helper_server.HELPER_FLAG in argv and self.root.path in argv[argv.index(helper_server.HELPER_FLAG):]:
-            return pid
-        return None
+        return pid if pid and _protocol.is_helper_of(pid, self.root.path) else None
 
     def _open_log(self, rootdir):
         """The helper's log, appended to (rotated when large), opened safely in the root."""
-        log_dir = rootdir.subdir(helper_server.LOG_DIR, create=True)
-        name = os.path.basename(helper_server.LOG)
+        log_dir = rootdir.subdir(_root.LOG_DIR, create=True)
+        name = os.path.basename(_root.LOG)
         try:
             try:
                 if os.stat(name, dir_fd=log_dir, follow_symlinks=False).st_size > LOG_KEEP_BYTES:
@@ -417,23 +420,22 @@ class HelperClient:
                 pass
         finally:
             os.close(log_dir)
-        return rootdir.open_file(helper_server.LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        return rootdir.open_file(_root.LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
 
     def _spawn(self, rootdir):
-        os.close(rootdir.subdir(helper_server.STATE_DIR, create=True))  # made, and checked
+        os.close(rootdir.subdir(_root.STATE_DIR, create=True))  # made, and checked
         idle = DEFAULT_IDLE_TIMEOUT if self.idle_timeout is None else self.idle_timeout
         log_fd = self._open_log(rootdir)
         try:
             process = subprocess.Popen(
-                [self.python, '-I', '-c', BOOTSTRAP, helper_server.HELPER_FLAG, '--root', self.root.path,
-                 '--idle-timeout', str(idle)],
+                [self.python, '-I', '-c', BOOTSTRAP] + _protocol.helper_argv(self.root.path, idle),
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log_fd,
                 cwd='/', close_fds=True, start_new_session=True, **as_owner(rootdir.uid, rootdir.gid))
         finally:
             os.close(log_fd)
         try:
             # Bounded: the child runs as the owner, who could stop it before it reads.
-            write_all(process.stdin.fileno(), self.source, START_TIMEOUT)
+            write_all(process.stdin.fileno(), self.bundle, START_TIMEOUT)
         except (BrokenPipeError, TimeoutError):
             pass  # it died or hung at once: its exit status, or the missing ready line, says so
         finally:
@@ -511,36 +513,18 @@ def write_all(fd, data, timeout):
 def read_ready_line(process, timeout):
     """The helper's one-line start report on its stdout, or None if it died or hung."""
     try:
-        line = read_line(process.stdout, timeout)
-    except TimeoutError:
+        line = _protocol.FrameReader(process.stdout.fileno()).read(timeout)
+    except (TimeoutError, _protocol.MessageTooLong):
         process.kill()
         return None
-    return None if line is None else helper_server.decode(line)
+    try:
+        reply = None if line is None else _protocol.decode(line)
+    except ValueError:
+        reply = None
+    return reply if isinstance(reply, dict) else None
 
 
-def read_line(stream, timeout):
-    """One line from a child's pipe, without its newline; None if the pipe closed first.
-
-    Raises TimeoutError when no whole line came within timeout. Meant for request/reply
-    pipes, where nothing follows the line.
-    """
-    deadline = time.time() + timeout
-    chunks = []
-    poller = select.poll()
-    poller.register(stream, select.POLLIN)
-    while not chunks or b'\n' not in chunks[-1]:
-        remaining = deadline - time.time()
-        if remaining <= 0:
-            raise TimeoutError()
-        if poller.poll(remaining * 1000):
-            chunk = os.read(stream.fileno(), 65536)
-            if not chunk:
-                return None
-            chunks.append(chunk)
-    return b''.join(chunks).split(b'\n', 1)[0]
-
-
-def wait_for_exit(pid, timeout=helper_server.STOP_DRAIN_SECONDS + 10):
+def wait_for_exit(pid, timeout=_protocol.STOP_DRAIN_SECONDS + 10):
     """Wait for a process to exit; whether it did."""
     deadline = time.time() + timeout
     while pid_alive(pid):
@@ -566,7 +550,7 @@ def pid_alive(pid):
 def log_tail(rootdir, lines=15):
     """The last lines of the helper's log, read safely (its end only: it may be huge)."""
     try:
-        with os.fdopen(rootdir.open_file(helper_server.LOG), 'rb') as f:
+        with os.fdopen(rootdir.open_file(_root.LOG), 'rb') as f:
             f.seek(max(0, os.fstat(f.fileno()).st_size - 8192))
             text = f.read(8192)
     except (RootError, OSError):

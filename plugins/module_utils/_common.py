@@ -12,6 +12,7 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule, env_fallback
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._client import HelperClient, HelperClientError
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import Operations
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import RootError
 
 # Matches the doc fragment embedvirt.libvirt.root.
@@ -23,10 +24,10 @@ ROOT_ARGUMENT_SPEC = dict(
 # How a check-mode run answers its reads when the root does not exist yet: as the empty root
 # a real run would create, so the run predicts the same changes without creating anything.
 EMPTY_ROOT_READS = {
-    'domain_plan': lambda args: dict(current=None, wanted_xml=args.get('xml'), define_xml=args.get('xml')),
-    'domain_list': lambda args: [],
-    'domain_disks': lambda args: [],
-    'secret_get': lambda args: None,
+    Operations.domain_plan.operation: lambda args: dict(current=None, wanted_xml=args['xml'], define_xml=args['xml']),
+    Operations.domain_list.operation: lambda args: [],
+    Operations.domain_disks.operation: lambda args: [],
+    Operations.secret_get.operation: lambda args: None,
 }
 
 # The fix for an OSError no layer below expected, by errno.
@@ -52,6 +53,7 @@ class EmbedvirtModule:
         self.module = AnsibleModule(argument_spec=spec, **kwargs)
         self.params = self.module.params
         self.check_mode = self.module.check_mode
+        self.diff_mode = self.module._diff
         self.undo = []
         timeout = self.params['helper_idle_timeout']
         if timeout is not None and timeout < 0:
@@ -63,6 +65,7 @@ class EmbedvirtModule:
         self.client = self.guard(HelperClient, self.params['root'], idle_timeout=timeout, create=creates_root)
         self.root_missing = not creates_root and not os.path.lexists(self.client.root.path)
         self.predicted_from_empty_root = False
+        self.helper = ModuleOperations(self)
 
     def fail(self, msg, **result):
         """Fail the task, first undoing what undo callbacks were registered for."""
@@ -93,10 +96,16 @@ class EmbedvirtModule:
             self.fail('unexpected value: %s. Fix: if it names none of your options, report it with this '
                       "task's traceback (-vvv)" % e, error_kind='value', exception=traceback.format_exc())
 
-    def call(self, op, **args):
-        if self.root_missing:
-            return self.call_missing_root(op, args)
-        return self.guard(self.client.call, op, **args)
+    # What the managers need of AnsibleModule: they reach Ansible only through this wrapper.
+    def warn(self, msg):
+        self.module.warn(msg)
+
+    def get_bin_path(self, name):
+        """The path of a program the module cannot work without; the task fails naming it when missing."""
+        return self.module.get_bin_path(name, required=True)
+
+    def run_command(self, args, **kwargs):
+        return self.module.run_command(args, **kwargs)
 
     def call_missing_root(self, op, args):
         """Answer a read of check mode as the empty root would; anything else fails root_missing."""
@@ -117,6 +126,20 @@ class EmbedvirtModule:
             result['msg'] = "root '%s' does not exist%s" % (
                 path, ': a run without check mode creates it' if result.get('changed') else '; nothing to do')
         self.module.exit_json(**result)
+
+
+class ModuleOperations(Operations):
+    """The helper's operations as modules call them (module.helper.domain_plan(...)): a failure
+    fails the task; a root that does not exist yet answers check mode's reads as the empty root
+    a real run would create."""
+
+    def __init__(self, module):
+        self.module = module
+
+    def request(self, op, args):
+        if self.module.root_missing:
+            return self.module.call_missing_root(op, args)
+        return self.module.guard(self.module.client.request, op, args)
 
 
 class Manager:

@@ -8,8 +8,8 @@
 from xml.etree import ElementTree
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._common import Manager
-from ansible_collections.embedvirt.libvirt.plugins.module_utils.helper_server import (
-    ACTIVE_STATES, domain_name_problem)
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import ACTIVE_STATES
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import domain_name_problem
 
 STATES = ['defined', 'running', 'paused', 'shutdown', 'destroyed', 'undefined']
 
@@ -42,7 +42,7 @@ class DomainManager(Manager):
         name, xml = self.resolve_name()
         state = params['state']
         # Removing a domain needs no normalised definition (and no probe define).
-        plan = self.module.call('domain_plan', name=name, xml=xml if state != 'undefined' else None)
+        plan = self.module.helper.domain_plan(name=name, xml=xml if state != 'undefined' else None)
         before = plan['current']
         self.domain = dict(before) if before else None
         self.wanted_xml = plan['wanted_xml']
@@ -57,7 +57,7 @@ class DomainManager(Manager):
             getattr(self, 'ensure_' + state)(name)
 
         result = dict(changed=self.changed, actions=self.actions, domain=self.domain)
-        if self.module.module._diff:
+        if self.module.diff_mode:
             result['diff'] = dict(before=render(before), after=render(self.domain),
                                   before_header='%s (before)' % name, after_header='%s (after)' % name)
         return result
@@ -83,9 +83,10 @@ class DomainManager(Manager):
         return name, xml
 
     # --- steps -------------------------------------------------------------------------
-    def step(self, action, op, predicted, **args):
-        """Record an action; apply it through the helper unless in check mode."""
-        self.domain = self.module.call(op, **args) if self.act(action) else predicted
+    def step(self, action, operation, predicted, **args):
+        """Record an action; carry it out (operation, one of module.helper's) unless in check
+        mode, where the domain becomes predicted."""
+        self.domain = operation(**args) if self.act(action) else predicted
 
     def predict(self, **changes):
         domain = dict(self.domain or {})
@@ -111,15 +112,15 @@ class DomainManager(Manager):
         predicted = self.predict(name=name, xml=self.wanted_xml, persistent=True)
         if current is None:
             predicted.update(state='shutoff', id=None, uuid=None, autostart=False, state_reason=0)
-        self.step(action, 'domain_define', predicted, xml=self.define_xml)
+        self.step(action, self.module.helper.domain_define, predicted, xml=self.define_xml)
         if current is None and not self.module.check_mode:
             # Bad input must change nothing: a definition this task made goes if it fails later.
             self.module.on_failure_undo(
                 'the definition this task made was removed again',
-                lambda: self.module.client.call('domain_undefine', name=name))
+                lambda: self.module.client.domain_undefine(name=name))
         if current is not None and current['state'] in ACTIVE_STATES:
-            self.module.module.warn("domain '%s' is %s: its new definition takes effect at its next "
-                                    "start" % (name, current['state']))
+            self.module.warn("domain '%s' is %s: its new definition takes effect at its next "
+                             "start" % (name, current['state']))
 
     def ensure_autostart(self, name, autostart):
         if self.domain['autostart'] == autostart:
@@ -127,7 +128,7 @@ class DomainManager(Manager):
         if not self.domain['persistent']:
             self.module.fail("domain '%s' is transient and cannot autostart: define it (give xml) "
                              "first" % name, error_kind='transient')
-        self.step('autostart' if autostart else 'no_autostart', 'domain_set_autostart',
+        self.step('autostart' if autostart else 'no_autostart', self.module.helper.domain_set_autostart,
                   self.predict(autostart=autostart), name=name, autostart=autostart)
 
     def ensure_defined(self, name):
@@ -136,20 +137,20 @@ class DomainManager(Manager):
     def ensure_running(self, name):
         state = self.domain['state']
         if state == 'paused':
-            self.step('resume', 'domain_resume', self.predict(state='running'), name=name)
+            self.step('resume', self.module.helper.domain_resume, self.predict(state='running'), name=name)
         elif state not in ACTIVE_STATES:
-            self.step('start', 'domain_start', self.predict(state='running'), name=name)
+            self.step('start', self.module.helper.domain_start, self.predict(state='running'), name=name)
 
     def ensure_paused(self, name):
         state = self.domain['state']
         if state == 'running':
-            self.step('suspend', 'domain_suspend', self.predict(state='paused'), name=name)
+            self.step('suspend', self.module.helper.domain_suspend, self.predict(state='paused'), name=name)
         elif state not in ACTIVE_STATES:
-            self.step('start_paused', 'domain_start', self.predict(state='paused'), name=name, paused=True)
+            self.step('start_paused', self.module.helper.domain_start, self.predict(state='paused'), name=name, paused=True)
 
     def ensure_destroyed(self, name):
         if self.domain['state'] in ACTIVE_STATES:
-            self.step('destroy', 'domain_destroy', self.predict(state='shutoff'), name=name)
+            self.step('destroy', self.module.helper.domain_destroy, self.predict(state='shutoff'), name=name)
 
     def ensure_shutdown(self, name):
         state = self.domain['state']
@@ -162,8 +163,7 @@ class DomainManager(Manager):
             self.domain = self.predict(state='shutoff')
             return
         timeout = self.params['shutdown_timeout']
-        outcome = self.module.call('domain_shutdown', name=name, timeout=timeout, force=self.params['force'],
-                                   call_timeout=timeout + 60)
+        outcome = self.module.helper.domain_shutdown(name=name, timeout=timeout, force=self.params['force'])
         self.actions.extend(outcome['steps'])
         self.domain = outcome['domain']
         if not outcome['done']:
@@ -177,8 +177,8 @@ class DomainManager(Manager):
         if self.domain is None:
             return
         if self.domain['state'] in ACTIVE_STATES:
-            self.step('destroy', 'domain_destroy', self.predict(state='shutoff'), name=name)
+            self.step('destroy', self.module.helper.domain_destroy, self.predict(state='shutoff'), name=name)
         if self.domain is not None and self.domain['persistent']:
-            self.step('undefine', 'domain_undefine', None, name=name)
+            self.step('undefine', self.module.helper.domain_undefine, None, name=name)
         if self.module.check_mode:
             self.domain = None

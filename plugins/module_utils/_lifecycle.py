@@ -22,20 +22,18 @@ import sys
 import time
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils import _qemu_conf as qemu_conf
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._client import BOOTSTRAP, helper_bundle
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._common import Manager
-from ansible_collections.embedvirt.libvirt.plugins.module_utils.helper_server import ACTIVE_STATES, HELPER_FLAG
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import MARKER_NAME, RootError, open_dir_path
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import ACTIVE_STATES, helper_argv
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import (
+    BOOT_HELPER, BOOT_HELPER_DIR, IMAGES, LAYOUT, MARKER_NAME, QEMU_RUN_DIRS, RootError, open_dir_path)
 
-# Directories this collection keeps in a root; libvirt makes its own below etc, lib, run, log.
-LAYOUT = ('etc', 'images', 'lib', 'lib/embedvirt', 'log', 'log/embedvirt', 'run', 'run/embedvirt')
 LAYOUT_MODE = 0o700
 MARKER_MODE = 0o600
 
-# The helper code that boot units run: owned by root outside every root, so that no
-# root's owner can change what a unit starts.
-BOOT_HELPER = '/usr/local/libexec/embedvirt/helper.py'
 # systemd-escape --path --template=embedvirt-helper@.service <root>
 BOOT_UNIT = 'embedvirt-helper@%s.service'
+SYSTEMD_UNITS = '/etc/systemd/system'
 # What systemd leaves unescaped in a unit name; everything else becomes \xNN per byte.
 UNIT_NAME_PLAIN = frozenset(string.ascii_letters + string.digits + ':_.')
 
@@ -65,10 +63,48 @@ def systemd_quote(argument):
 
 
 def boot_unit(path, python):
-    """Name and ExecStart of the systemd unit that starts path's helper at boot."""
-    argv = [python, '-I', BOOT_HELPER, HELPER_FLAG, '--root', path, '--idle-timeout', '0']
-    return dict(name=BOOT_UNIT % systemd_escape_path(path), exec_start=' '.join(systemd_quote(a) for a in argv),
-                helper=BOOT_HELPER)
+    """The systemd unit that starts path's helper at boot: its name, file, link that enables
+    it, and ExecStart, which reads the helper's bundle from BOOT_HELPER (StandardInput=file:)."""
+    name = BOOT_UNIT % systemd_escape_path(path)
+    argv = [python, '-I', '-c', BOOTSTRAP] + helper_argv(path, 0)
+    return dict(name=name, path=os.path.join(SYSTEMD_UNITS, name),
+                wants=os.path.join(SYSTEMD_UNITS, 'multi-user.target.wants', name),
+                exec_start=' '.join(systemd_quote(a) for a in argv), helper=BOOT_HELPER)
+
+
+def install_boot_helper(bundle, check_mode):
+    """Put the helper's bundle where boot units read it; whether it changed.
+
+    Owned by root outside every root, in a directory only root may change, so that no
+    root's owner can change what a unit starts; replaced whole (a unit starting meanwhile
+    reads the old or the new bundle).
+    """
+    try:
+        fd = os.open(BOOT_HELPER, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, 'rb') as f:
+            st = os.fstat(f.fileno())
+            if st.st_uid == 0 and stat.S_IMODE(st.st_mode) == 0o644 and f.read(len(bundle) + 1) == bundle:
+                return False
+    except FileNotFoundError:
+        pass
+    if check_mode:
+        return True
+    os.makedirs(BOOT_HELPER_DIR, mode=0o755, exist_ok=True)
+    st = os.lstat(BOOT_HELPER_DIR)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0 or st.st_mode & 0o022:
+        raise RootError('%s is not a directory that only root may change: remove it (the next run makes it '
+                        'again)' % BOOT_HELPER_DIR)
+    tmp = '%s.%d.tmp' % (BOOT_HELPER, os.getpid())
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            os.fchmod(f.fileno(), 0o644)
+            f.write(bundle)
+        os.replace(tmp, BOOT_HELPER)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return True
 
 
 def read_marker(path):
@@ -149,7 +185,6 @@ def mount_points(path):
 HELD_DIRS = 64
 
 # A guest of a root has its monitor socket and pidfile below one of these.
-QEMU_RUN_DIRS = ('lib/qemu/', 'run/qemu/')
 
 
 class MountAppeared(RootError):
@@ -315,13 +350,22 @@ class RootLifecycle(Manager):
 
     def run(self):
         result = self.purge() if self.params['state'] == 'absent' else self.ensure_present()
-        result.update(changed=self.changed, actions=self.actions, root=self.path,
-                      boot_unit=boot_unit(self.path, self.params['boot_python'] or sys.executable))
-        if self.diff is not None and self.module.module._diff:
+        unit = boot_unit(self.path, self.params['boot_python'] or sys.executable)
+        if self.params['state'] == 'present' and self.params['boot_helper']:
+            unit['helper_changed'] = self.module.guard(self.ensure_boot_helper)
+        result.update(changed=self.changed, actions=self.actions, root=self.path, boot_unit=unit)
+        if self.diff is not None and self.module.diff_mode:
             result['diff'] = self.diff
         return result
 
     # --- present -----------------------------------------------------------------------
+    def ensure_boot_helper(self):
+        bundle = helper_bundle()[0]
+        needed = install_boot_helper(bundle, check_mode=True)
+        if needed and self.act('install %s' % BOOT_HELPER):
+            install_boot_helper(bundle, check_mode=False)
+        return needed
+
     def ensure_present(self):
         # A file where the root should be gets the rule and the fix, not makedirs' EEXIST.
         self.module.guard(self.root.check_access)
@@ -467,7 +511,7 @@ class RootLifecycle(Manager):
                                  "refusing to delete it" % (self.path, why_not), error_kind='not_ours')
             self.refuse_mounts(root_dir)
             scratch = marker.get('lifecycle') == 'ephemeral'
-            domains = self.module.call('domain_list')
+            domains = self.module.helper.domain_list()
             images = self.module.guard(self.images, root_dir)
             kept = []
             if domains and not (params['purge_guests'] or scratch):
@@ -542,7 +586,7 @@ class RootLifecycle(Manager):
     def images(self, root_dir):
         """Files under <root>/images, relative to it."""
         try:
-            fd = root_dir.subdir('images')
+            fd = root_dir.subdir(IMAGES)
         except FileNotFoundError:
             return []
         found = []
@@ -557,8 +601,7 @@ class RootLifecycle(Manager):
         if not self.act('shutdown %s' % name):
             return
         timeout = self.params['shutdown_timeout']
-        outcome = self.module.call('domain_shutdown', name=name, timeout=timeout, force=True,
-                                   call_timeout=timeout + 60)
+        outcome = self.module.helper.domain_shutdown(name=name, timeout=timeout, force=True)
         self.actions.extend('%s %s' % (step, name) for step in outcome['steps'] if step != 'shutdown')
 
     def kill_leftover_qemu(self):

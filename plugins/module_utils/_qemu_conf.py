@@ -12,8 +12,10 @@ system virtlogd, which an embedded root does not use).
 
 import re
 
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import QEMU_CONF
+
 # Where libvirt's embedded QEMU driver reads it, relative to the root.
-PATH = 'etc/qemu.conf'
+PATH = QEMU_CONF
 MODE = 0o600
 
 # An empty user or group is left out: QEMU then runs as the owner of the root, except

@@ -13,16 +13,54 @@ import os
 import stat
 import uuid
 
-# Where the helper keeps its files and how deep libvirt puts sockets: the helper runs alone
-# (it cannot import this file), so the names are defined there and every path is built here.
-from ansible_collections.embedvirt.libvirt.plugins.module_utils.helper_server import (
-    LOCK, LOG, LOG_DIR, LONGEST_SOCKET_SUFFIX, SOCKET, SOCKET_PATH_MAX, STATE_DIR)
+# The layout of a root, relative to it. libvirt owns etc/, lib/, log/ and run/ below the
+# names it chooses; this collection adds its own directories and files.
+ETC = 'etc'
+IMAGES = 'images'
+QEMU_CONF = 'etc/qemu.conf'
+# The helper's runtime files (socket, start lock, record of the last boot) and its log.
+STATE_DIR = 'run/embedvirt'
+SOCKET = STATE_DIR + '/helper.sock'
+LOCK = STATE_DIR + '/helper.lock'
+BOOT_RECORD = STATE_DIR + '/boot-id'
+LOG_DIR = 'log/embedvirt'
+LOG = LOG_DIR + '/helper.log'
+# Salted digests of private secrets' values (libvirt never hands those out).
+SECRET_DIGESTS = 'lib/embedvirt/secret-digests'
+# Directories a root is made with.
+LAYOUT = (ETC, IMAGES, 'lib', 'lib/embedvirt', 'log', LOG_DIR, 'run', STATE_DIR)
+# libvirt's: definitions (each rewritten through a <file>.new), the drivers' runtime state
+# and pidfiles, and the QEMU driver's per-guest directories.
+DEFINITION_DIRS = ('etc/qemu', 'etc/secrets')
+SECRETS_DIR = 'etc/secrets'
+DRIVER_RUN_DIRS = {'secrets': 'run/secrets', 'qemu': 'run/qemu'}
+DRIVER_PIDFILE = 'driver.pid'
+QEMU_RUN_DIRS = ('lib/qemu/', 'run/qemu/')
+
+# The file that proves a directory is a root made by this collection (see _lifecycle.py).
+MARKER_NAME = '.embedvirt-root'
+
+# Outside every root: the helper code that boot units run, owned by root.
+BOOT_HELPER_DIR = '/usr/local/libexec/embedvirt'
+BOOT_HELPER = BOOT_HELPER_DIR + '/helper.bundle'
+
+# A UNIX socket path holds at most 107 bytes plus the terminating NUL. The deepest socket
+# libvirt 9 puts under a root is a guest agent channel,
+# <root>/lib/qemu/channel/target/domain-<id>-<first 20 characters of the name>/org.qemu.guest_agent.0,
+# budgeted here for domain ids of up to 4 digits.
+SOCKET_PATH_MAX = 107
+SOCKET_NAME_CHARACTERS = 20
+AGENT_SOCKET_DIR = '/lib/qemu/channel/target/domain-9999-'
+AGENT_SOCKET_NAME = '/org.qemu.guest_agent.0'
+LONGEST_SOCKET_SUFFIX = AGENT_SOCKET_DIR + 'x' * SOCKET_NAME_CHARACTERS + AGENT_SOCKET_NAME
 
 # Leaves room for the deepest socket with a name of 20 ASCII characters.
 ROOT_MAX_LENGTH = SOCKET_PATH_MAX - len(LONGEST_SOCKET_SUFFIX)
 
-# The file that proves a directory is a root made by this collection (see lifecycle.py).
-MARKER_NAME = '.embedvirt-root'
+# The helper defines a scratch domain under this name prefix and undefines it again (to learn
+# libvirt's stored form of a definition); nothing else may use the prefix (a helper removes
+# such domains when it starts), and no listing shows one.
+PROBE_PREFIX = 'embedvirt-probe-'
 
 # Characters a root may not contain: libvirt's URI, systemd's unit syntax, QEMU's option
 # syntax or a shell would each read them differently, so they are refused everywhere alike.
@@ -60,10 +98,27 @@ class EmbedRoot:
     def log_path(self):
         return os.path.join(self.path, LOG)
 
+    def join(self, relative):
+        """The absolute path of a name of the layout (one of the constants above)."""
+        return os.path.join(self.path, relative)
+
+    def driver_pidfile(self, driver):
+        """libvirt's own lock of a driver ('secrets' or 'qemu'): held by whichever process has
+        the driver open."""
+        return os.path.join(self.path, DRIVER_RUN_DIRS[driver], DRIVER_PIDFILE)
+
     @property
     def driver_pidfiles(self):
-        """libvirt's own locks: held by whichever process has the driver open."""
-        return [os.path.join(self.path, 'run', driver, 'driver.pid') for driver in ('secrets', 'qemu')]
+        return [self.driver_pidfile(driver) for driver in DRIVER_RUN_DIRS]
+
+    def secret_files(self, secret_uuid):
+        """Where libvirt and this collection keep a secret: definition, value, digest."""
+        name = str(uuid.UUID(secret_uuid))
+        return [os.path.join(self.path, SECRETS_DIR, name + '.xml'), os.path.join(self.path, SECRETS_DIR, name + '.base64'),
+                self.secret_digest_path(name)]
+
+    def secret_digest_path(self, secret_uuid):
+        return os.path.join(self.path, SECRET_DIGESTS, str(uuid.UUID(secret_uuid)))
 
     def owner_uid(self):
         """uid that owns the root directory, or None while it does not exist."""
@@ -387,3 +442,45 @@ def check_ancestors(path, steps, owner):
                             "with that mode, others) could move the root away and put their own in its "
                             "place; use a root below directories of root's or of the root's owner only"
                             % (path, directory.st_uid, stat.S_IMODE(directory.st_mode)))
+
+
+def domain_name_problem(name, root=None):
+    """What forbids giving libvirt this domain name, as (problem, fix), or None.
+
+    libvirt builds paths from domain names (etc/qemu/<name>.xml, lib/qemu/snapshot/<name>,
+    log/qemu/<name>.log): '.' and '..' name directories, and libvirt 9.0's clean-up after a
+    failed define then deletes other guests' snapshot metadata or all of lib/qemu. With
+    root, the bytes the name adds to that root's deepest socket path are counted too.
+    """
+    fix = "choose a name without '/' or control characters, other than '.' and '..'"
+    if not isinstance(name, str) or not name:
+        return 'the domain name is empty', 'give the domain a name'
+    if name in ('.', '..'):
+        return ("domain name '%s' names a directory: libvirt makes paths of domain names, so it would "
+                "act on the directories that hold the other guests' files" % name, fix)
+    if '/' in name:
+        return "domain name %r contains '/': libvirt makes paths of domain names" % name, fix
+    control = sorted(set(c for c in name if ord(c) < 0x20 or 0x7f <= ord(c) <= 0x9f))
+    if control:
+        return ('domain name %r contains the control character(s) %s, which the paths, logs and '
+                'command lines built from it misread' % (name, ' '.join(repr(c) for c in control)), fix)
+    if name.startswith(PROBE_PREFIX):
+        return ("domain names starting with '%s' are reserved: this collection defines scratch "
+                "domains under them and removes any it finds" % PROBE_PREFIX, 'choose another name')
+    head = name[:SOCKET_NAME_CHARACTERS]
+    try:
+        head_bytes = len(head.encode('utf-8'))
+    except UnicodeEncodeError:
+        return 'domain name %r is not valid UTF-8' % name, fix
+    if root is not None:
+        path = root + AGENT_SOCKET_DIR + head + AGENT_SOCKET_NAME
+        size = len(path.encode('utf-8'))
+        if size > SOCKET_PATH_MAX:
+            return ("domain name '%s' is too long for root %s in bytes: libvirt puts its first %d "
+                    "characters (%d bytes) in the guest agent socket path %s, which is then %d bytes "
+                    "long (with a domain id of 4 digits), and a UNIX socket path holds at most %d bytes"
+                    % (name, root, SOCKET_NAME_CHARACTERS, head_bytes, path, size, SOCKET_PATH_MAX),
+                    'use a name whose first %d characters take at most %d bytes (an ASCII character '
+                    'takes 1 byte, most CJK characters 3), or a root %d bytes shorter'
+                    % (SOCKET_NAME_CHARACTERS, head_bytes - (size - SOCKET_PATH_MAX), size - SOCKET_PATH_MAX))
+    return None

@@ -68,19 +68,18 @@ class SecretManager(Manager):
         lookup = dict(uuid=params['uuid'])
         if not params['uuid']:
             lookup.update(usage_type=params['usage_type'], usage_id=params['usage_id'])
-        before = self.module.call('secret_get', **lookup)
+        before = self.module.helper.secret_get(**lookup)
         after = before
         if params['state'] == 'absent':
             if before is not None:
-                self.changed = True
-                if not self.module.check_mode:
-                    self.module.call('secret_undefine', uuid=before['uuid'])
+                if self.act('undefine'):
+                    self.module.helper.secret_undefine(uuid=before['uuid'])
                 after = None
         else:
             value = self.encoded_value() if params['value'] is not None else None
             after = self.ensure_present(before, value)
-        result = dict(changed=self.changed, secret=after, value_changed=self.value_changed)
-        if self.module.module._diff:
+        result = dict(changed=self.changed, actions=self.actions, secret=after, value_changed=self.value_changed)
+        if self.module.diff_mode:
             after_text = render(after) + ('value: (changed)\n' if self.value_changed else '')
             result['diff'] = dict(before=render(before), after=after_text)
         return result
@@ -92,22 +91,21 @@ class SecretManager(Manager):
             wanted['usage_id'] = None
         secret = current
         if current is None or any(current[key] != wanted[key] for key in FIELDS):
-            self.changed = True
             uuid = params['uuid'] or (current or {}).get('uuid')
             if params['ephemeral']:
                 self.module.fail("libvirt's embedded secret driver cannot hold ephemeral secrets "
                                  '(libvirt 9.0 crashes defining one): use ephemeral=false',
                                  error_kind='unsupported')
-            if self.module.check_mode:
-                secret = dict(wanted, uuid=uuid)
+            if self.act('define'):
+                secret = self.module.helper.secret_define(xml=secret_xml(uuid, **wanted))
             else:
-                secret = self.module.call('secret_define', xml=secret_xml(uuid, **wanted))
+                secret = dict(wanted, uuid=uuid)
         if value is not None:
             matches = None
             if current is not None and secret.get('uuid'):
-                matches = self.module.call('secret_value_matches', uuid=secret['uuid'], value=value)
+                matches = self.module.helper.secret_value_matches(uuid=secret['uuid'], value=value)
             if not matches:
-                self.changed = self.value_changed = True
-                if not self.module.check_mode:
-                    secret = self.module.call('secret_set_value', uuid=secret['uuid'], value=value)
+                self.value_changed = True
+                if self.act('set value'):
+                    secret = self.module.helper.secret_set_value(uuid=secret['uuid'], value=value)
         return secret

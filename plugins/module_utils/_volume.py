@@ -12,8 +12,8 @@ import stat
 from ansible.module_utils.common.text.formatters import human_to_bytes
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._common import Manager
-from ansible_collections.embedvirt.libvirt.plugins.module_utils.helper_server import ACTIVE_STATES
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import RootError
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import ACTIVE_STATES
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import IMAGES, RootError
 
 SECRET_ID = 'embedvirt-passphrase'
 LUKS_ATTEMPTS = 10
@@ -40,9 +40,9 @@ class VolumeManager(Manager):
     def __init__(self, module):
         super(VolumeManager, self).__init__(module)
         self.root = module.client.root
-        self.images = os.path.join(self.root.path, 'images')
-        self.qemu_img_path = module.module.get_bin_path('qemu-img', required=True)
-        self.timeout_path = module.module.get_bin_path('timeout', required=True)
+        self.images = self.root.join(IMAGES)
+        self.qemu_img_path = module.get_bin_path('qemu-img')
+        self.timeout_path = module.get_bin_path('timeout')
         self.path = self.resolve_path(self.params['path'])
         # Below the root: (directory, file name) relative to it; None for an image elsewhere.
         self.place = self.locate('path', self.path)
@@ -181,7 +181,7 @@ class VolumeManager(Manager):
                 os.write(write_fd, passphrase.encode('utf-8'))
                 os.close(write_fd)
             try:
-                rc, out, err = self.module.module.run_command(
+                rc, out, err = self.module.run_command(
                     [part.replace('@FD@', str(read_fd)) for part in command],
                     pass_fds=[fd for fd in (read_fd, self.dir_fd) if fd is not None])
             finally:
@@ -245,7 +245,7 @@ class VolumeManager(Manager):
         result = dict(changed=self.changed, volume=after, actions=self.actions)
         if self.used_by is not None:
             result['used_by'] = self.used_by
-        if self.module.module._diff:
+        if self.module.diff_mode:
             result['diff'] = dict(before=render(before), after=render(after))
         return result
 
@@ -363,7 +363,7 @@ class VolumeManager(Manager):
         return None
 
     def refuse_if_in_use(self, what):
-        users = [disk for disk in self.module.call('domain_disks') if disk['path'] == self.path]
+        users = [disk for disk in self.module.helper.domain_disks() if disk['path'] == self.path]
         active = sorted(set(d['domain'] for d in users if d['state'] in ACTIVE_STATES))
         if active:
             self.module.fail('refusing to %s %s: it is in use by running domain(s) %s; shut them down '
@@ -371,8 +371,8 @@ class VolumeManager(Manager):
         defined = sorted(set(d['domain'] for d in users))
         self.used_by = defined
         if defined and what == 'remove':
-            self.module.module.warn('%s is named in the definition of domain(s) %s, which will not start '
-                                    'without it' % (self.path, ', '.join(defined)))
+            self.module.warn('%s is named in the definition of domain(s) %s, which will not start '
+                             'without it' % (self.path, ', '.join(defined)))
 
 
 def refuse_protocol(module, name):

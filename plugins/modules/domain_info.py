@@ -125,7 +125,7 @@ error_path:
 '''
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._common import EmbedvirtModule
-from ansible_collections.embedvirt.libvirt.plugins.module_utils.helper_server import DOMAIN_STATES
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import DOMAIN_STATES
 
 
 def main():
@@ -137,9 +137,9 @@ def main():
         read_only=True,
         supports_check_mode=True,
     )
-    domains = module.call('domain_list', names=module.params['name'], states=module.params['state'])
-    versions = module.call('versions')
-    helper = dict(module.call('status'), running=True)
+    domains = module.helper.domain_list(names=module.params['name'], states=module.params['state'])
+    versions = module.helper.versions()
+    helper = dict(module.helper.helper_status(), running=True)
     module.exit(changed=False, domains=domains, versions=versions, helper=helper)
 
 

@@ -114,6 +114,15 @@ options:
         absolute path.
       - Defaults to the Python that runs this module.
     type: path
+  boot_helper:
+    description:
+      - With O(state=present), install the helper's code where the boot unit of RV(boot_unit) reads it
+        (RV(boot_unit.helper)), owned by root outside every root, so that nothing the root's owner can
+        change runs at boot. It is the very bundle tasks start a helper from, so tasks use a helper the
+        unit started instead of replacing it. Needs root.
+      - The C(embedvirt.libvirt.root) role sets this for its boot service.
+    type: bool
+    default: false
   adopt:
     description:
       - Mark an existing directory that already has files (an embedded root made before) as a root.
@@ -224,14 +233,28 @@ boot_unit:
       description: The unit's name.
       type: str
       sample: embedvirt-helper@srv-a\x2db.service
+    path:
+      description: The unit's file.
+      type: str
+      sample: /etc/systemd/system/embedvirt-helper@srv-a\x2db.service
+    wants:
+      description: The link that enables the unit (what C(systemctl enable) makes).
+      type: str
+      sample: /etc/systemd/system/multi-user.target.wants/embedvirt-helper@srv-a\x2db.service
     exec_start:
-      description: Its C(ExecStart), every argument quoted for systemd.
+      description:
+        - Its C(ExecStart), every argument quoted for systemd. It reads the helper's code from its
+          standard input, which the unit connects to RV(boot_unit.helper) (C(StandardInput=file:)).
       type: str
-      sample: '"/usr/bin/python3" "-I" "/usr/local/libexec/embedvirt/helper.py" "--embedvirt-helper" "--root" "/srv/a-b" "--idle-timeout" "0"'
+      sample: '"/usr/bin/python3" "-I" "-c" "import hashlib, ..." "--embedvirt-helper" "--root" "/srv/a-b" "--idle-timeout" "0"'
     helper:
-      description: Where the unit expects the helper's code, owned by root outside every root.
+      description: Where the unit reads the helper's code, owned by root outside every root.
       type: str
-      sample: /usr/local/libexec/embedvirt/helper.py
+      sample: /usr/local/libexec/embedvirt/helper.bundle
+    helper_changed:
+      description: Whether the helper's code there was (or would be) installed or replaced.
+      returned: when O(boot_helper=true) and O(state=present)
+      type: bool
 purged:
   description: Whether the root was (or would be) deleted.
   returned: when O(state=absent)
@@ -277,6 +300,7 @@ def main():
                 extra=dict(type='dict', default={}),
             )),
             boot_python=dict(type='path'),
+            boot_helper=dict(type='bool', default=False),
         ),
         supports_check_mode=True,
     )

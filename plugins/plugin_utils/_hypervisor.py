@@ -13,17 +13,16 @@ request on. The remote host needs what modules need: python3 and the libvirt bin
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shlex
 import subprocess
 import tempfile
 
-from ansible_collections.embedvirt.libvirt.plugins.module_utils import (
-    _client as client, helper_server, _qemu_conf as qemu_conf, _root as root)
+from ansible_collections.embedvirt.libvirt.plugins.module_utils import _client, _protocol, _qemu_conf
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._client import (
-    CALL_TIMEOUT, HelperClient, HelperClientError, module_source, read_line)
+    HELPER_BUNDLE, HelperClient, HelperClientError, bundle_sources)
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import Operations
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import EmbedRoot
 
 # Reuse one SSH connection for the many short sessions of a play, as the ssh connection does.
@@ -31,49 +30,34 @@ DEFAULT_SSH_ARGS = ('-o', 'ControlMaster=auto', '-o', 'ControlPersist=60s',
                     '-o', 'ControlPath=~/.ansible/cp/embedvirt-%C')
 # Extra time allowed on top of a call's own timeout for the round trip over SSH.
 TRANSPORT_SLACK = 30
+# What the relay needs on the hypervisor: the client and everything it ships to a helper.
+RELAY_BUNDLE = (_client, _qemu_conf) + HELPER_BUNDLE
 
-# Runs on the hypervisor. Line 1 of its stdin is this program, line 2 the root and the code
-# of the package's client modules (base64), then one JSON request per line.
+# Runs on the hypervisor. Line 1 of its stdin is this program, line 2 the root and the bundle
+# of the client's modules, then one request per line (_protocol's messages, both ways).
 RELAY = r'''
-import base64, importlib.abc, importlib.util, json, sys
-
-class Bundle(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Imports the client modules sent over stdin; helper_source() reads them back via get_data."""
-    def __init__(self, sources):
-        self.sources = sources
-    def find_spec(self, name, path=None, target=None):
-        if name in self.sources:
-            return importlib.util.spec_from_loader(name, self, origin=name)
-        if any(module.startswith(name + '.') for module in self.sources):
-            return importlib.util.spec_from_loader(name, self, is_package=True)
-        return None
-    def create_module(self, spec):
-        return None
-    def exec_module(self, module):
-        if module.__name__ in self.sources:
-            module.__file__ = module.__name__
-            exec(compile(self.sources[module.__name__], module.__name__, 'exec'), module.__dict__)
-    def get_data(self, path):
-        return self.sources[path]
+import importlib, json, sys
 
 stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
 setup = json.loads(stdin.readline())
-sys.meta_path.insert(0, Bundle({name: base64.b64decode(code) for name, code in setup['sources'].items()}))
-package = setup['package']
-client = importlib.import_module(package + '._client')
-RootError = importlib.import_module(package + '._root').RootError
+exec(setup['importer'], {'BUNDLE_SOURCES': setup['sources']})
+protocol = importlib.import_module(setup['package'] + '._protocol')
+client = importlib.import_module(setup['package'] + '._client')
+RootError = importlib.import_module(setup['package'] + '._root').RootError
 helper = None
 for line in stdin:
-    request = json.loads(line)
+    request = protocol.decode(line.rstrip(b'\n'))
+    op = protocol.OPERATIONS.get(request['op'])
     try:
+        if op is None:
+            raise client.HelperClientError('the relay has no operation %r' % request['op'], protocol.ERROR_PROTOCOL)
         helper = helper or client.HelperClient(setup['root'], create=False)
-        reply = {'ok': True, 'result': helper.call(request['op'], call_timeout=request['call_timeout'],
-                                                   **request['args'])}
+        reply = protocol.reply_message(request['id'], result=helper.request(op, request['args']))
     except client.HelperClientError as e:
-        reply = {'ok': False, 'error': {'message': e.args[0], 'kind': e.kind, 'hint': e.hint, 'pid': e.pid}}
+        reply = protocol.reply_message(request['id'], error=e.to_dict())
     except RootError as e:
-        reply = {'ok': False, 'error': {'message': str(e), 'kind': 'root'}}
-    stdout.write(json.dumps(reply).encode() + b'\n')
+        reply = protocol.reply_message(request['id'], error={'message': str(e), 'kind': 'root'})
+    stdout.write(protocol.encode(reply))
     stdout.flush()
 '''
 
@@ -98,8 +82,8 @@ def split_ssh_args(value):
     return shlex.split(value) if isinstance(value, str) else [str(arg) for arg in value]
 
 
-class RemoteHelperClient:
-    """HelperClient's call() and close() for a root on another host, through one SSH session."""
+class RemoteHelperClient(Operations):
+    """HelperClient's operations and close() for a root on another host, through one SSH session."""
 
     def __init__(self, root_path, hypervisor, ssh_args=None, python=None):
         self.root = EmbedRoot(root_path)  # the path rules hold wherever the root is
@@ -107,26 +91,30 @@ class RemoteHelperClient:
         self.ssh_args = list(DEFAULT_SSH_ARGS) + split_ssh_args(ssh_args)
         self.python = python or 'python3'
         self.process = None
+        self.reader = None
         self.errors = None
+        self.next_id = 0
 
-    def call(self, op, call_timeout=CALL_TIMEOUT, **args):
+    def request(self, op, args):
         if self.process is None:
             self._start()
+        self.next_id += 1
+        call_timeout = op.call_timeout(args)
         try:
-            self.process.stdin.write(helper_server.encode({'op': op, 'args': args, 'call_timeout': call_timeout}))
+            self.process.stdin.write(_protocol.encode(_protocol.request_message(self.next_id, op, args, call_timeout)))
             self.process.stdin.flush()
         except OSError:
-            raise self._session_ended(op)
+            raise self._session_ended(op.name)
         timeout = call_timeout + TRANSPORT_SLACK
         try:
-            line = read_line(self.process.stdout, timeout)
-        except TimeoutError:
+            line = self.reader.read(timeout)
+        except (TimeoutError, _protocol.MessageTooLong):
             self.close()
-            raise HelperClientError('hypervisor %s did not answer %s within %d s' % (self.hypervisor, op, timeout),
+            raise HelperClientError('hypervisor %s did not answer %s within %d s' % (self.hypervisor, op.name, timeout),
                                     'timeout')
         if line is None:
-            raise self._session_ended(op)
-        reply = helper_server.decode(line)
+            raise self._session_ended(op.name)
+        reply = _protocol.decode(line)
         if not reply['ok']:
             raise HelperClientError.from_reply(reply['error'])
         return reply['result']
@@ -142,6 +130,7 @@ class RemoteHelperClient:
             self.process.stdout.close()
             self.errors.close()
             self.process = None
+            self.reader = None
 
     @property
     def command(self):
@@ -159,12 +148,11 @@ class RemoteHelperClient:
         except OSError as e:
             raise HelperClientError('cannot run ssh to reach hypervisor %s: %s' % (self.hypervisor, e),
                                     'connection', 'install the OpenSSH client on the controller')
-        package = client.__name__.rsplit('.', 1)[0]
-        setup = {'root': self.root.path, 'package': package,
-                 'sources': {module.__name__: base64.b64encode(module_source(module)).decode('ascii')
-                             for module in (client, helper_server, qemu_conf, root)}}
+        self.reader = _protocol.FrameReader(self.process.stdout.fileno())
+        setup = {'root': self.root.path, 'package': _protocol.__name__.rsplit('.', 1)[0],
+                 'importer': _protocol.BUNDLE_IMPORTER, 'sources': bundle_sources(RELAY_BUNDLE)}
         try:
-            self.process.stdin.write(json.dumps(RELAY).encode() + b'\n' + helper_server.encode(setup))
+            self.process.stdin.write(json.dumps(RELAY).encode() + b'\n' + _protocol.encode(setup))
             self.process.stdin.flush()
         except OSError:
             raise self._session_ended('start')

@@ -57,7 +57,7 @@ for number, sock in enumerate(connections):
     if args.silent:
         break
     try:
-        sock.sendall(json.dumps({'id': number, 'op': 'status'}).encode() + b'\n')
+        sock.sendall(json.dumps({'id': number, 'op': 'helper_status'}).encode() + b'\n')
     except OSError:
         pass  # refused at once: its reply, if any, is still there to read
     try:

@@ -1,0 +1,140 @@
+# -*- coding: utf-8 -*-
+# Copyright: embedvirt.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# This is a private module: it is not part of this collection's public API and may change
+# without notice in any release.
+
+"""The helper's guest agent operations (agent and guest_* in _protocol.Operations): commands,
+programs and files in a running guest, through qemu-guest-agent."""
+
+import base64
+import json
+import time
+import uuid
+
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.drivers import DriverUser
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.errors import (
+    HelperError, explain_agent_error)
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import AGENT_CHUNK_BYTES
+
+AGENT_CALL_SECONDS = 30
+# How long a guest may be too busy to answer libvirt's sync before its agent counts as gone.
+AGENT_BUSY_SECONDS = 120
+REPEATABLE_AGENT_COMMANDS = ('guest-ping', 'guest-info', 'guest-exec-status')
+# Largest standard input (base64) sent inside a guest-exec message.
+AGENT_INPUT_DATA_BYTES = 64 * 1024
+
+
+class GuestAgent(DriverUser):
+    """The guest agents of the root's running domains."""
+
+    def __init__(self, drivers, domains):
+        super().__init__(drivers)
+        self.domains = domains
+
+    def agent(self, name, command, arguments=None, timeout=AGENT_CALL_SECONDS):
+        """One guest agent command; its 'return' value."""
+        dom = self.domains.domain_required(name)
+        request = {'execute': command}
+        if arguments is not None:
+            request['arguments'] = arguments
+        deadline = time.time() + AGENT_BUSY_SECONDS
+        while True:
+            started = time.time()
+            try:
+                reply = self.drivers.libvirt_qemu.qemuAgentCommand(dom, json.dumps(request), int(timeout), 0)
+                return json.loads(reply).get('return')
+            except self.libvirt.libvirtError as e:
+                # libvirt says this when the agent does not answer in time: its guest-sync
+                # before the command (5 s, a busy guest) or the command itself. A failure
+                # well before our timeout was the sync, so the command was never sent and
+                # may be asked again; a command that only reads may always be.
+                unsent = time.time() - started < timeout - 1 or command in REPEATABLE_AGENT_COMMANDS
+                if 'not available for now' not in str(e) or not unsent or time.time() >= deadline:
+                    raise explain_agent_error(str(e), name, command)
+            time.sleep(0.5)
+
+    def guest_wait_agent(self, name, timeout):
+        """Wait until the guest agent answers a ping; its info (version, enabled commands)."""
+        deadline = time.time() + timeout
+        while True:
+            try:
+                self.agent(name, 'guest-ping', timeout=AGENT_CALL_SECONDS)
+                return self.agent(name, 'guest-info')
+            except HelperError as e:
+                if e.kind != 'agent_unavailable' or time.time() >= deadline:
+                    if e.kind == 'agent_unavailable':
+                        e.message = '%s (waited %d s)' % (e.message, timeout)
+                    raise
+            time.sleep(0.5)
+
+    def guest_exec(self, name, argv, input_data, env, timeout):
+        """Run argv in the guest, wait for it; exit code and output (base64).
+
+        Polls guest-exec-status here, next to the agent, so a command costs the client one
+        request however long it runs.
+        """
+        if input_data and len(input_data) > AGENT_INPUT_DATA_BYTES:
+            # qemu-ga drops a guest-exec message this large (pipelined modules are); give the
+            # command its input from a file instead, which the shell unlinks once open.
+            path = '/tmp/.embedvirt-stdin-%s' % uuid.uuid4().hex
+            self.guest_file_write(name, path, input_data)
+            argv = ['/bin/sh', '-c', 'exec <"$0" && rm -f "$0" && exec "$@"', path] + list(argv)
+            input_data = None
+        arguments = {'path': argv[0], 'arg': list(argv[1:]), 'capture-output': True}
+        if input_data:
+            arguments['input-data'] = input_data
+        if env:
+            arguments['env'] = ['%s=%s' % item for item in sorted(env.items())]
+        pid = self.agent(name, 'guest-exec', arguments)['pid']
+        deadline = time.time() + timeout if timeout else None
+        delay = 0.005
+        while True:
+            status = self.agent(name, 'guest-exec-status', {'pid': pid})
+            if status.get('exited'):
+                return {
+                    'rc': status.get('exitcode', -status.get('signal', 0) or 0),
+                    'signal': status.get('signal'),
+                    'stdout': status.get('out-data', ''),
+                    'stderr': status.get('err-data', ''),
+                    'truncated': bool(status.get('out-truncated') or status.get('err-truncated')),
+                }
+            if deadline is not None and time.time() >= deadline:
+                raise HelperError('timeout', 'command %s did not finish within %s s in domain %s'
+                                  % (argv[0], timeout, name), 'raise the command timeout')
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+    def guest_file_write(self, name, path, data, append=False):
+        """Write data (base64) to a file in the guest, in agent-sized chunks."""
+        handle = self.agent(name, 'guest-file-open', {'path': path, 'mode': 'ab' if append else 'wb'})
+        try:
+            raw = base64.b64decode(data)
+            for offset in range(0, len(raw), AGENT_CHUNK_BYTES) or [0]:
+                chunk = raw[offset:offset + AGENT_CHUNK_BYTES]
+                self.agent(name, 'guest-file-write',
+                           {'handle': handle, 'buf-b64': base64.b64encode(chunk).decode('ascii')})
+        finally:
+            self.agent(name, 'guest-file-close', {'handle': handle})
+        return {'written': len(raw)}
+
+    def guest_file_read(self, name, path, offset, length):
+        """Read up to length bytes at offset of a file in the guest; data (base64) and eof."""
+        handle = self.agent(name, 'guest-file-open', {'path': path, 'mode': 'rb'})
+        parts = []
+        eof = False
+        try:
+            if offset:
+                self.agent(name, 'guest-file-seek', {'handle': handle, 'offset': offset, 'whence': 'set'})
+            remaining = length
+            while remaining > 0 and not eof:
+                reply = self.agent(name, 'guest-file-read',
+                                   {'handle': handle, 'count': min(remaining, AGENT_CHUNK_BYTES)})
+                chunk = base64.b64decode(reply.get('buf-b64', ''))
+                parts.append(chunk)
+                remaining -= len(chunk)
+                eof = reply.get('eof', False) or not chunk
+        finally:
+            self.agent(name, 'guest-file-close', {'handle': handle})
+        return {'data': base64.b64encode(b''.join(parts)).decode('ascii'), 'eof': eof}

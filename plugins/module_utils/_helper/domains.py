@@ -1,0 +1,300 @@
+# -*- coding: utf-8 -*-
+# Copyright: embedvirt.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# This is a private module: it is not part of this collection's public API and may change
+# without notice in any release.
+
+"""The helper's domain operations (domain_* in _protocol.Operations), on the embedded QEMU
+driver, and the clean-up of what a killed helper left behind."""
+
+import errno
+import logging
+import os
+import threading
+import time
+import uuid
+from xml.etree import ElementTree
+
+from ansible_collections.embedvirt.libvirt.plugins.module_utils import _root
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.drivers import DriverUser
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.errors import (
+    HelperError, hint_for_libvirt_error, parse_xml)
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import DOMAIN_STATES
+
+log = logging.getLogger('embedvirt.helper')
+
+
+class Domains(DriverUser):
+    """The domains of the root."""
+
+    def __init__(self, drivers):
+        super().__init__(drivers)
+        # One scratch definition at a time (see normalize_definition).
+        self.probe_lock = threading.Lock()
+
+    def domain_summary(self, dom):
+        """A domain's name, uuid, id, state, persistence and autostart."""
+        state, reason = dom.state()
+        persistent = bool(dom.isPersistent())
+        return {
+            'name': dom.name(),
+            'uuid': dom.UUIDString(),
+            'id': dom.ID() if dom.ID() >= 0 else None,
+            'state': DOMAIN_STATES[state] if state < len(DOMAIN_STATES) else str(state),
+            'state_reason': reason,
+            'persistent': persistent,
+            'autostart': bool(dom.autostart()) if persistent else False,
+        }
+
+    def domain_list(self, names, states):
+        unknown = sorted(set(states or ()) - set(DOMAIN_STATES))
+        if unknown:
+            # A misspelt state would otherwise filter out every domain without a word.
+            raise HelperError('states', 'unknown domain state(s) %s' % ', '.join(repr(s) for s in unknown),
+                              'use states among %s' % ', '.join(DOMAIN_STATES))
+        result = []
+        for dom in self.domains():
+            summary = self.domain_summary(dom)
+            if names and summary['name'] not in names:
+                continue
+            if states and summary['state'] not in states:
+                continue
+            result.append(summary)
+        return sorted(result, key=lambda d: d['name'])
+
+    def domains(self):
+        """Every domain but the probes of normalize_definition (see clean_leftovers)."""
+        return [dom for dom in self.qemu.listAllDomains(0) if not dom.name().startswith(_root.PROBE_PREFIX)]
+
+    def clean_leftovers(self):
+        """Remove what a helper killed in the middle of a request left in the root.
+
+        A probe domain: killed between normalize_definition's define and undefine.
+        A <file>.new under etc/qemu or etc/secrets: libvirt's virFileRewrite writes a
+        definition (or a secret's value) to <file>.new and renames it over <file>.
+        Nobody asked for either (libvirt ignores *.new files), so what cannot be removed is
+        logged and the helper starts all the same.
+        """
+        flags = self.libvirt.VIR_CONNECT_LIST_DOMAINS_INACTIVE | self.libvirt.VIR_CONNECT_LIST_DOMAINS_PERSISTENT
+        for dom in self.qemu.listAllDomains(flags):
+            if dom.name().startswith(_root.PROBE_PREFIX):
+                try:
+                    dom.undefineFlags(self.libvirt.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM)
+                    log.warning('removed the scratch domain %s, left by a helper that died', dom.name())
+                except self.libvirt.libvirtError as e:
+                    log.warning('cannot remove the scratch domain %s: %s', dom.name(), e)
+        for directory in _root.DEFINITION_DIRS:
+            try:
+                fd = os.open(self.root.join(directory), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+            except OSError as e:
+                if e.errno != errno.ENOENT:
+                    log.warning('not looking for half-written files in %s: %s', directory, e)
+                continue
+            try:
+                for name in os.listdir(fd):
+                    if not name.endswith('.new'):
+                        continue
+                    try:
+                        os.unlink(name, dir_fd=fd)  # a link goes, never what it points to
+                        log.warning('removed %s/%s/%s, left half-written by a helper that died',
+                                    self.root.path, directory, name)
+                    except OSError as e:
+                        log.warning('cannot remove %s/%s/%s: %s', self.root.path, directory, name, e)
+            finally:
+                os.close(fd)
+
+    def check_name(self, name, budget=False):
+        """Refuse a domain name libvirt would misuse; with budget, also one too long in bytes
+        for this root's socket paths (only a define or create makes sockets)."""
+        problem = _root.domain_name_problem(name, self.root.path if budget else None)
+        if problem:
+            raise HelperError('name', *problem)
+
+    def parse_definition(self, xml):
+        """A domain definition's tree and <name> element, once the name passes check_name."""
+        tree = parse_xml(xml, 'domain')
+        name_el = tree.find('name')
+        if name_el is None or not (name_el.text or '').strip():
+            raise HelperError('xml', 'the domain XML has no <name>', 'add <name>...</name>')
+        self.check_name(name_el.text, budget=True)  # libvirt takes the text as it is, spaces and all
+        return tree, name_el
+
+    def find(self, name):
+        """The domain called name, or None."""
+        self.check_name(name)
+        try:
+            return self.qemu.lookupByName(name)
+        except self.libvirt.libvirtError as e:
+            if e.get_error_code() == self.libvirt.VIR_ERR_NO_DOMAIN:
+                return None
+            raise
+
+    def domain_required(self, name):
+        dom = self.find(name)
+        if dom is None:
+            raise HelperError('no_domain', "domain '%s' is not defined in root %s" % (name, self.root.path),
+                              'give xml to define it, or check the name with embedvirt.libvirt.domain_info')
+        return dom
+
+    def domain_detail(self, dom):
+        detail = self.domain_summary(dom)
+        flags = self.libvirt.VIR_DOMAIN_XML_INACTIVE if detail['persistent'] else 0
+        detail['xml'] = dom.XMLDesc(flags)
+        return detail
+
+    def domain_get(self, name):
+        dom = self.find(name)
+        return self.domain_detail(dom) if dom is not None else None
+
+    def domain_plan(self, name, xml):
+        """What a domain is now, and libvirt's own form of the definition asked for."""
+        dom = self.find(name)
+        plan = {'current': self.domain_detail(dom) if dom is not None else None,
+                'wanted_xml': None, 'define_xml': None}
+        if xml:
+            plan['define_xml'], plan['wanted_xml'] = self.normalize_definition(xml, dom)
+        return plan
+
+    def normalize_definition(self, xml, existing=None):
+        """The definition to give libvirt, and libvirt's stored form of it, without keeping it.
+
+        The first is the XML given plus what redefining must keep from an existing domain
+        (uuid, MACs of interfaces that name none). The second comes from defining that under a
+        scratch name and uuid, reading it back and undefining it, so check mode and idempotence
+        compare what libvirt would store (its defaults, attribute order and whitespace).
+        """
+        tree, name_el = self.parse_definition(xml)
+        real_name = name_el.text.strip()
+        uuid_el = tree.find('uuid')
+        if existing is not None:
+            # What libvirt would keep from the existing definition when redefining it.
+            if uuid_el is None:
+                uuid_el = ElementTree.SubElement(tree, 'uuid')
+                uuid_el.text = existing.UUIDString()
+            inherit_macs(tree, parse_xml(existing.XMLDesc(self.libvirt.VIR_DOMAIN_XML_INACTIVE), 'domain'))
+        real_uuid = None
+        if uuid_el is not None:
+            try:
+                real_uuid = str(uuid.UUID((uuid_el.text or '').strip()))
+            except ValueError:
+                raise HelperError('xml', 'the domain XML has an invalid <uuid>: %r' % uuid_el.text,
+                                  'give a UUID such as %s, or leave <uuid> out' % uuid.uuid4())
+        define_xml = ElementTree.tostring(tree, encoding='unicode')
+        if uuid_el is None:
+            uuid_el = ElementTree.SubElement(tree, 'uuid')
+        probe_name = _root.PROBE_PREFIX + uuid.uuid4().hex[:12]
+        probe_uuid = str(uuid.uuid4())
+        name_el.text = probe_name
+        uuid_el.text = probe_uuid
+        with self.probe_lock:
+            try:
+                probe = self.qemu.defineXML(ElementTree.tostring(tree, encoding='unicode'))
+            except self.libvirt.libvirtError as e:
+                # libvirt's message may name the scratch domain, which the user never asked for.
+                raise HelperError('libvirt', "libvirt refused the definition of '%s' (tried under the "
+                                  "scratch name %s): %s" % (real_name, probe_name, e),
+                                  hint_for_libvirt_error(str(e)))
+            try:
+                stored = probe.XMLDesc(self.libvirt.VIR_DOMAIN_XML_INACTIVE)
+            finally:
+                probe.undefineFlags(self.libvirt.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM)
+        stored = stored.replace(probe_name, xml_escape(real_name))
+        if real_uuid:
+            return define_xml, stored.replace(probe_uuid, real_uuid)
+        return define_xml, stored.replace('  <uuid>%s</uuid>\n' % probe_uuid, '')
+
+    def domain_define(self, xml):
+        self.parse_definition(xml)
+        return self.domain_detail(self.qemu.defineXML(xml))
+
+    def domain_create(self, xml, paused):
+        self.parse_definition(xml)
+        flags = self.libvirt.VIR_DOMAIN_START_PAUSED if paused else 0
+        return self.domain_detail(self.qemu.createXML(xml, flags))
+
+    def domain_start(self, name, paused):
+        dom = self.domain_required(name)
+        dom.createWithFlags(self.libvirt.VIR_DOMAIN_START_PAUSED if paused else 0)
+        return self.domain_detail(dom)
+
+    def domain_resume(self, name):
+        dom = self.domain_required(name)
+        dom.resume()
+        return self.domain_detail(dom)
+
+    def domain_suspend(self, name):
+        dom = self.domain_required(name)
+        dom.suspend()
+        return self.domain_detail(dom)
+
+    def domain_destroy(self, name):
+        dom = self.domain_required(name)
+        dom.destroy()
+        return self.domain_get(name)  # a transient domain is gone now
+
+    def domain_shutdown(self, name, timeout, force):
+        """Power a guest off gracefully, waiting up to timeout seconds, then (with force)
+        at once; the steps taken, whether it is off, and the domain after."""
+        dom = self.domain_required(name)
+        steps = []
+        if dom.state()[0] == self.libvirt.VIR_DOMAIN_PAUSED:
+            # A paused guest cannot see the power button (libvirt refuses the request).
+            dom.resume()
+            steps.append('resume')
+        dom.shutdown()
+        steps.append('shutdown')
+        deadline = time.time() + timeout
+        while True:
+            current = self.domain_get(name)
+            if current is None or current['state'] == 'shutoff':
+                return {'done': True, 'steps': steps, 'domain': current}
+            if time.time() >= deadline:
+                break
+            time.sleep(0.2)
+        if not force:
+            return {'done': False, 'steps': steps, 'domain': current}
+        dom.destroy()
+        steps.append('destroy')
+        return {'done': True, 'steps': steps, 'domain': self.domain_get(name)}
+
+    def domain_undefine(self, name):
+        # NVRAM stays: it is the guest's data, and undefining is about the definition.
+        self.domain_required(name).undefineFlags(self.libvirt.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM)
+        return self.domain_get(name)
+
+    def domain_set_autostart(self, name, autostart):
+        dom = self.domain_required(name)
+        dom.setAutostart(1 if autostart else 0)
+        return self.domain_detail(dom)
+
+    def domain_disks(self):
+        """Every file or block device a domain uses: its live and stored definitions."""
+        disks = []
+        for dom in self.domains():
+            summary = self.domain_summary(dom)
+            paths = set()
+            flag_sets = [0] + ([self.libvirt.VIR_DOMAIN_XML_INACTIVE] if summary['persistent'] else [])
+            for flags in flag_sets:
+                for source in parse_xml(dom.XMLDesc(flags), 'domain').iter('source'):
+                    path = source.get('file') or source.get('dev')
+                    if path:
+                        paths.add(path)
+            for path in sorted(paths):
+                disks.append({'domain': summary['name'], 'state': summary['state'], 'path': path})
+        return disks
+
+
+def xml_escape(text):
+    # xml.sax.saxutils.escape would import urllib and http.client into every client.
+    return text.replace('&', '&amp;').replace('<', '&lt;').replace('>', '&gt;')
+
+
+def inherit_macs(tree, existing):
+    """Give interfaces without a MAC the MAC of the existing interface at the same place,
+    as redefining would otherwise generate new random ones and never be idempotent."""
+    old = existing.findall('./devices/interface')
+    for index, interface in enumerate(tree.findall('./devices/interface')):
+        if interface.find('mac') is None and index < len(old) and old[index].find('mac') is not None:
+            mac = ElementTree.SubElement(interface, 'mac')
+            mac.set('address', old[index].find('mac').get('address'))

@@ -1,0 +1,134 @@
+# -*- coding: utf-8 -*-
+# Copyright: embedvirt.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# This is a private module: it is not part of this collection's public API and may change
+# without notice in any release.
+
+"""The helper's secret operations (secret_* in _protocol.Operations), on the embedded secret
+driver, and the digests that tell whether a private secret holds a value."""
+
+import base64
+import hashlib
+import hmac
+import os
+
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.drivers import DriverUser, write_whole
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.errors import (
+    HelperError, hint_for_libvirt_error, parse_xml)
+
+
+class Secrets(DriverUser):
+    """The secrets of the root."""
+
+    def _secret(self, secret_uuid=None, usage_type=None, usage_id=None):
+        """The secret with this uuid, or else with this usage; None if there is none."""
+        try:
+            if secret_uuid:
+                return self.secret.secretLookupByUUIDString(secret_uuid)
+            usage = getattr(self.libvirt, 'VIR_SECRET_USAGE_TYPE_%s' % usage_type.upper())
+            return self.secret.secretLookupByUsage(usage, usage_id)
+        except self.libvirt.libvirtError as e:
+            if e.get_error_code() == self.libvirt.VIR_ERR_NO_SECRET:
+                return None
+            raise
+
+    def secret_detail(self, sec):
+        tree = parse_xml(sec.XMLDesc(0), 'secret')
+        usage = tree.find('usage')
+        usage_id = None
+        if usage is not None:
+            for child in usage:
+                usage_id = (child.text or '').strip()
+        return {
+            'uuid': sec.UUIDString(),
+            'usage_type': usage.get('type') if usage is not None else 'none',
+            'usage_id': usage_id,
+            'description': (tree.findtext('description') or '').strip() or None,
+            'private': tree.get('private') == 'yes',
+            'ephemeral': tree.get('ephemeral') == 'yes',
+        }
+
+    def secret_get(self, uuid, usage_type, usage_id):
+        sec = self._secret(uuid, usage_type, usage_id)
+        return self.secret_detail(sec) if sec is not None else None
+
+    def secret_define(self, xml):
+        if parse_xml(xml, 'secret').get('ephemeral') == 'yes':
+            # Same NULL callback as in secret_undefine: defining one crashes the process.
+            raise HelperError('unsupported', "libvirt's embedded secret driver cannot hold "
+                              'ephemeral secrets (libvirt 9.0 crashes defining one)',
+                              'use ephemeral=false')
+        return self.secret_detail(self.secret.secretDefineXML(xml, 0))
+
+    def secret_value_matches(self, uuid, value):
+        """Whether the secret holds value (base64); None when that cannot be known."""
+        sec = self._secret(uuid)
+        detail = self.secret_detail(sec)
+        wanted = base64.b64decode(value)
+        if not detail['private']:
+            try:
+                return hmac.compare_digest(sec.value(0), wanted)
+            except self.libvirt.libvirtError:
+                return False  # no value set yet
+        # libvirt never hands out a private secret's value: compare with the salted digest
+        # recorded when this collection set it.
+        try:
+            with open(self.root.secret_digest_path(uuid), 'rb') as f:
+                salt, digest = f.read().split(b'$', 1)
+        except (OSError, ValueError):
+            return None
+        return hmac.compare_digest(digest, value_digest(base64.b64decode(salt), wanted))
+
+    def secret_set_value(self, uuid, value):
+        sec = self._secret(uuid)
+        secret_value = base64.b64decode(value)
+        sec.setValue(secret_value, 0)
+        path = self.root.secret_digest_path(uuid)
+        if self.secret_detail(sec)['private']:
+            write_secret_digest(path, secret_value)
+        elif os.path.exists(path):
+            os.unlink(path)
+        return self.secret_detail(sec)
+
+    def secret_undefine(self, uuid):
+        """Remove a secret: its files now, its in-memory copy when the helper restarts.
+
+        libvirt 9.0's embedded secret driver crashes the process in virSecretUndefine (it
+        calls the shutdown-inhibit callback, which embedded mode leaves NULL), so the helper
+        deletes the stored definition and value itself and then restarts: the next helper
+        loads the secrets that remain. Running guests already hold what they were given.
+        """
+        sec = self._secret(uuid)
+        name = sec.UUIDString()
+        for path in self.root.secret_files(name):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        self.drivers.restart_requested = True
+        return {'restart': True}
+
+
+def write_secret_digest(path, secret_value):
+    """Record a salted digest of a private secret's value, all or nothing.
+
+    The value is already in libvirt's store. If the digest cannot be written, the old one
+    goes too: it would vouch for a value the secret no longer holds.
+    """
+    salt = os.urandom(16)
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        write_whole(path, base64.b64encode(salt) + b'$' + value_digest(salt, secret_value))
+    except OSError as e:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        raise HelperError('storage', 'the secret holds the new value, but its digest could not be '
+                          'recorded (%s), so the next run will set the value again' % e,
+                          hint_for_libvirt_error(str(e)))
+
+
+def value_digest(salt, value):
+    return hashlib.sha256(salt + value).hexdigest().encode('ascii')

@@ -1,0 +1,387 @@
+# -*- coding: utf-8 -*-
+# Copyright: embedvirt.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# This is a private module: it is not part of this collection's public API and may change
+# without notice in any release.
+
+"""The helper's server: one process per root that owns the root's drivers and serves
+_protocol's operations over a private UNIX socket, several clients at once, until it is
+stopped, told to, or idle for too long.
+
+The client runs it as the root's owner: `python -I -c BOOTSTRAP` reads the helper's bundle
+(this package, _protocol and _root) on stdin and calls main() with the bundle's hash as the
+version. Standard library only, plus the libvirt bindings (imported by drivers.py).
+"""
+
+import argparse
+import errno
+import logging
+import os
+import resource
+import signal
+import socketserver
+import sys
+import threading
+import time
+
+from ansible_collections.embedvirt.libvirt.plugins.module_utils import _protocol
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.agent import GuestAgent
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.domains import Domains
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.drivers import (
+    Drivers, reset_runtime_state_after_reboot)
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.errors import (
+    HelperError, hint_for_libvirt_error)
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.secrets import Secrets
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import EmbedRoot
+
+POLL_SECONDS = 0.2
+# Connections waiting to be accepted: many parallel tasks connect at once.
+LISTEN_BACKLOG = 1024
+# What a client asks the helper about itself: not work that a stopping helper waits for.
+CONTROL = ('hello', 'helper_status', 'stop')
+
+log = logging.getLogger('embedvirt.helper')
+
+
+class Helper:
+    """Serves requests for one root until stopped, told to, or idle for too long."""
+
+    def __init__(self, root, idle_timeout, version):
+        self.root = EmbedRoot(root)
+        self.socket_path = self.root.socket_path
+        self.idle_timeout = idle_timeout
+        self.version = version
+        self.started = time.time()
+        self.last_activity = time.time()
+        self.in_flight = {}  # request number -> (op, deadline)
+        self.requests = 0
+        self.served = 0
+        self.lock = threading.Lock()
+        self.stop_requested = threading.Event()
+        self.allowed_uids = {0, os.geteuid(), os.stat(root).st_uid}
+        self.drivers = Drivers(self.root)
+        self.domains = Domains(self.drivers)
+        self.server = None
+        self.socket_inode = None
+        self.implementations = implementations(
+            (self, self.drivers, self.domains, GuestAgent(self.drivers, self.domains), Secrets(self.drivers)))
+
+    # --- lifecycle -------------------------------------------------------------------
+    def start(self):
+        raise_descriptor_limit()
+        try:
+            reset_runtime_state_after_reboot(self.root)
+        except OSError as e:
+            raise HelperError(_protocol.ERROR_STORAGE, 'cannot record the boot in %s: %s' % (self.root.path, e),
+                              hint_for_libvirt_error(str(e)))
+        self.drivers.open()
+        self.domains.clean_leftovers()
+        if os.path.lexists(self.socket_path):
+            # The client holds the start lock and found nobody answering: stale.
+            os.unlink(self.socket_path)
+        old_umask = os.umask(0o177)
+        try:
+            self.server = Server(self.socket_path, self)
+        finally:
+            os.umask(old_umask)
+        self.socket_inode = os.stat(self.socket_path).st_ino
+        threading.Thread(target=self.server.serve_forever, name='accept', daemon=True).start()
+        threading.Thread(target=self._watch_idle, name='idle-watch', daemon=True).start()
+
+    def wait_and_stop(self):
+        self.stop_requested.wait()
+        log.info('stopping: closing the socket, finishing requests in flight')
+        self.server.shutdown()
+        self.server.server_close()
+        try:
+            if os.stat(self.socket_path).st_ino == self.socket_inode:
+                os.unlink(self.socket_path)
+        except FileNotFoundError:
+            pass
+        # Requests in flight finish (a long shutdown, a guest command), each bounded by the
+        # timeout its client gave; handlers notice the flag within POLL_SECONDS.
+        while True:
+            with self.lock:
+                remaining = self.drain_seconds()
+                work = self.work()
+            if not work:
+                break
+            if remaining <= 0:
+                log.warning('stopping with requests still in flight past their timeouts: %s',
+                            ', '.join(op for op, _d in work))
+                break
+            time.sleep(0.05)
+        time.sleep(POLL_SECONDS)  # let handlers answer what arrived meanwhile
+        self.drivers.close()
+        log.info('stopped after serving %d requests', self.served)
+
+    def work(self):
+        """(op, deadline) of the requests in flight, apart from questions about the helper
+        itself (call with lock)."""
+        return sorted(item for item in self.in_flight.values() if item[0] not in CONTROL)
+
+    def drain_seconds(self):
+        """Seconds until the last work in flight must have finished, 0 if none (call with lock)."""
+        work = self.work()
+        return max(0, round(max(deadline for _op, deadline in work) - time.time())) if work else 0
+
+    def _watch_idle(self):
+        while not self.stop_requested.is_set():
+            time.sleep(0.5)
+            with self.lock:
+                idle = not self.in_flight and time.time() - self.last_activity
+                timeout = self.idle_timeout
+            if timeout and idle and idle > timeout:
+                log.info('idle for %d s (idle timeout %d s)', idle, timeout)
+                self.stop_requested.set()
+
+    # --- requests ----------------------------------------------------------------------
+    def begin(self, op, seconds):
+        with self.lock:
+            self.requests += 1
+            number = self.requests
+            self.in_flight[number] = (op, time.time() + seconds)
+        return number
+
+    def end(self, number):
+        with self.lock:
+            del self.in_flight[number]
+            self.served += 1
+            self.last_activity = time.time()
+
+    def handle(self, request):
+        """Carry out one request: a known operation with its arguments, or a protocol error."""
+        op = _protocol.OPERATIONS.get(request.get('op'))
+        if op is None:
+            raise HelperError(_protocol.ERROR_PROTOCOL, 'unknown operation %r' % (request.get('op'),),
+                              'use a client of the same release as this helper')
+        args = request.get('args', {})
+        problem = op.problem(args)
+        if problem:
+            raise HelperError(_protocol.ERROR_PROTOCOL, problem, 'use a client of the same release as this helper')
+        try:
+            return self.implementations[op.name](**dict(op.defaults, **args))
+        except self.drivers.libvirt.libvirtError as e:
+            raise HelperError(_protocol.ERROR_LIBVIRT, str(e), hint_for_libvirt_error(str(e)))
+
+    # --- what a client asks the helper about itself (_protocol.Control) ------------------
+    def hello(self, version, idle_timeout):
+        if idle_timeout is not None and version == self.version:
+            with self.lock:
+                self.idle_timeout = int(idle_timeout)
+        return self.helper_status()
+
+    def helper_status(self):
+        with self.lock:
+            in_flight = [op for op, _d in self.work()]
+        return {
+            'pid': os.getpid(),
+            'uid': os.geteuid(),
+            'version': self.version,
+            'protocol': _protocol.PROTOCOL,
+            'root': self.root.path,
+            'idle_timeout': self.idle_timeout,
+            'uptime': round(time.time() - self.started, 3),
+            'requests_served': self.served,
+            'in_flight': in_flight,
+            'python': sys.executable,
+        }
+
+    def stop(self):
+        self.stop_requested.set()
+        with self.lock:
+            return {'stopping': True, 'pid': os.getpid(), 'in_flight': [op for op, _d in self.work()],
+                    'drain_seconds': self.drain_seconds()}
+
+
+class Handler(socketserver.BaseRequestHandler):
+    """One client connection: requests answered in order, one message each."""
+
+    def handle(self):
+        helper = self.server.helper
+        helper.drivers.prepare_thread()
+        # FrameReader polls (select() fails for descriptors above 1024, which a helper with
+        # hundreds of guests and clients reaches), and wakes every POLL_SECONDS to see
+        # whether the helper is stopping.
+        reader = _protocol.FrameReader(self.request.fileno())
+        try:
+            while True:
+                try:
+                    line = reader.read(POLL_SECONDS)
+                except TimeoutError:
+                    if helper.stop_requested.is_set():
+                        break
+                    continue
+                if line is None:
+                    break
+                if helper.stop_requested.is_set():
+                    # Not carried out: the client may safely ask the next helper.
+                    self.request.sendall(_protocol.encode(stopping_reply(helper, line)))
+                    break
+                self.request.sendall(_protocol.encode(answer(helper, line)))
+                if helper.drivers.restart_requested:
+                    log.info('restarting so that libvirt reloads the secrets from disk')
+                    helper.stop_requested.set()
+        except _protocol.MessageTooLong:
+            log.warning('closed a connection that sent a request longer than %d bytes', _protocol.MAX_MESSAGE_BYTES)
+        except OSError:
+            pass
+
+
+def request_id(line):
+    try:
+        request = _protocol.decode(line)
+    except ValueError:
+        return None
+    return request.get('id') if isinstance(request, dict) else None
+
+
+def stopping_reply(helper, line):
+    error = HelperError(_protocol.ERROR_STOPPING, 'the helper (pid %d) is stopping' % os.getpid()).to_dict()
+    with helper.lock:
+        error['drain_seconds'] = helper.drain_seconds()
+    error['pid'] = os.getpid()
+    return _protocol.reply_message(request_id(line), error=error)
+
+
+def answer(helper, line):
+    """The reply to one request line; every failure is an error reply."""
+    number = None
+    try:
+        request = _protocol.decode(line)
+        if not isinstance(request, dict):
+            raise ValueError('not an object')
+        number = helper.begin(request.get('op'), float(request.get('timeout') or _protocol.CALL_SECONDS))
+        return _protocol.reply_message(request.get('id'), result=helper.handle(request))
+    except HelperError as e:
+        error = e
+    except ValueError as e:
+        error = HelperError(_protocol.ERROR_PROTOCOL, 'malformed request: %s' % e,
+                            'use a client of the same release as this helper')
+    except OSError as e:
+        # Files the helper handles itself under the root (a full disk, a removed directory).
+        log.exception('request failed')
+        error = HelperError(_protocol.ERROR_STORAGE, str(e), hint_for_libvirt_error(str(e)))
+    except Exception as e:  # pylint: disable=broad-except
+        log.exception('request failed')
+        error = HelperError(_protocol.ERROR_INTERNAL, 'the helper failed: %s: %s' % (type(e).__name__, e),
+                            'this is a bug: report it with the traceback in %s' % helper.root.log_path)
+    finally:
+        if number is not None:
+            helper.end(number)
+    return _protocol.reply_message(request_id(line), error=error.to_dict())
+
+
+def implementations(targets):
+    """Each operation of _protocol, bound to the one method of targets that carries it out.
+
+    A method of the same name implements an operation; an operation without exactly one is
+    a bug of this collection, found when the helper starts (and by the unit tests).
+    """
+    found = {}
+    for name in _protocol.OPERATIONS:
+        methods = [getattr(target, name) for target in targets if callable(getattr(target, name, None))]
+        if len(methods) != 1:
+            raise RuntimeError('operation %s has %d implementations in the helper' % (name, len(methods)))
+        found[name] = methods[0]
+    return found
+
+
+class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+    request_queue_size = LISTEN_BACKLOG
+
+    def __init__(self, path, helper):
+        self.helper = helper
+        # Held in reserve: when descriptors run out, it is given up for a moment so that a
+        # client can be accepted and told why, instead of waiting in the backlog.
+        self.spare = os.open('/dev/null', os.O_RDONLY | os.O_CLOEXEC)
+        socketserver.UnixStreamServer.__init__(self, path, Handler)
+
+    def get_request(self):
+        try:
+            return socketserver.UnixStreamServer.get_request(self)
+        except OSError as e:
+            if e.errno not in (errno.EMFILE, errno.ENFILE) or self.spare is None:
+                raise
+        os.close(self.spare)
+        self.spare = None
+        try:
+            sock, _addr = self.socket.accept()
+            limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            log.error('out of file descriptors (limit %d): refusing a client', limit)
+            error = HelperError(_protocol.ERROR_DESCRIPTORS, 'the helper (pid %d) has run out of file descriptors '
+                                '(limit %d)' % (os.getpid(), limit),
+                                'raise its hard limit (LimitNOFILE= in a systemd unit, ulimit -Hn, or '
+                                'prlimit --nofile) or use fewer parallel tasks, then run the task again'
+                                ).to_dict()
+            error['pid'] = os.getpid()
+            try:
+                sock.sendall(_protocol.encode(_protocol.reply_message(None, error=error)))
+            finally:
+                sock.close()
+        finally:
+            try:
+                self.spare = os.open('/dev/null', os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                pass  # taken meanwhile: the next refusal waits until one is free again
+        raise OSError(errno.EMFILE, 'out of file descriptors')
+
+    def verify_request(self, request, client_address):
+        pid, uid, _gid = _protocol.peer_credentials(request)
+        if uid in self.helper.allowed_uids:
+            return True
+        log.warning('refused a connection from pid %d uid %d: only uids %s may use this root',
+                    pid, uid, sorted(self.helper.allowed_uids))
+        return False
+
+
+def raise_descriptor_limit():
+    """Use every descriptor the hard limit allows: guests' monitor and agent sockets and
+    clients add up to more than the usual soft limit of 1024."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as e:
+            log.warning('cannot raise the descriptor limit from %d to %s: %s', soft, hard, e)
+
+
+def main(argv, version):
+    """Run the helper: argv after the Python (see _protocol.helper_argv), version the hash of
+    the bundle it was started from."""
+    parser = argparse.ArgumentParser(description='embedvirt.libvirt helper for one root')
+    parser.add_argument(_protocol.HELPER_FLAG, action='store_true', required=True)
+    parser.add_argument('--root', required=True)
+    parser.add_argument('--idle-timeout', type=int, default=0)
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
+                        format='%(asctime)s helper[%(process)d] %(levelname)s %(message)s')
+    # stdout is the client's pipe: one line saying ready or why not, then it is closed.
+    ready = os.fdopen(os.dup(1), 'wb')
+    os.dup2(2, 1)
+    helper = Helper(args.root, args.idle_timeout, version)
+    signal.signal(signal.SIGTERM, lambda *_: helper.stop_requested.set())
+    signal.signal(signal.SIGINT, lambda *_: helper.stop_requested.set())
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        helper.start()
+    except HelperError as e:
+        log.error('cannot start: %s', e.message)
+        error = e
+    except OSError as e:
+        log.exception('cannot start')
+        error = HelperError(_protocol.ERROR_STORAGE, 'the helper cannot start on %s: %s' % (args.root, e),
+                            hint_for_libvirt_error(str(e)))
+    else:
+        log.info('serving root %s (version %s, idle timeout %s s, uid %d)',
+                 args.root, version[:16], args.idle_timeout, os.geteuid())
+        ready.write(_protocol.encode(_protocol.reply_message(None, result=helper.helper_status())))
+        ready.close()
+        helper.wait_and_stop()
+        return 0
+    ready.write(_protocol.encode(_protocol.reply_message(None, error=error.to_dict())))
+    ready.close()
+    return 1

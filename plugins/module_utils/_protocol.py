@@ -1,0 +1,370 @@
+# -*- coding: utf-8 -*-
+# Copyright: embedvirt.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# This is a private module: it is not part of this collection's public API and may change
+# without notice in any release.
+
+"""The protocol between a root's helper and its clients, in one place.
+
+Every operation a helper carries out is a method of `Operations` (or, for what a client asks
+a helper about itself, `Control`): its name is the operation's name on the wire, its
+parameters are the operation's arguments (with their defaults), and `@operation` says whether
+it changes anything and how long a call may take. The same classes are the typed client: a
+client subclasses them and provides `request(op, args)`; the helper dispatches through
+`OPERATIONS`, so a name or argument that is not here is a protocol error there.
+
+Messages are JSON objects, one per line (`encode`, `FrameReader`), on the helper's socket and
+on the SSH relay alike:
+  request  {"id": n, "op": name, "args": {...}, "timeout": seconds}
+  reply    {"id": n, "ok": true, "result": ...} or {"id": n, "ok": false, "error": {...}}
+where an error has "kind" (one of the constants below, or another word a layer chose),
+"message", "hint" (the fix) and sometimes "pid" or "drain_seconds".
+
+Standard library only: this file is also part of the helper's bundle.
+"""
+
+import json
+import os
+import select
+import socket
+import struct
+import time
+
+PROTOCOL = 2
+
+# The command line flag that marks a process as a helper (with --root <root> after it).
+HELPER_FLAG = '--embedvirt-helper'
+
+# How long a call may take when its operation does not say, and what a call that waits for
+# a timeout of its own (a shutdown, a guest command) gets on top of that timeout.
+CALL_SECONDS = 900
+WAIT_SLACK_SECONDS = 60
+# A stopping helper waits for its requests in flight, each bounded by its own timeout; this
+# is the bound for a helper of an earlier release that does not report them.
+STOP_DRAIN_SECONDS = 60
+# The longest message read: a guest file chunk read is 1.5 MiB raw.
+MAX_MESSAGE_BYTES = 16 << 20
+
+# libvirt's virDomainState values, by name.
+DOMAIN_STATES = ('nostate', 'running', 'blocked', 'paused', 'shutdown', 'shutoff',
+                 'crashed', 'pmsuspended')
+# The states in which a domain has a QEMU process.
+ACTIVE_STATES = ('running', 'blocked', 'paused', 'shutdown', 'crashed', 'pmsuspended')
+
+# Raw bytes per guest-file-read/write call: 256 KiB made qemu-ga drop the message here
+# (libvirt then reports the agent "not available for now"); 32-128 KiB all ran ~2.5-3 MiB/s
+# under TCG.
+AGENT_CHUNK_BYTES = 96 * 1024
+
+# Error kinds the protocol itself reports; the layers add their own (name, xml, libvirt, ...).
+ERROR_PROTOCOL = 'protocol'          # a request that is not one of OPERATIONS, or bad arguments
+ERROR_INTERNAL = 'internal'          # a bug: the traceback is in the helper's log
+ERROR_STOPPING = 'stopping'          # not carried out: the helper is stopping; ask the next one
+ERROR_CONNECTION = 'connection'      # the helper went away during the call
+ERROR_UNRESPONSIVE = 'unresponsive'  # the helper did not answer in time
+ERROR_DESCRIPTORS = 'descriptors'    # the helper ran out of file descriptors
+ERROR_LIBVIRT = 'libvirt'            # libvirt refused; the message is libvirt's
+ERROR_STORAGE = 'storage'            # a file the helper handles (a full disk, a removed directory)
+
+OPERATIONS = {}
+
+
+class Operation:
+    """One operation: its name, arguments and defaults, whether it changes anything, and
+    which argument (if any) is a wait of its own that its call timeout must outlast."""
+
+    def __init__(self, name, arguments, defaults, changes, waits):
+        self.name = name
+        self.arguments = arguments
+        self.defaults = defaults
+        self.required = tuple(arg for arg in arguments if arg not in defaults)
+        self.changes = changes
+        self.waits = waits
+
+    def bind(self, args, kwargs):
+        """The arguments of a call as the dict sent (defaults filled in)."""
+        if len(args) > len(self.arguments):
+            raise TypeError('%s takes at most %d arguments' % (self.name, len(self.arguments)))
+        bound = dict(self.defaults)
+        bound.update(zip(self.arguments, args))
+        bound.update(kwargs)
+        return bound
+
+    def problem(self, args):
+        """What is wrong with the arguments of a request, or None."""
+        if not isinstance(args, dict):
+            return 'the arguments of %s are not an object' % self.name
+        unknown = sorted(set(args) - set(self.arguments))
+        missing = [arg for arg in self.required if arg not in args]
+        if unknown or missing:
+            return '%s takes %s; %s' % (
+                self.name, ', '.join(self.arguments) or 'no arguments',
+                '; '.join(what for what in ('unknown: %s' % ', '.join(unknown) if unknown else '',
+                                            'missing: %s' % ', '.join(missing) if missing else '') if what))
+        return None
+
+    def call_timeout(self, args):
+        """Seconds a client waits for the reply."""
+        wait = args.get(self.waits) if self.waits else None
+        return wait + WAIT_SLACK_SECONDS if isinstance(wait, (int, float)) and wait > 0 else CALL_SECONDS
+
+
+def operation(changes=False, waits=None):
+    """Register the decorated method as an operation; calling it sends the request."""
+    def register(method):
+        code = method.__code__
+        arguments = code.co_varnames[1:code.co_argcount]  # without self
+        defaults = dict(zip(arguments[len(arguments) - len(method.__defaults__ or ()):], method.__defaults__ or ()))
+        op = Operation(method.__name__, arguments, defaults, changes, waits)
+        OPERATIONS[op.name] = op
+
+        def call(self, *args, **kwargs):
+            return self.request(op, op.bind(args, kwargs))
+        call.__name__ = method.__name__
+        call.__doc__ = method.__doc__
+        call.operation = op
+        return call
+    return register
+
+
+class Control:
+    """What a client asks a helper about itself, on one connection."""
+
+    def request(self, op, args):
+        raise NotImplementedError
+
+    @operation()
+    def hello(self, version=None, idle_timeout=None):
+        """The helper's status; it takes idle_timeout when the client runs the same version."""
+
+    @operation()
+    def stop(self):
+        """Finish the requests in flight, then exit: {stopping, pid, in_flight, drain_seconds}."""
+
+
+class Operations:
+    """What clients ask a root's helper to do: one method per operation."""
+
+    def request(self, op, args):
+        raise NotImplementedError
+
+    # --- the helper and libvirt --------------------------------------------------------
+    @operation()
+    def helper_status(self):
+        """pid, uid, version, root, idle_timeout, uptime, requests_served, in_flight, python."""
+
+    @operation()
+    def versions(self):
+        """Versions of libvirt, QEMU and the Python bindings the helper runs."""
+
+    # --- domains -------------------------------------------------------------------------
+    @operation()
+    def domain_list(self, names=None, states=None):
+        """Summaries of the root's domains (name, uuid, id, state, persistent, autostart)."""
+
+    @operation()
+    def domain_get(self, name):
+        """A domain's summary and XML, or None."""
+
+    @operation()
+    def domain_plan(self, name, xml=None):
+        """{current, define_xml, wanted_xml}: the domain now, and libvirt's stored form of xml."""
+
+    @operation(changes=True)
+    def domain_define(self, xml):
+        """Define (or redefine) a domain; the domain after."""
+
+    @operation(changes=True)
+    def domain_create(self, xml, paused=False):
+        """Start a transient domain; the domain after."""
+
+    @operation(changes=True)
+    def domain_start(self, name, paused=False):
+        """Start a defined domain."""
+
+    @operation(changes=True)
+    def domain_resume(self, name):
+        """Resume a paused domain."""
+
+    @operation(changes=True)
+    def domain_suspend(self, name):
+        """Pause a running domain."""
+
+    @operation(changes=True)
+    def domain_destroy(self, name):
+        """Power a domain off at once; the domain after (None for a transient one)."""
+
+    @operation(changes=True, waits='timeout')
+    def domain_shutdown(self, name, timeout, force=False):
+        """Power a domain off gracefully within timeout, then (with force) at once;
+        {done, steps, domain}."""
+
+    @operation(changes=True)
+    def domain_undefine(self, name):
+        """Remove a domain's definition (its NVRAM stays)."""
+
+    @operation(changes=True)
+    def domain_set_autostart(self, name, autostart):
+        """Whether libvirt starts the domain when the root's driver opens."""
+
+    @operation()
+    def domain_disks(self):
+        """Every file or block device each domain uses: [{domain, state, path}]."""
+
+    # --- guest agent ---------------------------------------------------------------------
+    @operation(changes=True)
+    def agent(self, name, command, arguments=None, timeout=30):
+        """One guest agent command; its 'return' value."""
+
+    @operation(waits='timeout')
+    def guest_wait_agent(self, name, timeout):
+        """Wait until the guest agent answers; its guest-info."""
+
+    @operation(changes=True, waits='timeout')
+    def guest_exec(self, name, argv, input_data=None, env=None, timeout=None):
+        """Run argv in the guest and wait: {rc, signal, stdout, stderr (base64), truncated}."""
+
+    @operation(changes=True)
+    def guest_file_write(self, name, path, data, append=False):
+        """Write data (base64) to a file in the guest: {written}."""
+
+    @operation()
+    def guest_file_read(self, name, path, offset=0, length=AGENT_CHUNK_BYTES * 16):
+        """Read up to length bytes at offset of a file in the guest: {data (base64), eof}."""
+
+    # --- secrets -------------------------------------------------------------------------
+    @operation()
+    def secret_get(self, uuid=None, usage_type=None, usage_id=None):
+        """The secret with this uuid, or else with this usage (no value), or None."""
+
+    @operation(changes=True)
+    def secret_define(self, xml):
+        """Define (or redefine) a secret; its detail."""
+
+    @operation()
+    def secret_value_matches(self, uuid, value):
+        """Whether the secret holds value (base64); None when that cannot be known."""
+
+    @operation(changes=True)
+    def secret_set_value(self, uuid, value):
+        """Set the secret's value (base64); its detail."""
+
+    @operation(changes=True)
+    def secret_undefine(self, uuid):
+        """Remove a secret; the helper restarts to forget it: {restart}."""
+
+
+def peer_credentials(sock):
+    """(pid, uid, gid) of the process at the other end of a UNIX socket."""
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize('3i'))
+    return struct.unpack('3i', creds)
+
+
+def process_argv(pid):
+    """The command line of a process, or [] when it is gone."""
+    try:
+        with open('/proc/%d/cmdline' % pid, 'rb') as f:
+            return [part.decode('utf-8', 'replace') for part in f.read().rstrip(b'\0').split(b'\0')]
+    except OSError:
+        return []
+
+
+def helper_argv(root, idle_timeout):
+    """The arguments of a helper of root, after the Python that runs it."""
+    return [HELPER_FLAG, '--root', root, '--idle-timeout', str(idle_timeout)]
+
+
+def is_helper_of(pid, root):
+    """Whether process pid is a helper of root, by its command line."""
+    argv = process_argv(pid)
+    return HELPER_FLAG in argv and root in argv[argv.index(HELPER_FLAG):]
+
+
+def encode(message):
+    """One message as the line sent."""
+    return (json.dumps(message, separators=(',', ':'), sort_keys=True) + '\n').encode('utf-8')
+
+
+def decode(line):
+    """A message from a line (without its newline); ValueError if it is not JSON."""
+    return json.loads(line.decode('utf-8'))
+
+
+def request_message(request_id, op, args, timeout):
+    return {'id': request_id, 'op': op.name, 'args': args, 'timeout': timeout}
+
+
+def reply_message(request_id, result=None, error=None):
+    if error is not None:
+        return {'id': request_id, 'ok': False, 'error': error}
+    return {'id': request_id, 'ok': True, 'result': result}
+
+
+class MessageTooLong(Exception):
+    """A line longer than MAX_MESSAGE_BYTES: the sender is broken or hostile."""
+
+
+class FrameReader:
+    """Lines from a socket or a pipe, each whole within a deadline and MAX_MESSAGE_BYTES.
+
+    read() returns a line without its newline, None when the other end closed first (a line
+    cut off counts as closed), or raises TimeoutError (what was read so far is kept for the
+    next read) or MessageTooLong.
+    """
+
+    def __init__(self, fd, limit=MAX_MESSAGE_BYTES):
+        self.fd = fd
+        self.limit = limit
+        self.buffer = b''
+        self.poller = select.poll()
+        self.poller.register(fd, select.POLLIN)
+
+    def read(self, timeout):
+        deadline = time.time() + timeout
+        while b'\n' not in self.buffer:
+            if len(self.buffer) > self.limit:
+                raise MessageTooLong()
+            remaining = deadline - time.time()
+            if remaining <= 0 or not self.poller.poll(remaining * 1000):
+                raise TimeoutError()
+            try:
+                chunk = os.read(self.fd, 1 << 16)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                return None
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b'\n', 1)
+        return line
+
+
+# The importer of a bundle: python modules given as {name: source}, importable by name (the
+# packages above them made empty), each module's loader returning its source from get_data,
+# as a module's loader does from a file or AnsiballZ's zip. The helper (BOOTSTRAP in the
+# client) and the SSH relay run it before they import anything of this collection.
+BUNDLE_IMPORTER = r'''
+import importlib.abc, importlib.util, sys
+
+class Bundle(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def __init__(self, sources):
+        self.sources = dict((name, source.encode('utf-8')) for name, source in sources.items())
+    def find_spec(self, name, path=None, target=None):
+        if name in self.sources and not name.endswith('.__init__'):
+            return importlib.util.spec_from_loader(name, self, origin=name,
+                                                   is_package=name + '.__init__' in self.sources)
+        if name + '.__init__' in self.sources or any(m.startswith(name + '.') for m in self.sources):
+            return importlib.util.spec_from_loader(name, self, origin=name, is_package=True)
+        return None
+    def create_module(self, spec):
+        return None
+    def exec_module(self, module):
+        name = module.__name__ + '.__init__' if module.__name__ + '.__init__' in self.sources else module.__name__
+        if name in self.sources:
+            module.__file__ = name
+            exec(compile(self.sources[name], name, 'exec'), module.__dict__)
+    def get_data(self, path):
+        return self.sources[path]
+
+sys.meta_path.insert(0, Bundle(BUNDLE_SOURCES))
+'''
