@@ -21,6 +21,7 @@ class Failed(Exception):
 
 class FakeModule:
     check_mode = False
+    diff_mode = False
     root_missing = False
 
     def __init__(self, root, **params):
@@ -28,9 +29,11 @@ class FakeModule:
                            backing_format=None, encryption_passphrase=None, allow_outside_root=False)
         self.params.update(params)
         self.client = SimpleNamespace(root=EmbedRoot(root))
-        self.module = SimpleNamespace(get_bin_path=lambda name, required: '/usr/bin/' + name,
-                                      run_command=self.run_command, _diff=False)
         self.commands = []
+
+    @staticmethod
+    def get_bin_path(name):
+        return '/usr/bin/' + name
 
     def run_command(self, command, pass_fds):
         self.commands.append(command)
