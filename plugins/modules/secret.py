@@ -67,6 +67,7 @@ options:
 extends_documentation_fragment:
   - embedvirt.libvirt.root
   - embedvirt.libvirt.attributes
+  - embedvirt.libvirt.attributes.actiongroup_libvirt
 attributes:
   check_mode:
     support: full
@@ -138,10 +139,15 @@ value_changed:
   returned: always
   type: bool
 actions:
-  description: In check mode on a root that does not exist, V(create root <path>) when the task would create it.
-  returned: in check mode when the root does not exist and the task would change something
+  description:
+    - What the task did (or would do in check mode), in order, of V(define) (a new or changed
+      definition), V(set value) and V(undefine).
+    - In check mode on a root that does not exist and a task that would change something, first
+      V(create root <path>).
+  returned: always
   type: list
   elements: str
+  sample: [define, set value]
 msg:
   description: In check mode on a root that does not exist, says so and whether a real run would create it.
   returned: in check mode when the root does not exist
