@@ -2,6 +2,8 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
 
+import hashlib
+import json
 import os
 import socket
 import subprocess
@@ -10,14 +12,22 @@ import time
 
 import pytest
 
-from ansible_collections.embedvirt.libvirt.plugins.module_utils import _client as client, helper_server, _root as root
+from ansible_collections.embedvirt.libvirt.plugins.module_utils import _client as client, _protocol, _root as root
+
+STATUS = _protocol.Operations.helper_status.operation
+HELLO = _protocol.Control.hello.operation
 
 
-def test_shipped_source_is_the_helper_module_and_its_version():
-    source, version = client.helper_source()
-    with open(helper_server.__file__, 'rb') as f:
-        assert source == f.read()
-    assert version == helper_server.code_version(source)
+def test_the_bundle_ships_every_helper_module_and_its_hash_is_the_version():
+    data, version = client.helper_bundle()
+    bundle = json.loads(data)
+    for module in client.HELPER_BUNDLE:
+        name = module.__name__ + ('.__init__' if hasattr(module, '__path__') else '')
+        with open(module.__file__, 'rb') as f:
+            assert bundle['sources'][name] == f.read().decode()
+    assert len(bundle['sources']) == len(client.HELPER_BUNDLE)
+    assert bundle['main'] == client.server.__name__
+    assert version == hashlib.sha256(data).hexdigest()
 
 
 def test_error_text_carries_the_fix():
@@ -76,15 +86,15 @@ def rootdir(short_tmp):
 
 def test_log_tail(rootdir):
     assert client.log_tail(rootdir) == '(no log)'
-    os.close(rootdir.subdir(helper_server.LOG_DIR, create=True))
-    rootdir.write_file(helper_server.LOG, '\n'.join('line %d' % i for i in range(100)).encode())
+    os.close(rootdir.subdir(root.LOG_DIR, create=True))
+    rootdir.write_file(root.LOG, '\n'.join('line %d' % i for i in range(100)).encode())
     assert client.log_tail(rootdir, lines=3) == 'line 97\nline 98\nline 99'
 
 
 @pytest.mark.parametrize('make', [os.mkdir, lambda path: os.symlink('/etc/passwd', path), os.mkfifo])
 def test_lock_that_is_not_a_regular_file_is_refused_untouched(rootdir, make):
     helper = client.HelperClient(rootdir.path)
-    os.close(rootdir.subdir(helper_server.STATE_DIR, create=True))
+    os.close(rootdir.subdir(root.STATE_DIR, create=True))
     make(helper.root.lock_path)
     with pytest.raises(root.RootError, match='helper.lock (is a symbolic link|is not a regular file)'):
         helper.ensure()
@@ -101,8 +111,8 @@ def _connection(reply):
 
 def test_a_reply_cut_off_is_a_helper_that_went_away():
     connection, _theirs = _connection(b'{"id": 1, "ok": tr')
-    with pytest.raises(client.HelperClientError, match='closed the connection during status') as err:
-        connection.request('status', timeout=5)
+    with pytest.raises(client.HelperClientError, match='closed the connection during helper_status') as err:
+        connection.send(STATUS, {}, 5)
     assert err.value.kind == 'connection'
 
 
@@ -110,7 +120,7 @@ def test_a_helper_that_does_not_answer_is_named_with_the_fix():
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     connection = client.HelperConnection(ours, root.EmbedRoot('/srv/vms'))
     with pytest.raises(client.HelperClientError) as err:
-        connection.request('hello', timeout=0.2)
+        connection.send(HELLO, {}, 0.2)
     theirs.close()
     assert err.value.kind == 'unresponsive'
     assert err.value.pid == os.getpid()
@@ -137,7 +147,7 @@ def test_a_reply_that_never_ends_is_cut_at_the_deadline():
     connection = client.HelperConnection(ours, root.EmbedRoot('/srv/vms'))
     theirs.sendall(b'{"ok": true, "result": "')  # and then a byte now and then, never a newline
     with pytest.raises(client.HelperClientError) as err:
-        connection.request('status', timeout=0.3)
+        connection.send(STATUS, {}, 0.3)
     theirs.close()
     assert err.value.kind == 'unresponsive'
 
@@ -145,7 +155,7 @@ def test_a_reply_that_never_ends_is_cut_at_the_deadline():
 def test_a_reply_that_is_not_a_reply_is_a_protocol_error():
     connection, _theirs = _connection(b'[1, 2]\n')
     with pytest.raises(client.HelperClientError) as err:
-        connection.request('status', timeout=5)
+        connection.send(STATUS, {}, 5)
     assert err.value.kind == 'protocol'
     assert 'kill %d' % os.getpid() in str(err.value)
 
@@ -157,4 +167,4 @@ def test_a_stopping_helper_is_waited_for_no_longer_than_a_request_may_last(monke
     for said in (1e9, 'forever', None, 30):
         helper._wait_for_exit(1, said)  # pylint: disable=protected-access
     assert waited == [client.CALL_TIMEOUT + 10, client.CALL_TIMEOUT + 10,
-                      client.helper_server.STOP_DRAIN_SECONDS + 10, 40]
+                      _protocol.STOP_DRAIN_SECONDS + 10, 40]

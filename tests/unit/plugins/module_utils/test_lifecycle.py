@@ -10,6 +10,7 @@ import subprocess
 
 import pytest
 
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._client import BOOTSTRAP
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._lifecycle import (
     BOOT_HELPER, DirStack, MountAppeared, boot_unit, delete_tree, is_guest_of, mount_points, other_filesystems,
     proven_marker, read_marker, systemd_escape_path, systemd_quote, unescape_mountinfo)
@@ -72,9 +73,12 @@ def systemd_words(command_line):
 
 def test_exec_start_runs_the_root_owned_helper_for_exactly_this_root():
     unit = boot_unit('/srv/a-b', '/opt/py 3/bin/python3')
-    assert unit['helper'] == BOOT_HELPER == '/usr/local/libexec/embedvirt/helper.py'
+    assert unit['helper'] == BOOT_HELPER == '/usr/local/libexec/embedvirt/helper.bundle'
+    assert unit['path'] == '/etc/systemd/system/embedvirt-helper@srv-a\\x2db.service'
+    assert unit['wants'] == '/etc/systemd/system/multi-user.target.wants/embedvirt-helper@srv-a\\x2db.service'
+    # The bundle comes on stdin (StandardInput=file:), read by the client's own bootstrap.
     assert systemd_words(unit['exec_start']) == [
-        '/opt/py 3/bin/python3', '-I', BOOT_HELPER, '--embedvirt-helper', '--root', '/srv/a-b', '--idle-timeout', '0']
+        '/opt/py 3/bin/python3', '-I', '-c', BOOTSTRAP, '--embedvirt-helper', '--root', '/srv/a-b', '--idle-timeout', '0']
 
 
 def test_mountinfo_paths_are_unescaped():

@@ -3,11 +3,14 @@
 """Domain names libvirt must never see, and what a killed helper leaves behind."""
 
 
+import types
+
 import pytest
 
-from ansible_collections.embedvirt.libvirt.plugins.module_utils import helper_server
-from ansible_collections.embedvirt.libvirt.plugins.module_utils.helper_server import (
-    Driver, HelperError, PROBE_PREFIX, domain_name_problem)
+from ansible_collections.embedvirt.libvirt.plugins.module_utils import _root
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.domains import Domains
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.errors import HelperError
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import PROBE_PREFIX, domain_name_problem
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._volume import is_below
 
 ROOT_27 = '/tmp/evt-pb-names-123456789'
@@ -50,7 +53,7 @@ def test_socket_budget_counts_the_bytes_of_the_first_20_characters():
 
 
 def test_root_rule_and_name_budget_agree():
-    assert len(helper_server.LONGEST_SOCKET_SUFFIX) + 27 == helper_server.SOCKET_PATH_MAX
+    assert len(_root.LONGEST_SOCKET_SUFFIX) + 27 == _root.SOCKET_PATH_MAX
 
 
 class FakeDomain:
@@ -84,11 +87,11 @@ class FakeLibvirt:
     VIR_DOMAIN_UNDEFINE_KEEP_NVRAM = 8
 
 
-def driver_with(root, names):
-    driver = Driver(str(root), None)
-    driver.libvirt = FakeLibvirt
-    driver.qemu = FakeConnection(names)
-    return driver
+def driver_with(path, names):
+    """The helper's Domains on fake drivers whose QEMU connection holds names."""
+    root = _root.EmbedRoot.__new__(_root.EmbedRoot)
+    root.path = str(path)  # pytest's tmp_path is longer than a root may be; nothing here makes sockets
+    return Domains(types.SimpleNamespace(root=root, libvirt=FakeLibvirt, qemu=FakeConnection(names)))
 
 
 def test_listings_never_show_a_probe(tmp_path):
@@ -134,12 +137,12 @@ def test_leftovers_that_cannot_go_never_stop_a_helper(tmp_path):
 ])
 def test_definitions_with_bad_names_never_reach_libvirt(tmp_path, xml, kind):
     driver = driver_with(tmp_path, [])
-    for call in (driver.domain_define, driver.domain_create, driver.normalize_definition):
+    for call in (driver.domain_define, lambda xml: driver.domain_create(xml, False), driver.normalize_definition):
         with pytest.raises(HelperError) as e:
             call(xml)
         assert e.value.kind == kind
     with pytest.raises(HelperError) as e:
-        driver.domain_plan('..')
+        driver.domain_plan('..', None)
     assert e.value.kind == 'name'
     assert driver.qemu.log == []
 

@@ -29,6 +29,7 @@ class FakeModule:
                            backing_format=None, encryption_passphrase=None, allow_outside_root=False)
         self.params.update(params)
         self.client = SimpleNamespace(root=EmbedRoot(root))
+        self.helper = SimpleNamespace(domain_disks=lambda: [])  # no guest uses any image
         self.commands = []
 
     @staticmethod
@@ -40,9 +41,6 @@ class FakeModule:
         done = subprocess.run(command, pass_fds=pass_fds, capture_output=True, text=True, check=False)
         return done.returncode, done.stdout, done.stderr
 
-    def call(self, op):
-        assert op == 'domain_disks'
-        return []
 
     def guard(self, function, *args):
         return function(*args)

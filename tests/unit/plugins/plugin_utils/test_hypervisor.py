@@ -60,7 +60,7 @@ def test_relay_imports_the_shipped_code_and_passes_errors_back():
         relay = LocalRelay(not_a_directory.name, 'unused')
         try:
             with pytest.raises(HelperClientError, match='exists and is not a directory') as raised:
-                relay.call('domain_list')
+                relay.domain_list()
             assert raised.value.kind == 'root'
         finally:
             relay.close()
@@ -75,7 +75,7 @@ def test_relay_that_dies_reports_ssh_errors():
 
     relay = Broken('/srv/vms', 'admin@x')
     with pytest.raises(HelperClientError, match='hypervisor admin@x ended .*exit status 255.*Connection refused'):
-        relay.call('domain_list')
+        relay.domain_list()
 
 
 def test_relay_does_not_create_a_missing_root():
@@ -83,7 +83,7 @@ def test_relay_does_not_create_a_missing_root():
     relay = LocalRelay(missing, 'unused')
     try:
         with pytest.raises(HelperClientError, match="root '%s' does not exist: create it first" % missing):
-            relay.call('domain_list')
+            relay.domain_list()
     finally:
         relay.close()
     assert not os.path.exists(missing)
@@ -93,6 +93,6 @@ def test_relay_does_not_create_a_missing_root():
 def test_local_plugin_client_does_not_create_a_missing_root():
     missing = tempfile.mkdtemp(dir='/tmp') + '/r'
     with pytest.raises(RootError, match='does not exist'):
-        helper_client(missing).call('domain_list')
+        helper_client(missing).domain_list()
     assert not os.path.exists(missing)
     os.rmdir(os.path.dirname(missing))

@@ -1,0 +1,186 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The helper's parts that run without libvirt: errors and their fixes, XML, digests, and
+how a request becomes a reply."""
+
+import base64
+import errno
+import logging
+import os
+from xml.etree import ElementTree
+
+import pytest
+
+from ansible_collections.embedvirt.libvirt.plugins.module_utils import _protocol
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper import (
+    agent, domains, drivers, errors, secrets, server)
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.errors import HelperError
+
+
+def test_format_version():
+    assert drivers.format_version(9000000) == '9.0.0'
+    assert drivers.format_version(7002022) == '7.2.22'
+
+
+def test_missing_account_names_the_account_and_the_command():
+    err = errors.explain_open_error(
+        "invalid argument: Failed to parse user 'libvirt-qemu'", '/srv/vms', '/nonexistent')
+    assert err.kind == 'account'
+    assert 'useradd --system' in err.hint and 'libvirt-qemu' in err.hint
+    err = errors.explain_open_error(
+        "invalid argument: Failed to parse group 'qemu'", '/srv/vms', '/nonexistent')
+    assert 'groupadd --system qemu' in err.hint
+
+
+def test_busy_root_names_the_process(tmp_path):
+    pidfile = tmp_path / 'driver.pid'
+    pidfile.write_text(u'%d' % os.getpid())
+    err = errors.explain_open_error(
+        "Failed to acquire pid file '/srv/vms/run/qemu/driver.pid': Resource temporarily unavailable",
+        '/srv/vms', str(pidfile))
+    assert err.kind == 'root_busy'
+    assert 'process %d (' % os.getpid() in err.hint
+
+
+def test_busy_root_without_a_readable_pidfile(tmp_path):
+    err = errors.explain_open_error('Failed to acquire pid file', '/srv/vms', str(tmp_path / 'none'))
+    assert 'another process' in err.hint
+
+
+def test_missing_driver_names_the_packages():
+    err = errors.explain_open_error('no connection driver available for qemu:///embed?root=/x', '/x', '/none')
+    assert err.kind == 'driver_missing'
+    assert 'libvirt-daemon-driver-qemu' in err.hint
+
+
+def test_other_libvirt_errors_pass_through():
+    err = errors.explain_open_error('something else', '/x', '/none')
+    assert (err.kind, err.message, err.hint) == ('libvirt', 'something else', None)
+
+
+def test_interfaces_without_mac_keep_the_existing_ones_in_order():
+    existing = ElementTree.fromstring(
+        "<domain><devices><interface type='user'><mac address='52:54:00:00:00:01'/></interface>"
+        "<interface type='user'><mac address='52:54:00:00:00:02'/></interface></devices></domain>")
+    wanted = ElementTree.fromstring(
+        "<domain><devices><interface type='user'/><interface type='user'><mac address='52:54:00:00:00:09'/>"
+        "</interface><interface type='user'/></devices></domain>")
+    domains.inherit_macs(wanted, existing)
+    macs = [i.find('mac').get('address') if i.find('mac') is not None else None
+            for i in wanted.findall('./devices/interface')]
+    assert macs == ['52:54:00:00:00:01', '52:54:00:00:00:09', None]
+
+
+def test_parse_xml_names_the_problem():
+    with pytest.raises(HelperError) as err:
+        errors.parse_xml('<domain>', 'domain')
+    assert 'not well-formed' in err.value.message
+    with pytest.raises(HelperError) as err:
+        errors.parse_xml('<network/>', 'domain')
+    assert 'describes <network>, not <domain>' in err.value.message
+
+
+def test_value_digest_depends_on_salt_and_value():
+    assert secrets.value_digest(b's', b'v') != secrets.value_digest(b't', b'v')
+    assert secrets.value_digest(b's', b'v') != secrets.value_digest(b's', b'w')
+    assert b'v' not in secrets.value_digest(b's', b'v')
+
+
+def test_xml_escape():
+    assert domains.xml_escape('a<b>&c') == 'a&lt;b&gt;&amp;c'
+
+
+def test_secret_digest_is_written_whole_and_private(tmp_path):
+    path = str(tmp_path / 'digests' / 'u')
+    secrets.write_secret_digest(path, b'k3y')
+    salt, digest = open(path, 'rb').read().split(b'$')
+    assert digest == secrets.value_digest(base64.b64decode(salt), b'k3y')
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    assert os.listdir(str(tmp_path / 'digests')) == ['u']
+
+
+def test_secret_digest_that_cannot_be_written_leaves_no_stale_one(tmp_path, monkeypatch):
+    path = str(tmp_path / 'u')
+    secrets.write_secret_digest(path, b'old value')
+
+    def full(src, dst):
+        raise OSError(errno.ENOSPC, 'No space left on device')
+    monkeypatch.setattr(drivers.os, 'replace', full)
+    with pytest.raises(HelperError) as raised:
+        secrets.write_secret_digest(path, b'new value')
+    assert raised.value.kind == 'storage' and 'set the value again' in raised.value.message
+    assert 'free space there' in raised.value.hint
+    # The old digest would vouch for 'old value', which the secret no longer holds.
+    assert os.listdir(str(tmp_path)) == []
+
+
+class Answering:
+    """What server.answer needs of a Helper, with handle() given by the test."""
+
+    def __init__(self, handle):
+        self.handle = handle
+        self.root = type('Root', (), {'log_path': '/srv/vms/log/embedvirt/helper.log'})()
+        self.ended = []
+
+    @staticmethod
+    def begin(op, seconds):
+        return 1
+
+    def end(self, number):
+        self.ended.append(number)
+
+
+def answer(handle, request):
+    helper = Answering(handle)
+    reply = server.answer(helper, _protocol.encode(request))
+    assert helper.ended == [1]  # the request no longer counts as in flight, whatever happened
+    return reply
+
+
+def test_os_errors_of_a_request_are_storage_errors_with_a_hint():
+    def handle(request):
+        raise OSError(errno.ENOSPC, 'No space left on device')
+    reply = answer(handle, {'id': 1, 'op': 'secret_set_value'})
+    assert reply['ok'] is False and reply['id'] == 1
+    assert reply['error']['kind'] == 'storage' and 'free space there' in reply['error']['hint']
+
+
+def test_a_bug_inside_an_operation_is_an_internal_error_with_its_traceback_in_the_log(caplog):
+    def handle(request):
+        raise TypeError("domain_list() got an unexpected keyword argument 'x'")
+    with caplog.at_level(logging.ERROR, logger='embedvirt.helper'):
+        reply = answer(handle, {'id': 2, 'op': 'domain_list', 'args': {}})
+    assert reply['error']['kind'] == _protocol.ERROR_INTERNAL
+    assert 'TypeError' in reply['error']['message'] and 'helper.log' in reply['error']['hint']
+    assert 'Traceback' in caplog.text
+
+
+@pytest.mark.parametrize('request_, says', [
+    ({'id': 3, 'op': 'domain_list', 'args': {'name': 'web'}}, 'unknown: name'),
+    ({'id': 3, 'op': 'domain_get', 'args': {}}, 'missing: name'),
+    ({'id': 3, 'op': 'domain_get', 'args': ['web']}, 'not an object'),
+    ({'id': 3, 'op': 'domain_start_all', 'args': {}}, "unknown operation 'domain_start_all'"),
+])
+def test_requests_outside_the_protocol_are_protocol_errors(request_, says):
+    helper = server.Helper.__new__(server.Helper)
+    reply = answer(helper.handle, request_)
+    assert reply['error']['kind'] == _protocol.ERROR_PROTOCOL and says in reply['error']['message']
+
+
+def test_a_line_that_is_not_a_request_is_a_protocol_error():
+    reply = server.answer(Answering(None), b'[1, 2]')
+    assert reply['id'] is None and reply['error']['kind'] == _protocol.ERROR_PROTOCOL
+
+
+def test_every_operation_has_exactly_one_implementation_in_the_helper():
+    helper = server.Helper.__new__(server.Helper)
+    parts = [helper, drivers.Drivers(None), domains.Domains(drivers.Drivers(None)),
+             agent.GuestAgent(drivers.Drivers(None), None), secrets.Secrets(drivers.Drivers(None))]
+    found = server.implementations(parts)
+    assert sorted(found) == sorted(_protocol.OPERATIONS)
+
+    class Twice:
+        def versions(self):
+            pass
+    with pytest.raises(RuntimeError, match='operation versions has 2 implementations'):
+        server.implementations(parts + [Twice()])

@@ -1,0 +1,112 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The protocol between the client and the helper: operations, messages, framing, bundles."""
+
+import os
+import socket
+import sys
+
+import pytest
+
+from ansible_collections.embedvirt.libvirt.plugins.module_utils import _protocol
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import Operations
+
+
+class Recorder(Operations):
+    def __init__(self):
+        self.sent = []
+
+    def request(self, op, args):
+        self.sent.append((op.name, args, op.call_timeout(args)))
+        return 'result'
+
+
+def test_a_method_call_is_a_request_with_every_argument():
+    client = Recorder()
+    assert client.domain_list(states=['running']) == 'result'
+    client.domain_shutdown('web', 40)
+    client.guest_exec(name='web', argv=['true'])
+    assert client.sent == [
+        ('domain_list', {'names': None, 'states': ['running']}, _protocol.CALL_SECONDS),
+        ('domain_shutdown', {'name': 'web', 'timeout': 40, 'force': False}, 40 + _protocol.WAIT_SLACK_SECONDS),
+        # No timeout of its own: the default bound.
+        ('guest_exec', {'name': 'web', 'argv': ['true'], 'input_data': None, 'env': None, 'timeout': None},
+         _protocol.CALL_SECONDS),
+    ]
+
+
+def test_registry_knows_arguments_and_what_changes():
+    op = _protocol.OPERATIONS['domain_shutdown']
+    assert op.arguments == ('name', 'timeout', 'force') and op.required == ('name', 'timeout')
+    assert op.changes and not _protocol.OPERATIONS['domain_list'].changes
+    assert _protocol.OPERATIONS['hello'].arguments == ('version', 'idle_timeout')
+    assert op.problem({'name': 'web', 'timeout': 1}) is None
+    assert 'unknown: forse' in op.problem({'name': 'web', 'timeout': 1, 'forse': True})
+    assert 'missing: timeout' in op.problem({'name': 'web'})
+
+
+def test_messages_round_trip_as_single_lines():
+    message = {'id': 3, 'op': 'domain_list', 'args': {'names': ['a\nb']}}
+    line = _protocol.encode(message)
+    assert line.endswith(b'\n') and line.count(b'\n') == 1
+    assert _protocol.decode(line[:-1]) == message
+
+
+def test_peer_credentials_of_a_socket_pair():
+    left, right = socket.socketpair(socket.AF_UNIX)
+    try:
+        pid, uid, _gid = _protocol.peer_credentials(left)
+        assert (pid, uid) == (os.getpid(), os.geteuid())
+    finally:
+        left.close()
+        right.close()
+
+
+@pytest.fixture
+def pipe():
+    read_fd, write_fd = os.pipe()
+    yield read_fd, write_fd
+    for fd in (read_fd, write_fd):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def test_frames_keep_what_came_before_a_timeout(pipe):
+    reader = _protocol.FrameReader(pipe[0])
+    os.write(pipe[1], b'{"a":')
+    with pytest.raises(TimeoutError):
+        reader.read(0.05)
+    os.write(pipe[1], b'1}\n{"b":2}\n')
+    assert reader.read(1) == b'{"a":1}'
+    assert reader.read(1) == b'{"b":2}'
+
+
+def test_a_frame_cut_off_counts_as_closed(pipe):
+    reader = _protocol.FrameReader(pipe[0])
+    os.write(pipe[1], b'{"a":')
+    os.close(pipe[1])
+    assert reader.read(1) is None
+
+
+def test_a_frame_longer_than_the_limit_is_refused(pipe):
+    reader = _protocol.FrameReader(pipe[0], limit=1000)
+    os.write(pipe[1], b'x' * 5000)
+    with pytest.raises(_protocol.MessageTooLong):
+        reader.read(1)
+
+
+def test_bundle_importer_imports_packages_and_gives_sources_back():
+    sources = {'evt_bundle_test.__init__': 'X = 1\n', 'evt_bundle_test.inner': 'from evt_bundle_test import X\nY = X + 1\n'}
+    scope = {'BUNDLE_SOURCES': sources}
+    exec(_protocol.BUNDLE_IMPORTER, scope)  # pylint: disable=exec-used
+    try:
+        from evt_bundle_test import inner  # pylint: disable=import-error,import-outside-toplevel
+        assert inner.Y == 2
+        assert inner.__loader__.get_data(inner.__file__) == sources['evt_bundle_test.inner'].encode()
+        assert sys.modules['evt_bundle_test'].__loader__.get_data(sys.modules['evt_bundle_test'].__file__) == b'X = 1\n'
+    finally:
+        sys.meta_path.remove(next(f for f in sys.meta_path if getattr(f, 'sources', None) is not None))
+        for name in ('evt_bundle_test', 'evt_bundle_test.inner'):
+            sys.modules.pop(name, None)
