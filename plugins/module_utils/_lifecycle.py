@@ -413,7 +413,7 @@ class RootLifecycle(Manager):
 
     def present_result(self, uid, gid, qemu_conf_changed):
         return dict(owner=uid, group=gid, privileged=uid == 0, lifecycle=self.params['lifecycle'],
-                    qemu_conf=dict(path=os.path.join(self.path, qemu_conf.PATH), changed=qemu_conf_changed))
+                    qemu_conf=dict(path=self.root.join(qemu_conf.PATH), changed=qemu_conf_changed))
 
     def mode(self):
         return int(self.params['mode'], 8)
@@ -444,7 +444,7 @@ class RootLifecycle(Manager):
 
     def ensure_directory(self, root_dir, relative, gid):
         """A layout directory: the owner's, mode 0700, made when missing."""
-        path = os.path.join(self.path, relative)
+        path = self.root.join(relative)
         try:
             os.stat(relative, dir_fd=root_dir.fd, follow_symlinks=False)
         except FileNotFoundError:
@@ -481,7 +481,7 @@ class RootLifecycle(Manager):
             if (before == text.encode() and (st.st_uid, st.st_gid) == (root_dir.uid, root_dir.gid)
                     and stat.S_IMODE(st.st_mode) == qemu_conf.MODE):
                 return False
-        path = os.path.join(self.path, qemu_conf.PATH)
+        path = self.root.join(qemu_conf.PATH)
         self.diff = dict(before_header=path, after_header=path, after=text,
                          before='' if before is None else before.decode('utf-8', 'replace'))
         if self.act('write %s' % path):
