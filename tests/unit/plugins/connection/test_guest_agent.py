@@ -1,0 +1,141 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The guest_agent connection, loaded as Ansible loads it, against a helper that speaks the real protocol."""
+
+import base64
+import hashlib
+import os
+
+import pytest
+
+from ansible.errors import AnsibleConnectionFailure, AnsibleError, AnsibleFileNotFound
+from ansible.playbook.play_context import PlayContext
+from ansible.plugins.loader import connection_loader
+
+from ansible_collections.embedvirt.libvirt.plugins.connection.guest_agent import TRANSFER_BYTES
+
+NAME = 'ünïcødé ✓ file.bin'
+# More than one request's worth (3 MiB), and not a whole number of them.
+BIG = os.urandom(TRANSFER_BYTES + 512 * 1024 + 7)
+
+
+def connection(root, **options):
+    conn = connection_loader.get('embedvirt.libvirt.guest_agent', PlayContext())
+    conn.set_options(direct=dict(dict(root=root, domain='web'), **options))
+    return conn
+
+
+@pytest.fixture
+def guest(fake_helper):
+    """The fake helper with a running guest web."""
+    fake_helper.add_domain('web', state='running')
+    return fake_helper
+
+
+@pytest.fixture
+def conn(guest):
+    conn = connection(guest.root)
+    yield conn
+    conn.close()
+
+
+def test_a_command_gets_its_argv_input_and_environment_and_returns_its_output(guest):
+    seen = []
+    guest.command = lambda argv, stdin, env: seen.append((argv, stdin, env)) or (3, b'out \xff\n', b'err\n')
+    conn = connection(guest.root, command_environment={'LANG': 'C.UTF-8'}, executable='/bin/bash',
+                      agent_timeout=7, command_timeout=30)
+    try:
+        assert conn.exec_command('echo "$LANG"', in_data=b'\x00module') == (3, b'out \xff\n', b'err\n')
+    finally:
+        conn.close()
+    assert seen == [(['/bin/bash', '-c', 'echo "$LANG"'], b'\x00module',
+                     {'LANG': 'C.UTF-8', 'PATH': '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+                      'HOME': '/root'})]
+    assert guest.args_of('guest_wait_agent') == [{'name': 'web', 'timeout': 7}]
+    assert guest.args_of('guest_exec')[0]['timeout'] == 30
+
+
+def test_without_command_environment_the_agent_keeps_its_own(guest, conn):
+    conn.exec_command('true')
+    assert guest.args_of('guest_exec') == [{'name': 'web', 'argv': ['/bin/sh', '-c', 'true'], 'input_data': None,
+                                            'env': None, 'timeout': 600}]
+
+
+def test_put_file_sends_a_big_file_in_chunks_and_verifies_it(guest, conn, tmp_path):
+    local = tmp_path / NAME
+    local.write_bytes(BIG)
+    conn.put_file(str(local), '/tmp/' + NAME)
+    assert guest.files['/tmp/' + NAME] == BIG
+    assert [args['append'] for args in guest.args_of('guest_file_write')] == [False, True]
+    assert guest.args_of('guest_exec')[-1]['argv'] == ['sha256sum', '/tmp/' + NAME]
+
+
+def test_put_file_of_an_empty_file_makes_an_empty_file(guest, conn, tmp_path):
+    local = tmp_path / 'empty'
+    local.write_bytes(b'')
+    guest.files['/tmp/empty'] = b'old content'
+    conn.put_file(str(local), '/tmp/empty')
+    assert guest.files['/tmp/empty'] == b''
+
+
+def test_fetch_file_reads_a_big_file_in_chunks_and_verifies_it(guest, conn, tmp_path):
+    guest.files['/tmp/' + NAME] = BIG
+    local = tmp_path / NAME
+    conn.fetch_file('/tmp/' + NAME, str(local))
+    assert hashlib.sha256(local.read_bytes()).digest() == hashlib.sha256(BIG).digest()
+    assert [args['offset'] for args in guest.args_of('guest_file_read')] == [0, TRANSFER_BYTES]
+
+
+def test_a_chunk_corrupted_on_the_way_fails_the_transfer(guest, conn, tmp_path, monkeypatch):
+    write = guest.guest_file_write
+
+    def corrupting(name, path, data, append):
+        raw = bytearray(base64.b64decode(data))
+        raw[-1] ^= 0xff
+        return write(name, path, base64.b64encode(raw).decode('ascii'), append)
+    monkeypatch.setattr(guest, 'guest_file_write', corrupting)
+    local = tmp_path / NAME
+    local.write_bytes(BIG)
+    with pytest.raises(AnsibleError, match='does not match what was transferred') as failure:
+        conn.put_file(str(local), '/tmp/' + NAME)
+    assert hashlib.sha256(BIG).hexdigest() in str(failure.value)
+
+
+def test_put_file_of_a_missing_local_file_is_file_not_found(conn, tmp_path):
+    with pytest.raises(AnsibleFileNotFound, match='does not exist'):
+        conn.put_file(str(tmp_path / 'missing'), '/tmp/missing')
+
+
+def test_a_helper_error_is_a_connection_failure_with_its_message_and_fix(guest, conn):
+    guest.refuse('guest_exec', 'timeout', 'command /bin/sh did not finish within 600 s in domain web',
+                 'raise the command timeout')
+    with pytest.raises(AnsibleConnectionFailure) as failure:
+        conn.exec_command('sleep infinity')
+    assert str(failure.value) == ('guest web of root %s: command /bin/sh did not finish within 600 s in domain web. '
+                                  'Fix: raise the command timeout' % guest.root)
+
+
+def test_fetching_a_file_the_guest_lacks_names_it(guest, conn, tmp_path):
+    with pytest.raises(AnsibleConnectionFailure, match='guest-file-open of /etc/missing failed'):
+        conn.fetch_file('/etc/missing', str(tmp_path / 'missing'))
+
+
+def test_a_guest_that_is_not_running_fails_the_connection_with_the_fix(fake_helper):
+    fake_helper.add_domain('web')
+    with pytest.raises(AnsibleConnectionFailure, match='is not connected. Fix: start the domain'):
+        connection(fake_helper.root).exec_command('true')
+    assert fake_helper.changes() == []
+
+
+def test_an_agent_without_a_needed_command_fails_the_connection_naming_it(guest):
+    guest.agent_info['supported_commands'][2]['enabled'] = False  # guest-exec
+    with pytest.raises(AnsibleConnectionFailure, match="has disabled guest-exec, .*--block-rpcs"):
+        connection(guest.root).exec_command('true')
+
+
+def test_a_missing_root_fails_the_connection_naming_it(fake_helper):
+    missing = fake_helper.root + '-gone'
+    with pytest.raises(AnsibleConnectionFailure, match="root '%s' does not exist" % missing):
+        connection(missing).exec_command('true')
+    assert not os.path.exists(missing)
