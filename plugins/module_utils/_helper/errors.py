@@ -117,5 +117,3 @@ def parse_xml(xml, root_tag):
         raise HelperError('xml', 'the XML describes <%s>, not <%s>' % (tree.tag, root_tag),
                           'give a <%s> document' % root_tag)
     return tree
-
-

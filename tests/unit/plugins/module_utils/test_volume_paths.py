@@ -41,7 +41,6 @@ class FakeModule:
         done = subprocess.run(command, pass_fds=pass_fds, capture_output=True, text=True, check=False)
         return done.returncode, done.stdout, done.stderr
 
-
     def guard(self, function, *args):
         return function(*args)
 
