@@ -176,7 +176,7 @@ class Connection(ConnectionBase):
     has_tty = False
 
     def __init__(self, *args, **kwargs):
-        super(Connection, self).__init__(*args, **kwargs)
+        super().__init__(*args, **kwargs)
         self.client = None
 
     # --- errors in one place -------------------------------------------------------------
@@ -212,7 +212,7 @@ class Connection(ConnectionBase):
 
     # --- commands ------------------------------------------------------------------------
     def exec_command(self, cmd, in_data=None, sudoable=True):
-        super(Connection, self).exec_command(cmd, in_data=in_data, sudoable=sudoable)
+        super().exec_command(cmd, in_data=in_data, sudoable=sudoable)
         display.vvv('EXEC %s' % cmd, host=self.get_option('domain'))
         timeout = self.get_option('command_timeout')
         environment = self.get_option('command_environment')
@@ -226,7 +226,7 @@ class Connection(ConnectionBase):
 
     # --- files ---------------------------------------------------------------------------
     def put_file(self, in_path, out_path):
-        super(Connection, self).put_file(in_path, out_path)
+        super().put_file(in_path, out_path)
         display.vvv('PUT %s TO %s' % (in_path, out_path), host=self.get_option('domain'))
         if not os.path.exists(to_bytes(in_path, errors='surrogate_or_strict')):
             raise AnsibleFileNotFound('file or module does not exist: %s' % in_path)
@@ -246,7 +246,7 @@ class Connection(ConnectionBase):
         self.verify(out_path, digest.hexdigest(), size)
 
     def fetch_file(self, in_path, out_path):
-        super(Connection, self).fetch_file(in_path, out_path)
+        super().fetch_file(in_path, out_path)
         display.vvv('FETCH %s TO %s' % (in_path, out_path), host=self.get_option('domain'))
         digest = hashlib.sha256()
         size = 0

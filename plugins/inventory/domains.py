@@ -59,7 +59,7 @@ roots:
     hypervisor_ssh_args: -i ~/.ssh/vms
 states: [running]
 keyed_groups:
-  - key: embedvirt_autostart
+  - key: embedvirt_autostart | string
     prefix: autostart
 '''
 
@@ -80,10 +80,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     NAME = 'embedvirt.libvirt.domains'
 
     def verify_file(self, path):
-        return super(InventoryModule, self).verify_file(path) and path.endswith(('embedvirt.yml', 'embedvirt.yaml'))
+        return super().verify_file(path) and path.endswith(('embedvirt.yml', 'embedvirt.yaml'))
 
     def parse(self, inventory, loader, path, cache=True):
-        super(InventoryModule, self).parse(inventory, loader, path, cache=cache)
+        super().parse(inventory, loader, path, cache=cache)
         self._read_config_data(path)
         cache_key = self.get_cache_key(path)
         use_cache = self.get_option('cache') and cache

@@ -191,7 +191,7 @@ class MountAppeared(RootError):
     """A directory met during a walk is on another filesystem than the root."""
 
     def __init__(self, path):
-        super(MountAppeared, self).__init__(path)
+        super().__init__(path)
         self.path = path
 
 
@@ -343,7 +343,7 @@ def qemu_processes(root):
 
 class RootLifecycle(Manager):
     def __init__(self, module):
-        super(RootLifecycle, self).__init__(module)
+        super().__init__(module)
         self.root = module.client.root
         self.path = self.root.path
         self.diff = None

@@ -43,7 +43,7 @@ def render(secret):
 
 class SecretManager(Manager):
     def __init__(self, module):
-        super(SecretManager, self).__init__(module)
+        super().__init__(module)
         self.value_changed = False
 
     def encoded_value(self):

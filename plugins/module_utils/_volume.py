@@ -38,7 +38,7 @@ class VolumeManager(Manager):
     """
 
     def __init__(self, module):
-        super(VolumeManager, self).__init__(module)
+        super().__init__(module)
         self.root = module.client.root
         self.images = self.root.join(IMAGES)
         self.qemu_img_path = module.get_bin_path('qemu-img')

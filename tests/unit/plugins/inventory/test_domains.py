@@ -106,8 +106,6 @@ def test_groups_and_keyed_groups_see_the_host_variables(guests, tmp_path):
     assert group_hosts(data, 'state_running') == ['web'] and group_hosts(data, 'state_shutoff') == ['db']
 
 
-@pytest.mark.xfail(strict=True, reason="the EXAMPLES' keyed group key is a bool, which ansible-core refuses "
-                                       "('Invalid group name format'): it wants embedvirt_autostart | string")
 def test_the_documented_keyed_groups_work(guests, tmp_path):
     keyed_groups = yaml.safe_load(domains.EXAMPLES)['keyed_groups']
     data = inventory(tmp_path, roots=[guests.root], keyed_groups=keyed_groups)
