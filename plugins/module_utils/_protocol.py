@@ -31,6 +31,9 @@ import socket
 import struct
 import time
 
+# The message format and the Control operations, which every release keeps so that a client
+# can retire a helper of any other release (a client talks to helpers of its own version
+# only). A helper reports it in its status.
 PROTOCOL = 2
 
 # The command line flag that marks a process as a helper (with --root <root> after it).
