@@ -28,6 +28,7 @@ EMPTY_ROOT_READS = {
     Operations.domain_list.operation: lambda args: [],
     Operations.domain_disks.operation: lambda args: [],
     Operations.secret_get.operation: lambda args: None,
+    Operations.domain_get.operation: lambda args: None,
 }
 
 # The fix for an OSError no layer below expected, by errno.
@@ -140,6 +141,18 @@ class ModuleOperations(Operations):
         if self.module.root_missing:
             return self.module.call_missing_root(op, args)
         return self.module.guard(self.module.client.request, op, args)
+
+
+class ModuleView:
+    """The module as a manager of another module sees it (the instance module runs the
+    domain and volume managers): the same module, with that manager's parameters."""
+
+    def __init__(self, module, params):
+        self.params = params
+        self._module = module
+
+    def __getattr__(self, name):
+        return getattr(self._module, name)
 
 
 class Manager:

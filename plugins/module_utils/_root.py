@@ -17,6 +17,10 @@ import uuid
 # names it chooses; this collection adds its own directories and files.
 ETC = 'etc'
 IMAGES = 'images'
+# Base images (downloaded or copied once), which guests' overlays in images/ name relatively.
+BASE_IMAGES = IMAGES + '/base'
+# Guests' serial consoles, written by QEMU (as the root's QEMU user).
+CONSOLE_DIR = 'log/console'
 QEMU_CONF = 'etc/qemu.conf'
 # The helper's runtime files (socket, start lock, record of the last boot) and its log.
 STATE_DIR = 'run/embedvirt'

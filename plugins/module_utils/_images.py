@@ -1,0 +1,203 @@
+# -*- coding: utf-8 -*-
+# Copyright: embedvirt.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# This is a private module: it is not part of this collection's public API and may change
+# without notice in any release.
+
+"""Base images of a root: an image from a URL or a local file, verified and cached under the
+root (images/base/), so that the root stays self-contained and guests' overlays name their
+base with a relative path.
+
+A download goes to images/base/.<name>.partial, resumed with an HTTP range request when a
+run was interrupted, and becomes <name> only once its checksum matches; a wrong checksum
+leaves nothing behind. Every file is opened through the pinned root (_root.RootDir).
+"""
+
+import hashlib
+import http.client
+import os
+import re
+import shutil
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import BASE_IMAGES
+
+ALGORITHMS = ('sha256', 'sha384', 'sha512')
+CHUNK_BYTES = 1 << 20
+# A server that sends nothing for this long is given up on (the whole download is bounded
+# by the module's download_timeout).
+READ_TIMEOUT = 60
+SAFE_NAME = re.compile(r'[^A-Za-z0-9._+-]')
+
+
+class ImageError(Exception):
+    """A base image that cannot be had; the message names the fix. kind is the error_kind."""
+
+    def __init__(self, message, kind='image'):
+        super().__init__(message)
+        self.kind = kind
+
+
+def parse_checksum(text):
+    """(algorithm, hex digest) of 'sha256:<hex>', or None for no checksum."""
+    if not text:
+        return None
+    algorithm, _sep, digest = text.partition(':')
+    algorithm = algorithm.lower()
+    digest = digest.strip().lower()
+    size = hashlib.new(algorithm).digest_size * 2 if algorithm in ALGORITHMS else None
+    if size is None or len(digest) != size or not all(c in '0123456789abcdef' for c in digest):
+        raise ImageError("checksum '%s' is not <algorithm>:<hex digest>: give one such as sha256:%s (algorithms: %s)"
+                         % (text, '0' * 64, ', '.join(ALGORITHMS)), 'checksum')
+    return algorithm, digest
+
+
+def is_url(image):
+    return urllib.parse.urlsplit(image).scheme in ('http', 'https')
+
+
+def cache_name(image, checksum):
+    """The name of image in images/base: its file name, prefixed by the start of its digest
+    when one is known, so two images of one name never meet."""
+    path = urllib.parse.urlsplit(image).path if is_url(image) else image
+    base = SAFE_NAME.sub('_', os.path.basename(path.rstrip('/'))) or 'image'
+    if base.startswith('.'):
+        base = '_' + base[1:]
+    return '%s-%s' % (checksum[1][:12], base) if checksum else base
+
+
+class BaseImage:
+    """images/base/<name> of a pinned root (a _root.RootDir)."""
+
+    def __init__(self, root_dir, image, checksum, timeout):
+        self.root_dir = root_dir
+        self.image = image
+        self.checksum = parse_checksum(checksum)
+        self.timeout = timeout
+        self.name = cache_name(image, self.checksum)
+        self.relative = os.path.join(BASE_IMAGES, self.name)
+        self.path = os.path.join(root_dir.path, self.relative)
+        self.partial = os.path.join(BASE_IMAGES, '.%s.partial' % self.name)
+
+    def present(self):
+        """Whether the cached image is there (a regular file of the root's owner)."""
+        try:
+            os.close(self.root_dir.open_file(self.relative))
+            return True
+        except FileNotFoundError:
+            return False
+
+    def fetch(self):
+        """Put the image in the cache; bytes it took (a resumed download counts only the rest)."""
+        deadline = time.time() + self.timeout
+        if is_url(self.image):
+            taken = self.download(deadline)
+        else:
+            taken = self.copy()
+        self.verify()
+        directory = self.root_dir.subdir(BASE_IMAGES)
+        try:
+            os.rename(os.path.basename(self.partial), self.name, src_dir_fd=directory, dst_dir_fd=directory)
+        finally:
+            os.close(directory)
+        return taken
+
+    def remove(self):
+        """Remove the cached image (and any partial download); whether there was one."""
+        directory = self.root_dir.subdir(BASE_IMAGES)
+        removed = False
+        try:
+            for name in (self.name, os.path.basename(self.partial)):
+                try:
+                    os.unlink(name, dir_fd=directory)
+                    removed = True
+                except FileNotFoundError:
+                    pass
+        finally:
+            os.close(directory)
+        return removed
+
+    # --- internals ---------------------------------------------------------------------
+    def open_partial(self, append):
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+        return os.fdopen(self.root_dir.open_file(self.partial, flags, 0o600), 'ab' if append else 'wb')
+
+    def partial_size(self):
+        try:
+            fd = self.root_dir.open_file(self.partial)
+        except FileNotFoundError:
+            return 0
+        try:
+            return os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+
+    def copy(self):
+        try:
+            source = open(self.image, 'rb')
+        except OSError as e:
+            raise ImageError("image '%s' cannot be read: %s; give the path of a readable file, or an "
+                             "http(s) URL" % (self.image, e.strerror or e), 'image')
+        with source, self.open_partial(append=False) as target:
+            shutil.copyfileobj(source, target, CHUNK_BYTES)
+            return target.tell()
+
+    def download(self, deadline):
+        """Download into the partial file, resuming what an interrupted run left."""
+        have = self.partial_size()
+        request = urllib.request.Request(self.image, headers={'Range': 'bytes=%d-' % have} if have else {})
+        try:
+            response = urllib.request.urlopen(request, timeout=READ_TIMEOUT)  # nosec: the user's URL
+        except urllib.error.HTTPError as e:
+            if e.code == 416 and have:
+                return 0  # the partial file is already whole: verify() decides
+            raise ImageError("downloading %s failed: HTTP %d %s; check the URL" % (self.image, e.code, e.reason),
+                             'download')
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+            raise ImageError('downloading %s failed: %s; check the URL and that the host can reach it'
+                             % (self.image, getattr(e, 'reason', e)), 'download')
+        taken = 0
+        with response:
+            resumed = have and response.status == 206
+            with self.open_partial(append=resumed) as target:
+                while True:
+                    if time.time() > deadline:
+                        raise ImageError('downloading %s took longer than download_timeout (%d s); what came is '
+                                         'kept and the next run resumes it' % (self.image, self.timeout), 'download')
+                    try:
+                        chunk = response.read(CHUNK_BYTES)
+                    except (OSError, http.client.HTTPException) as e:
+                        raise ImageError('downloading %s was cut off after %d bytes (%s); what came is kept and '
+                                         'the next run resumes it' % (self.image, have + taken, e), 'download')
+                    if not chunk:
+                        break
+                    target.write(chunk)
+                    taken += len(chunk)
+        length = response.headers.get('Content-Length')
+        if length is not None and taken < int(length):
+            raise ImageError('downloading %s was cut off after %d of %s bytes; what came is kept and the next run '
+                             'resumes it' % (self.image, taken, length), 'download')
+        return taken
+
+    def verify(self):
+        """The partial file matches the checksum, or it goes and the task fails."""
+        if self.checksum is None:
+            return
+        algorithm, wanted = self.checksum
+        digest = hashlib.new(algorithm)
+        with os.fdopen(self.root_dir.open_file(self.partial), 'rb') as f:
+            for chunk in iter(lambda: f.read(CHUNK_BYTES), b''):
+                digest.update(chunk)
+        if digest.hexdigest() != wanted:
+            directory = self.root_dir.subdir(BASE_IMAGES)
+            try:
+                os.unlink(os.path.basename(self.partial), dir_fd=directory)
+            finally:
+                os.close(directory)
+            raise ImageError('%s has %s %s, not %s as checksum says: it was removed, nothing is kept; check the '
+                             'checksum and the URL' % (self.image, algorithm, digest.hexdigest(), wanted), 'checksum')
+
