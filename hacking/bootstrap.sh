@@ -12,6 +12,7 @@ packages=(
   libvirt-daemon libvirt-daemon-driver-qemu
   python3 python3-venv python3-libvirt
   git procps util-linux iproute2
+  mtools dosfstools   # independent readers of the cloud-init seed's FAT image (unit tests)
   "$@"   # what the caller needs on top (hacking/test.sh: an SSH server for the hypervisor tests)
 )
 missing=()
