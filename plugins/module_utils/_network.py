@@ -1,0 +1,180 @@
+# -*- coding: utf-8 -*-
+# Copyright: embedvirt.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# This is a private module: it is not part of this collection's public API and may change
+# without notice in any release.
+
+"""A guest's network card without libvirt networks, and the ports user networking forwards.
+
+Embedded roots have no network driver. User-mode networking with port forwards goes through
+QEMU's slirp `hostfwd`, given on QEMU's command line (<qemu:commandline>), because libvirt
+9.0's own ways do not work here: its parser refuses <backend type='passt'/> on an
+<interface type='user'> ("Invalid value for attribute 'type' in element 'backend'"), and
+without passt it accepts a <portForward> but QEMU never binds the port. slirp needs no
+privilege, so the same arguments serve a root run as root and one run as an ordinary user.
+"""
+
+import errno
+import hashlib
+import ipaddress
+import re
+import socket
+from xml.etree import ElementTree
+
+QEMU_NAMESPACE = 'http://libvirt.org/schemas/domain/qemu/1.0'
+NETDEV_ID = 'embedvirt-net0'
+# The card's slot on the machine's main PCI bus (pc's pci.0, q35's pcie.0): libvirt does not
+# know about a device on QEMU's command line and gives its own devices the low slots from 1
+# up; q35 keeps 0x1d-0x1f for USB, its DMI bridge and LPC.
+NIC_PCI_ADDRESS = '0x1c'
+TYPES = ('none', 'user', 'bridge', 'tap')
+PROTOCOLS = ('tcp', 'udp')
+DEFAULT_ADDRESS = '127.0.0.1'
+# slirp binds a forward without an address on every IPv4 address.
+ANY_ADDRESS = '0.0.0.0'
+MAC_PATTERN = re.compile(r'^[0-9a-f]{2}(:[0-9a-f]{2}){5}$')
+HOSTFWD_PATTERN = re.compile(r'^(tcp|udp)?:([^:]*):(\d+)-([^:]*):(\d+)$')
+
+
+def stable_mac(name):
+    """A MAC for a guest name: QEMU's locally administered prefix 52:54:00 and three bytes of
+    the name's hash, so the guest keeps its card (and its DHCP lease) across redefinitions."""
+    digest = hashlib.sha256(name.encode('utf-8')).digest()
+    return '52:54:00:' + ':'.join('%02x' % byte for byte in digest[:3])
+
+
+def interface_xml(network, name):
+    """The <interface> element (text, '' for none) and the QEMU arguments for the `network`
+    option of a guest called name; ValueError naming the fix for a value that cannot work."""
+    network = dict(network or {'type': 'none'})
+    kind = network.get('type') or 'none'
+    if kind not in TYPES:
+        raise ValueError("network type '%s' is unknown: use one of %s" % (kind, ', '.join(TYPES)))
+    forwards = normalize_forwards(network.get('port_forwards'))
+    if forwards and kind != 'user':
+        raise ValueError("port_forwards need network type 'user' (got '%s'): a guest on a bridge or "
+                         "tap device is reached at its own address" % kind)
+    if kind == 'none':
+        return '', []
+    mac = normalize_mac(network.get('mac') or stable_mac(name))
+    if kind == 'user':
+        netdev = ','.join(['user', 'id=' + NETDEV_ID] + ['hostfwd=%s:%s:%d-:%d' % (
+            forward['protocol'], forward['address'], forward['host'], forward['guest']) for forward in forwards])
+        device = 'virtio-net-pci,netdev=%s,mac=%s,addr=%s' % (NETDEV_ID, mac, NIC_PCI_ADDRESS)
+        return '', ['-netdev', netdev, '-device', device]
+    if kind == 'bridge':
+        element = ElementTree.Element('interface', type='bridge')
+        ElementTree.SubElement(element, 'source', bridge=required_device(network, 'bridge'))
+    else:
+        # An existing tap device (libvirt cannot make one without privilege or a network).
+        element = ElementTree.Element('interface', type='ethernet')
+        ElementTree.SubElement(element, 'target', dev=required_device(network, 'tap'), managed='no')
+    ElementTree.SubElement(element, 'mac', address=mac)
+    ElementTree.SubElement(element, 'model', type='virtio')
+    return ElementTree.tostring(element, encoding='unicode'), []
+
+
+def required_device(network, key):
+    value = network.get(key)
+    if not isinstance(value, str) or not value or '/' in value or len(value) > 15:
+        raise ValueError("network type '%s' needs %s: the name of an existing host %s device "
+                         "(at most 15 characters, no '/'), got %r"
+                         % (network['type'], key, 'bridge' if key == 'bridge' else 'tap', value))
+    return value
+
+
+def normalize_mac(mac):
+    mac = str(mac).lower()
+    if not MAC_PATTERN.match(mac) or int(mac[:2], 16) & 1:
+        raise ValueError("mac '%s' is not a unicast MAC address: give six hex octets such as "
+                         "52:54:00:12:34:56 (the first octet even), or leave mac out to derive one "
+                         "from the name" % mac)
+    return mac
+
+
+def normalize_forwards(forwards):
+    """port_forwards as complete dicts {host, guest, protocol, address}; ValueError on a bad one."""
+    result = []
+    for forward in forwards or ():
+        if not isinstance(forward, dict) or set(forward) - {'host', 'guest', 'protocol', 'address'}:
+            raise ValueError('each port forward is a dictionary with host, guest and optionally '
+                             'protocol (tcp, udp) and address; got %r' % (forward,))
+        ports = {}
+        for key in ('host', 'guest'):
+            value = forward.get(key)
+            try:
+                ports[key] = int(value)
+            except (TypeError, ValueError):
+                ports[key] = 0
+            if isinstance(value, bool) or not 1 <= ports[key] <= 65535 or str(ports[key]) != str(value).strip():
+                raise ValueError('port forward %r: %s must be a port number from 1 to 65535' % (forward, key))
+        protocol = forward.get('protocol') or 'tcp'
+        if protocol not in PROTOCOLS:
+            raise ValueError("port forward %r: protocol must be tcp or udp" % (forward,))
+        address = forward.get('address') or DEFAULT_ADDRESS
+        try:
+            valid = ipaddress.ip_address(address).version == 4
+        except ValueError:
+            valid = False
+        if not valid:
+            raise ValueError("port forward %r: address must be an IPv4 address of this host (QEMU's "
+                             "user networking forwards IPv4 only), such as 127.0.0.1 (the default, "
+                             "this host only) or 0.0.0.0 (every address)" % (forward,))
+        normalized = {'host': ports['host'], 'guest': ports['guest'], 'protocol': protocol, 'address': address}
+        if any((other['host'], other['protocol']) == (normalized['host'], protocol)
+               and (other['address'] == address or ANY_ADDRESS in (other['address'], address))
+               for other in result):
+            raise ValueError('host port %d (%s) is forwarded twice: give each forward its own host port'
+                             % (normalized['host'], protocol))
+        result.append(normalized)
+    return result
+
+
+def forwarded_ports(domain_xml):
+    """The ports QEMU's user networking forwards for a domain, from the hostfwd= of the
+    -netdev user (or -nic user) arguments in its <qemu:commandline>."""
+    try:
+        tree = ElementTree.fromstring(domain_xml)
+    except ElementTree.ParseError:
+        return []
+    args = [arg.get('value', '') for arg in tree.iter('{%s}arg' % QEMU_NAMESPACE)]
+    result = []
+    for option, value in zip(args, args[1:]):
+        if option not in ('-netdev', '-nic') or not value.startswith('user'):
+            continue
+        for part in value.split(','):
+            match = HOSTFWD_PATTERN.match(part[len('hostfwd='):]) if part.startswith('hostfwd=') else None
+            if match:
+                protocol, address, host, _guest_address, guest = match.groups()
+                result.append({'host': int(host), 'guest': int(guest), 'protocol': protocol or 'tcp',
+                               'address': address or ANY_ADDRESS})
+    return result
+
+
+def check_ports_free(forwards):
+    """Raise ValueError naming the port, the address and the fix when a forward's host port
+    cannot be bound here (taken, privileged or not an address of this host). Call it before
+    the guest starts: a running guest holds its own ports."""
+    for forward in normalize_forwards(forwards):
+        kind = socket.SOCK_STREAM if forward['protocol'] == 'tcp' else socket.SOCK_DGRAM
+        where = 'host port %d (%s) on %s' % (forward['host'], forward['protocol'], forward['address'])
+        with socket.socket(socket.AF_INET, kind) as probe:
+            # As slirp does for its listening sockets, so a closed connection's TIME_WAIT does not count.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((forward['address'], forward['host']))
+            except OSError as e:
+                if e.errno == errno.EADDRINUSE:
+                    raise ValueError('%s is already in use (by another program or guest; see ss -lntup '
+                                     'sport = :%d): choose another host port in port_forwards or stop '
+                                     'what uses it' % (where, forward['host']))
+                if e.errno == errno.EACCES:
+                    raise ValueError('%s needs privilege (ports below 1024 are reserved for root, see '
+                                     'sysctl net.ipv4.ip_unprivileged_port_start): choose a host port '
+                                     'from 1024 up' % where)
+                if e.errno == errno.EADDRNOTAVAIL:
+                    raise ValueError('%s cannot be bound: %s is not an address of this host; use 127.0.0.1 '
+                                     'or 0.0.0.0, or one of the addresses ip -4 addr lists'
+                                     % (where, forward['address']))
+                raise ValueError('%s cannot be bound: %s' % (where, e.strerror))

@@ -1,0 +1,114 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""_network: a guest's card, QEMU's port forwards and whether their host ports are free."""
+
+import socket
+from xml.etree import ElementTree
+
+import pytest
+
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._network import (
+    QEMU_NAMESPACE, check_ports_free, forwarded_ports, interface_xml, stable_mac)
+
+
+def domain(devices='', args=()):
+    return ("<domain xmlns:qemu='%s'><devices>%s</devices><qemu:commandline>%s</qemu:commandline></domain>"
+            % (QEMU_NAMESPACE, devices, ''.join("<qemu:arg value='%s'/>" % arg for arg in args)))
+
+
+def test_user_networking_forwards_through_qemus_command_line():
+    devices, args = interface_xml({'type': 'user', 'port_forwards': [
+        {'host': 2222, 'guest': 22}, {'host': '8053', 'guest': 53, 'protocol': 'udp', 'address': '0.0.0.0'}]}, 'web')
+    mac = stable_mac('web')
+    assert devices == ''
+    assert args == ['-netdev', 'user,id=embedvirt-net0,hostfwd=tcp:127.0.0.1:2222-:22,hostfwd=udp:0.0.0.0:8053-:53',
+                    '-device', 'virtio-net-pci,netdev=embedvirt-net0,mac=%s,addr=0x1c' % mac]
+
+
+def test_the_mac_is_stable_per_name_unicast_and_can_be_given():
+    assert stable_mac('web') == stable_mac('web') != stable_mac('db')
+    assert stable_mac('web').startswith('52:54:00:')
+    _devices, args = interface_xml({'type': 'user', 'mac': '52:54:00:AB:CD:EF'}, 'web')
+    assert 'mac=52:54:00:ab:cd:ef,' in args[3]
+    with pytest.raises(ValueError, match="mac '53:54:00:ab:cd:ef' is not a unicast MAC address: give six hex"):
+        interface_xml({'type': 'user', 'mac': '53:54:00:ab:cd:ef'}, 'web')
+
+
+def test_bridge_and_tap_are_libvirt_interfaces():
+    devices, args = interface_xml({'type': 'bridge', 'bridge': 'br0'}, 'web')
+    tree = ElementTree.fromstring(devices)
+    assert args == [] and tree.get('type') == 'bridge' and tree.find('source').get('bridge') == 'br0'
+    assert tree.find('mac').get('address') == stable_mac('web') and tree.find('model').get('type') == 'virtio'
+    devices, args = interface_xml({'type': 'tap', 'tap': 'tap0'}, 'web')
+    target = ElementTree.fromstring(devices).find('target')
+    assert ElementTree.fromstring(devices).get('type') == 'ethernet'
+    assert (target.get('dev'), target.get('managed')) == ('tap0', 'no')
+
+
+def test_none_is_no_card():
+    assert interface_xml({'type': 'none'}, 'web') == ('', []) == interface_xml(None, 'web')
+
+
+@pytest.mark.parametrize('network, says', [
+    ({'type': 'slirp'}, "network type 'slirp' is unknown: use one of none, user, bridge, tap"),
+    ({'type': 'bridge', 'port_forwards': [{'host': 2222, 'guest': 22}]}, "port_forwards need network type 'user'"),
+    ({'type': 'bridge'}, "network type 'bridge' needs bridge: the name of an existing host bridge device"),
+    ({'type': 'tap', 'tap': '../x'}, "network type 'tap' needs tap"),
+    ({'type': 'user', 'port_forwards': [{'host': 70000, 'guest': 22}]}, 'host must be a port number from 1 to 65535'),
+    ({'type': 'user', 'port_forwards': [{'host': 2222, 'guest': 'ssh'}]}, 'guest must be a port number'),
+    ({'type': 'user', 'port_forwards': [{'host': True, 'guest': 22}]}, 'host must be a port number'),
+    ({'type': 'user', 'port_forwards': [{'host': 2222, 'guest': 22, 'protocol': 'sctp'}]}, 'protocol must be tcp or udp'),
+    ({'type': 'user', 'port_forwards': [{'host': 2222, 'guest': 22, 'address': '::1'}]}, 'forwards IPv4 only'),
+    ({'type': 'user', 'port_forwards': [{'host': 2222, 'guest': 22, 'adress': '0.0.0.0'}]}, 'a dictionary with host, guest'),
+    ({'type': 'user', 'port_forwards': [{'host': 2222, 'guest': 22}, {'host': 2222, 'guest': 80, 'address': '0.0.0.0'}]},
+     r'host port 2222 \(tcp\) is forwarded twice'),
+])
+def test_bad_networks_name_the_fix(network, says):
+    with pytest.raises(ValueError, match=says):
+        interface_xml(network, 'web')
+
+
+def test_the_same_host_port_for_tcp_and_udp_is_fine():
+    _devices, args = interface_xml({'type': 'user', 'port_forwards': [
+        {'host': 5353, 'guest': 53}, {'host': 5353, 'guest': 53, 'protocol': 'udp'}]}, 'web')
+    assert args[1].count('hostfwd=') == 2
+
+
+def test_forwarded_ports_read_back_what_interface_xml_writes():
+    forwards = [{'host': 2222, 'guest': 22, 'protocol': 'tcp', 'address': '127.0.0.1'},
+                {'host': 8053, 'guest': 53, 'protocol': 'udp', 'address': '0.0.0.0'}]
+    _devices, args = interface_xml({'type': 'user', 'port_forwards': forwards}, 'web')
+    assert forwarded_ports(domain(args=args)) == forwards
+
+
+def test_forwarded_ports_of_hand_written_command_lines():
+    xml = domain(args=['-nic', 'user,model=virtio,hostfwd=::2222-:22,hostfwd=udp::6000-10.0.2.15:6000',
+                       '-netdev', 'tap,id=t,hostfwd=tcp::1-:1', '-device', 'e1000'])
+    assert forwarded_ports(xml) == [{'host': 2222, 'guest': 22, 'protocol': 'tcp', 'address': '0.0.0.0'},
+                                    {'host': 6000, 'guest': 6000, 'protocol': 'udp', 'address': '0.0.0.0'}]
+
+
+def test_a_port_forward_libvirt_ignores_is_not_reported():
+    # libvirt 9.0 keeps <portForward> without passt, but QEMU never binds it.
+    xml = domain(devices="<interface type='user'><portForward proto='tcp'><range start='2222' to='22'/>"
+                         "</portForward></interface>")
+    assert forwarded_ports(xml) == [] and forwarded_ports('not xml') == []
+
+
+def test_check_ports_free_names_a_taken_port_and_the_fix():
+    with socket.socket() as taken:
+        taken.bind(('127.0.0.1', 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ValueError, match=r'host port %d \(tcp\) on 127.0.0.1 is already in use .*'
+                                             'choose another host port in port_forwards' % port):
+            check_ports_free([{'host': port, 'guest': 22}])
+        # The same number for UDP is another port.
+        check_ports_free([{'host': port, 'guest': 22, 'protocol': 'udp'}])
+    check_ports_free([{'host': port, 'guest': 22}])
+
+
+def test_check_ports_free_names_an_address_that_is_not_here():
+    with pytest.raises(ValueError, match='192.0.2.1 is not an address of this host'):
+        check_ports_free([{'host': 2222, 'guest': 22, 'address': '192.0.2.1'}])
