@@ -22,6 +22,27 @@ def name_in_xml(xml):
         return None, 'the XML is not well-formed: %s' % e
 
 
+def same_definition(stored, wanted):
+    """Whether two definitions in libvirt's stored form are the same.
+
+    Controllers libvirt adds itself are listed in an order that can differ between a define
+    and a later start of the same definition (on q35, the virtio-serial controller of a guest
+    agent channel moves past the PCIe root ports), so they compare as a set.
+    """
+    return canonical_form(stored) == canonical_form(wanted)
+
+
+def canonical_form(xml):
+    tree = ElementTree.fromstring(xml)
+    devices = tree.find('devices')
+    if devices is not None:
+        controllers = devices.findall('controller')
+        for controller in controllers:
+            devices.remove(controller)
+        devices.extend(sorted(controllers, key=lambda element: ElementTree.tostring(element)))
+    return ElementTree.tostring(tree)
+
+
 def render(domain):
     """A domain as diff text: what a reader checks first, then the definition."""
     if domain is None:
@@ -106,7 +127,7 @@ class DomainManager(Manager):
             self.require_domain(name)
             return
         current = self.domain
-        if current is not None and current['persistent'] and current['xml'] == self.wanted_xml:
+        if current is not None and current['persistent'] and same_definition(current['xml'], self.wanted_xml):
             return
         action = 'define' if current is None or not current['persistent'] else 'redefine'
         predicted = self.predict(name=name, xml=self.wanted_xml, persistent=True)
