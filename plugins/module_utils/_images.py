@@ -22,7 +22,8 @@ import shutil
 import time
 import urllib.error
 import urllib.parse
-import urllib.request
+
+from ansible.module_utils.urls import open_url
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import BASE_IMAGES
 
@@ -149,9 +150,8 @@ class BaseImage:
     def download(self, deadline):
         """Download into the partial file, resuming what an interrupted run left."""
         have = self.partial_size()
-        request = urllib.request.Request(self.image, headers={'Range': 'bytes=%d-' % have} if have else {})
         try:
-            response = urllib.request.urlopen(request, timeout=READ_TIMEOUT)  # nosec: the user's URL
+            response = open_url(self.image, headers={'Range': 'bytes=%d-' % have} if have else {}, timeout=READ_TIMEOUT)
         except urllib.error.HTTPError as e:
             if e.code == 416 and have:
                 return 0  # the partial file is already whole: verify() decides
@@ -200,4 +200,3 @@ class BaseImage:
                 os.close(directory)
             raise ImageError('%s has %s %s, not %s as checksum says: it was removed, nothing is kept; check the '
                              'checksum and the URL' % (self.image, algorithm, digest.hexdigest(), wanted), 'checksum')
-
