@@ -39,7 +39,7 @@ def canonical_form(xml):
         controllers = devices.findall('controller')
         for controller in controllers:
             devices.remove(controller)
-        devices.extend(sorted(controllers, key=lambda element: ElementTree.tostring(element)))
+        devices.extend(sorted(controllers, key=ElementTree.tostring))
     return ElementTree.tostring(tree)
 
 
