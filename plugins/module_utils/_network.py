@@ -113,11 +113,7 @@ def normalize_forwards(forwards):
         if protocol not in PROTOCOLS:
             raise ValueError("port forward %r: protocol must be tcp or udp" % (forward,))
         address = forward.get('address') or DEFAULT_ADDRESS
-        try:
-            valid = ipaddress.ip_address(address).version == 4
-        except ValueError:
-            valid = False
-        if not valid:
+        if not valid_ipv4(address):
             raise ValueError("port forward %r: address must be an IPv4 address of this host (QEMU's "
                              "user networking forwards IPv4 only), such as 127.0.0.1 (the default, "
                              "this host only) or 0.0.0.0 (every address)" % (forward,))
@@ -129,6 +125,14 @@ def normalize_forwards(forwards):
                              % (normalized['host'], protocol))
         result.append(normalized)
     return result
+
+
+def valid_ipv4(address):
+    try:
+        ipaddress.IPv4Address(address)
+        return True
+    except ValueError:
+        return False
 
 
 def forwarded_ports(domain_xml):
@@ -145,7 +149,7 @@ def forwarded_ports(domain_xml):
             continue
         for part in value.split(','):
             match = HOSTFWD_PATTERN.match(part[len('hostfwd='):]) if part.startswith('hostfwd=') else None
-            if match:
+            if match and valid_ipv4(match.group(2) or ANY_ADDRESS):
                 protocol, address, host, _guest_address, guest = match.groups()
                 result.append({'host': int(host), 'guest': int(guest), 'protocol': protocol or 'tcp',
                                'address': address or ANY_ADDRESS})

@@ -220,6 +220,11 @@ class Operations:
     def agent(self, name, command, arguments=None, timeout=30):
         """One guest agent command; its 'return' value."""
 
+    @operation()
+    def domain_interfaces(self, name):
+        """A running guest's network interfaces as its agent reports them:
+        [{name, hwaddr, addresses: [{type (ipv4, ipv6), address, prefix}]}]."""
+
     @operation(waits='timeout')
     def guest_wait_agent(self, name, timeout):
         """Wait until the guest agent answers; its guest-info."""

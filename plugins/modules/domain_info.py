@@ -28,6 +28,16 @@ options:
     elements: str
     choices: [nostate, running, blocked, paused, shutdown, shutoff, crashed, pmsuspended]
     aliases: [states]
+  interfaces:
+    description:
+      - Ask the guest agent of each running domain for its network interfaces and addresses
+        (RV(domains[].interfaces)).
+      - One agent query per running domain; it takes milliseconds when the agent answers, nothing
+        when the domain has no agent channel or its agent has not connected, and at most 2 seconds
+        when a connected agent is silent. V(false) skips it, for example to list many guests that
+        have no agent.
+    type: bool
+    default: true
 extends_documentation_fragment:
   - embedvirt.libvirt.root
   - embedvirt.libvirt.attributes
@@ -56,6 +66,20 @@ EXAMPLES = r'''
     root: /srv/vms
     name: [web, db]
     state: running
+  register: running
+
+- name: The address of web, from its guest agent
+  ansible.builtin.debug:
+    msg: >-
+      {{ (running.domains | selectattr('name', '==', 'web') | first).interfaces
+         | rejectattr('name', '==', 'lo') | map(attribute='addresses') | flatten
+         | selectattr('type', '==', 'ipv4') | map(attribute='address') | first }}
+
+- name: The host port that reaches SSH in web (user networking)
+  ansible.builtin.debug:
+    msg: >-
+      {{ (running.domains | selectattr('name', '==', 'web') | first).forwarded_ports
+         | selectattr('guest', '==', 22) | map(attribute='host') | first }}
 '''
 
 RETURN = r'''
@@ -88,6 +112,44 @@ domains:
     autostart:
       description: Whether the domain starts when the root's helper starts.
       type: bool
+    interfaces:
+      description:
+        - The guest's network interfaces as its guest agent reports them (the loopback too), sorted
+          by name; empty when the agent does not answer (RV(domains[].interfaces_error) says why).
+      returned: for running domains, unless O(interfaces=false)
+      type: list
+      elements: dict
+      contains:
+        name:
+          description: The interface's name in the guest.
+          type: str
+          sample: eth0
+        hwaddr:
+          description: Its MAC address.
+          type: str
+          sample: 52:54:00:12:34:56
+        addresses:
+          description: Its addresses, each with C(type) (V(ipv4) or V(ipv6)), C(address) and C(prefix).
+          type: list
+          elements: dict
+          sample: [{type: ipv4, address: 10.0.2.15, prefix: 24}]
+    interfaces_error:
+      description:
+        - Why RV(domains[].interfaces) is empty - C(kind) (V(agent_unavailable) when the domain has no
+          agent channel or its agent does not answer, for example while the guest boots), C(message) and
+          C(hint) (the fix).
+      returned: for running domains whose agent did not answer
+      type: dict
+      sample: {kind: agent_unavailable, message: "the guest agent of domain 'web' does not answer: ...", hint: "..."}
+    forwarded_ports:
+      description:
+        - The host ports QEMU's user networking forwards into the guest (the C(hostfwd) of a C(-netdev user)
+          in the domain's C(<qemu:commandline>), as M(embedvirt.libvirt.instance) writes them), each with
+          C(host), C(guest), C(protocol) and C(address) (the host address it listens on; V(0.0.0.0) is every one).
+      returned: for running domains
+      type: list
+      elements: dict
+      sample: [{host: 2222, guest: 22, protocol: tcp, address: 127.0.0.1}]
 versions:
   description: Versions of the software serving the root.
   returned: always
@@ -124,8 +186,13 @@ error_path:
   sample: /srv/vms/log/embedvirt
 '''
 
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._client import HelperClientError
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._common import EmbedvirtModule
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._network import forwarded_ports
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import DOMAIN_STATES
+
+# What a guest agent that cannot say anything reports; any other error fails the task.
+QUIET_AGENT_KINDS = ('agent_unavailable', 'not_running', 'no_domain')
 
 
 def main():
@@ -133,14 +200,34 @@ def main():
         dict(
             name=dict(type='list', elements='str', aliases=['names']),
             state=dict(type='list', elements='str', choices=list(DOMAIN_STATES), aliases=['states']),
+            interfaces=dict(type='bool', default=True),
         ),
         read_only=True,
         supports_check_mode=True,
     )
     domains = module.helper.domain_list(names=module.params['name'], states=module.params['state'])
+    for domain in domains:
+        if domain['state'] == 'running':
+            add_network(module, domain)
     versions = module.helper.versions()
     helper = dict(module.helper.helper_status(), running=True)
     module.exit(changed=False, domains=domains, versions=versions, helper=helper)
+
+
+def add_network(module, domain):
+    """A running domain's forwarded ports (from its live XML) and, when asked, its interfaces."""
+    detail = module.helper.domain_get(domain['name'])
+    domain['forwarded_ports'] = forwarded_ports(detail['xml']) if detail else []
+    if not module.params['interfaces']:
+        return
+    try:
+        domain['interfaces'] = module.client.domain_interfaces(domain['name'])
+    except HelperClientError as e:
+        # A guest still booting or without an agent is a normal sight in a listing.
+        if e.kind not in QUIET_AGENT_KINDS:
+            module.fail(str(e), error_kind=e.kind)
+        domain['interfaces'] = []
+        domain['interfaces_error'] = {'kind': e.kind, 'message': e.args[0], 'hint': e.hint}
 
 
 if __name__ == '__main__':

@@ -24,6 +24,9 @@ AGENT_BUSY_SECONDS = 120
 REPEATABLE_AGENT_COMMANDS = ('guest-ping', 'guest-info', 'guest-exec-status')
 # Largest standard input (base64) sent inside a guest-exec message.
 AGENT_INPUT_DATA_BYTES = 64 * 1024
+# How long a query of addresses waits for an agent that is connected but silent (libvirt's own
+# wait is 5 s), so that listing many guests stays quick.
+ADDRESSES_AGENT_SECONDS = 2
 
 
 class GuestAgent(DriverUser):
@@ -54,6 +57,26 @@ class GuestAgent(DriverUser):
                 if 'not available for now' not in str(e) or not unsent or time.time() >= deadline:
                     raise explain_agent_error(str(e), name, command)
             time.sleep(0.5)
+
+    def domain_interfaces(self, name):
+        """The guest's interfaces and addresses from its agent, sorted by name."""
+        dom = self.domains.domain_required(name)
+        libvirt = self.libvirt
+        try:
+            # The domain's agent timeout, for this query only (other agent calls give their own).
+            dom.agentSetResponseTimeout(ADDRESSES_AGENT_SECONDS)
+            try:
+                found = dom.interfaceAddresses(libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT)
+            finally:
+                dom.agentSetResponseTimeout(libvirt.VIR_DOMAIN_AGENT_RESPONSE_TIMEOUT_DEFAULT)
+        except libvirt.libvirtError as e:
+            raise explain_agent_error(str(e), name, 'guest-network-get-interfaces')
+        kinds = {libvirt.VIR_IP_ADDR_TYPE_IPV4: 'ipv4', libvirt.VIR_IP_ADDR_TYPE_IPV6: 'ipv6'}
+        return [{'name': interface, 'hwaddr': detail.get('hwaddr'),
+                 'addresses': [{'type': kinds.get(address['type'], str(address['type'])),
+                                'address': address['addr'], 'prefix': address['prefix']}
+                               for address in detail.get('addrs') or ()]}
+                for interface, detail in sorted(found.items())]
 
     def guest_wait_agent(self, name, timeout):
         """Wait until the guest agent answers a ping; its info (version, enabled commands)."""

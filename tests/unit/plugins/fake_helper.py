@@ -75,7 +75,8 @@ class FakeHelper:
 
     # --- what tests set up and ask ---------------------------------------------------
     def add_domain(self, name, state='shutoff', persistent=True, autostart=False, xml=None, **extra):
-        """A domain as libvirt would list it; extra keys (such as ignores_shutdown) steer the fake."""
+        """A domain as libvirt would list it; extra keys steer the fake: ignores_shutdown, and
+        interfaces (what its agent reports; without it the guest has no agent)."""
         running = state in _protocol.ACTIVE_STATES
         self.domains[name] = dict(name=name, uuid=str(uuid.uuid4()), id=self.take_id() if running else None,
                                   state=state, state_reason=1, persistent=persistent, autostart=autostart,
@@ -130,6 +131,13 @@ class FakeHelper:
         # What HelperClient checks: this root, the pid at the other end of the socket, its version.
         return {'root': self.root, 'pid': os.getpid(), 'uid': os.geteuid(), 'version': self.version,
                 'protocol': _protocol.PROTOCOL, 'idle_timeout': idle_timeout, 'in_flight': []}
+
+    # --- the helper and libvirt --------------------------------------------------------
+    def helper_status(self):
+        return {'pid': os.getpid(), 'uid': os.geteuid(), 'version': self.version, 'root': self.root}
+
+    def versions(self):
+        return {'libvirt': '9.0.0', 'qemu': '7.2.0', 'python_libvirt': '9.0.0'}
 
     # --- domains ---------------------------------------------------------------------
     def stored_form(self, xml):
@@ -220,6 +228,13 @@ class FakeHelper:
         if self.required(name)['state'] != 'running':
             raise FakeError('agent_unavailable', 'the guest agent of domain %s is not connected' % name,
                             'start the domain')
+
+    def domain_interfaces(self, name):
+        self.running_guest(name)
+        if 'interfaces' not in self.domains[name]:
+            raise FakeError('agent_unavailable', "the guest agent of domain '%s' does not answer: QEMU guest "
+                            "agent is not configured" % name, 'give the domain a guest agent channel')
+        return self.domains[name]['interfaces']
 
     def guest_wait_agent(self, name, timeout):
         self.running_guest(name)

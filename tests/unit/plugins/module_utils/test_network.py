@@ -84,7 +84,8 @@ def test_forwarded_ports_read_back_what_interface_xml_writes():
 
 def test_forwarded_ports_of_hand_written_command_lines():
     xml = domain(args=['-nic', 'user,model=virtio,hostfwd=::2222-:22,hostfwd=udp::6000-10.0.2.15:6000',
-                       '-netdev', 'tap,id=t,hostfwd=tcp::1-:1', '-device', 'e1000'])
+                       '-netdev', 'tap,id=t,hostfwd=tcp::1-:1', '-device', 'e1000',
+                       '-netdev', 'user,hostfwd=tcp:{{x}}:2-:2'])
     assert forwarded_ports(xml) == [{'host': 2222, 'guest': 22, 'protocol': 'tcp', 'address': '0.0.0.0'},
                                     {'host': 6000, 'guest': 6000, 'protocol': 'udp', 'address': '0.0.0.0'}]
 
