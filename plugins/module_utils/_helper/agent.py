@@ -70,6 +70,9 @@ class GuestAgent(DriverUser):
             finally:
                 dom.agentSetResponseTimeout(libvirt.VIR_DOMAIN_AGENT_RESPONSE_TIMEOUT_DEFAULT)
         except libvirt.libvirtError as e:
+            if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:  # a transient guest that just went away
+                raise HelperError('no_domain', "domain '%s' is gone: %s" % (name, e),
+                                  'check the name with embedvirt.libvirt.domain_info')
             raise explain_agent_error(str(e), name, 'guest-network-get-interfaces')
         kinds = {libvirt.VIR_IP_ADDR_TYPE_IPV4: 'ipv4', libvirt.VIR_IP_ADDR_TYPE_IPV6: 'ipv6'}
         return [{'name': interface, 'hwaddr': detail.get('hwaddr'),
