@@ -14,7 +14,10 @@ from ansible.parsing.dataloader import DataLoader
 from ansible.plugins.loader import inventory_loader
 
 from ansible_collections.embedvirt.libvirt.plugins.inventory import domains
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._client import HelperClient
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._network import QEMU_NAMESPACE, interface_xml
 from ansible.template import Templar, trust_as_template
+from ansible.utils.display import Display
 
 from ansible_collections.embedvirt.libvirt.tests.unit.plugins.fake_helper import FakeHelper
 
@@ -127,3 +130,73 @@ def test_only_files_named_embedvirt_yml_are_read(tmp_path):
     for name, accepted in (('a.embedvirt.yml', True), ('a.embedvirt.yaml', True), ('a.yml', False)):
         (tmp_path / name).write_text('plugin: embedvirt.libvirt.domains\n')
         assert plugin.verify_file(str(tmp_path / name)) is accepted
+
+
+def guest_xml(name, forwards):
+    devices, args = interface_xml({'type': 'user', 'port_forwards': forwards}, name)
+    return ("<domain xmlns:qemu='%s'><name>%s</name><devices>%s</devices><qemu:commandline>%s</qemu:commandline>"
+            "</domain>" % (QEMU_NAMESPACE, name, devices, ''.join("<qemu:arg value='%s'/>" % arg for arg in args)))
+
+
+def interfaces(*addresses):
+    return [{'name': 'lo', 'hwaddr': '00:00:00:00:00:00',
+             'addresses': [{'type': 'ipv4', 'address': '127.0.0.1', 'prefix': 8}]},
+            {'name': 'eth0', 'hwaddr': '52:54:00:12:34:56',
+             'addresses': [{'type': kind, 'address': address, 'prefix': 24} for kind, address in addresses]}]
+
+
+def ssh_vars(data, name):
+    variables = host_vars(data, name)
+    keys = ('ansible_connection', 'ansible_host', 'ansible_port', 'ansible_ssh_common_args')
+    return dict((key, variables[key]) for key in keys if key in variables)
+
+
+def test_connection_ssh_reaches_guests_through_their_forward_or_their_agents_address(fake_helper, tmp_path):
+    fake_helper.add_domain('fwd', state='running', interfaces=interfaces(('ipv4', '10.0.2.15')),
+                           xml=guest_xml('fwd', [{'host': 8080, 'guest': 80}, {'host': 2222, 'guest': 22}]))
+    fake_helper.add_domain('anywhere', state='running', xml=guest_xml('anywhere', [
+        {'host': 2223, 'guest': 22, 'address': '0.0.0.0'}]))
+    fake_helper.add_domain('bridged', state='running', interfaces=interfaces(
+        ('ipv6', 'fe80::1'), ('ipv4', '169.254.3.4'), ('ipv4', '192.0.2.7')))
+    fake_helper.add_domain('silent', state='running')  # no forward, no agent
+    fake_helper.add_domain('off', xml=guest_xml('off', [{'host': 2224, 'guest': 22}]))
+    data = inventory(tmp_path, roots=[fake_helper.root], connection='ssh')
+    assert ssh_vars(data, 'fwd') == {'ansible_connection': 'ssh', 'ansible_host': '127.0.0.1', 'ansible_port': 2222}
+    assert ssh_vars(data, 'anywhere') == {'ansible_connection': 'ssh', 'ansible_host': '127.0.0.1', 'ansible_port': 2223}
+    assert ssh_vars(data, 'bridged') == {'ansible_connection': 'ssh', 'ansible_host': '192.0.2.7'}
+    assert ssh_vars(data, 'silent') == {'ansible_connection': 'embedvirt.libvirt.guest_agent'}
+    assert ssh_vars(data, 'off') == {'ansible_connection': 'embedvirt.libvirt.guest_agent'}
+    # The agent is asked only when no forward reaches port 22; a guest that is off is never asked.
+    assert sorted(args['name'] for args in fake_helper.args_of('domain_interfaces')) == ['bridged', 'silent']
+    assert sorted(args['name'] for args in fake_helper.args_of('domain_get')) == ['anywhere', 'bridged', 'fwd', 'silent']
+    assert fake_helper.changes() == []
+
+
+def test_connection_ssh_warns_about_a_running_guest_it_cannot_reach(fake_helper, tmp_path, monkeypatch):
+    fake_helper.add_domain('silent', state='running')
+    warnings = []
+    monkeypatch.setattr(Display(), 'warning', lambda msg, *args, **kwargs: warnings.append(msg))
+    inventory(tmp_path, roots=[fake_helper.root], connection='ssh')
+    assert warnings == ['domain silent in root %s has no forward to its port 22 and its guest agent reports no '
+                        'address to reach it at: it keeps the guest agent connection' % fake_helper.root]
+
+
+def test_the_default_connection_asks_nothing_more(guests, tmp_path):
+    inventory(tmp_path, roots=[guests.root])
+    assert guests.ops() == ['domain_list']
+
+
+@pytest.mark.parametrize('address, expected', [
+    ('0.0.0.0', {'ansible_host': 'vmhost1', 'ansible_port': 2222}),
+    ('198.51.100.4', {'ansible_host': '198.51.100.4', 'ansible_port': 2222}),
+    ('127.0.0.1', {'ansible_host': '127.0.0.1', 'ansible_port': 2222,
+                   'ansible_ssh_common_args': "-o ProxyCommand='ssh -p 2200 -i '\"'\"'/k y'\"'\"' -W %h:%p admin@vmhost1'"}),
+])
+def test_a_forward_on_a_remote_hypervisor_is_reached_on_it_or_through_it(fake_helper, address, expected):
+    fake_helper.add_domain('web', state='running', xml=guest_xml('web', [{'host': 2222, 'guest': 22, 'address': address}]))
+    root = {'path': fake_helper.root, 'hypervisor': 'admin@vmhost1', 'hypervisor_ssh_args': "-p 2200 -i '/k y'"}
+    client = HelperClient(fake_helper.root, create=False)
+    try:
+        assert domains.ssh_endpoint(client, 'web', root) == expected
+    finally:
+        client.close()
