@@ -5,32 +5,23 @@
 # Debian's cloud kernel, a busybox initramfs that loads the virtio modules and switches to
 # the disk, and the disk made with mkfs.ext4 -d (no mount, no loop device). As root.
 #   tests/guest/build.sh [OUTDIR]     prints OUTDIR when the guest is there
+#   tests/guest/build.sh cloud [OUTDIR]  builds the cloud-style image instead (tests/guest/cloud.sh)
 set -euo pipefail
 # Only the result goes to stdout (callers capture it): tools' chatter goes to stderr.
 exec 3>&1 1>&2
 here=$(cd "$(dirname "$0")" && pwd)
+if [ "${1:-}" = cloud ]; then shift; exec "$here/cloud.sh" "$@" >&3; fi
+. "$here/common.sh"
 out=${1:-$here/../../.cache/guest}
 version=4   # bump when what this script builds changes
 if [ -s "$out/disk.img" ] && [ "$(cat "$out/version" 2>/dev/null)" = "$version" ]; then
   echo "$out" >&3; exit 0
 fi
 
-need=()
-for p in debootstrap busybox-static e2fsprogs cpio gzip; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
-done
-if [ ${#need[@]} -gt 0 ]; then
-  apt-get update -q >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
-fi
+need_packages debootstrap busybox-static e2fsprogs cpio gzip
 
 work=$(mktemp -d /var/tmp/embedvirt-guest.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-mirror=$(cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null \
-  | sed -n 's/^URIs: *//p; s/^deb \(http[^ ]*\) .*/\1/p' | grep -v security | head -1 || true)
-mirror=${mirror:-http://deb.debian.org/debian}
-
-step() { echo "guest: [$(printf '%3d' "$SECONDS") s] $*"; }
 step "debootstrap from $mirror (the longest step)"
 debootstrap --variant=minbase --include=python3,qemu-guest-agent,sudo \
   bookworm "$work/rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 \
