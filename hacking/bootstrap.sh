@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests need on a Debian 12 machine, as root:
-# QEMU, libvirt's QEMU and secret drivers and the Python bindings (Debian packages), the
-# libvirt-qemu account the privileged embedded driver looks up, and a virtual environment
-# in .cache/venv (ansible-core and test tools) that also sees Debian's python3-libvirt.
+# QEMU (with SeaBIOS, and OVMF for UEFI guests), libvirt's QEMU and secret drivers and the
+# Python bindings (Debian packages), the libvirt-qemu account the privileged embedded driver
+# looks up, and a virtual environment in .cache/venv (ansible-core and test tools) that also
+# sees Debian's python3-libvirt.
 # Usage: hacking/bootstrap.sh [more Debian packages]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(
-  qemu-system-x86 qemu-utils seabios
+  qemu-system-x86 qemu-utils seabios ovmf
   libvirt-daemon libvirt-daemon-driver-qemu
   python3 python3-venv python3-libvirt
   git procps util-linux iproute2

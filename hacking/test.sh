@@ -38,11 +38,18 @@ for suite in "${suites[@]}"; do
     units) run units ansible-test units --venv --python 3.11 --color no "$@" ;;
     lint) ANSIBLE_COLLECTIONS_PATH=$work run lint ansible-lint --profile production --offline --nocolor roles playbooks ;;
     integration)
-      # The real Debian guest for the guest_agent target: built once, cached in the checkout.
+      # The real Debian guests, built once, cached in the checkout: the guest_agent target's,
+      # and the cloud image (a qcow2 with its sha256) that the instance target boots.
       if ! guest=$("$checkout/tests/guest/build.sh" "$checkout/.cache/guest") || [ ! -d "$guest" ]; then
         failed=$((failed + 1)); names_failed+=("integration (test guest build)"); continue
       fi
-      printf 'embedvirt_guest_image: %s\n' "$guest" >tests/integration/integration_config.yml
+      if ! cloud=$("$checkout/tests/guest/build.sh" cloud "$checkout/.cache/guest") \
+         || [ ! -s "$cloud/cloud.qcow2.sha256" ]; then
+        failed=$((failed + 1)); names_failed+=("integration (cloud image build)"); continue
+      fi
+      printf 'embedvirt_guest_image: %s\nembedvirt_cloud_image: %s\nembedvirt_cloud_image_sha256: %s\n' \
+        "$guest" "$cloud/cloud.qcow2" "$(cat "$cloud/cloud.qcow2.sha256")" \
+        >tests/integration/integration_config.yml
       run integration ansible-test integration --local --python 3.11 --allow-destructive \
         --color no -v "$@" ;;
     *) echo "unknown suite '$suite': use sanity, units, lint or integration"; exit 2 ;;
