@@ -221,8 +221,10 @@ class HelperClient(Operations):
         with self.root.open(create=self.create) as rootdir:
             if self.created_root:
                 # What the root role would write, so that the first guest starts (as root,
-                # libvirt's own defaults want the system virtlogd).
+                # libvirt's own defaults want the system virtlogd), and the marker that lets
+                # root_dir (and the role) purge it later.
                 _qemu_conf.write_default(rootdir)
+                _root.write_marker(rootdir, 'persistent', replace=False)
             lock = self._lock(rootdir)
             try:
                 # Somebody may have started (or replaced) the helper while we waited.

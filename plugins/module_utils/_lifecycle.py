@@ -26,10 +26,10 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils._client import B
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._common import Manager
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import ACTIVE_STATES, helper_argv
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import (
-    BOOT_HELPER, BOOT_HELPER_DIR, IMAGES, LAYOUT, MARKER_NAME, QEMU_RUN_DIRS, RootError, open_dir_path)
+    BOOT_HELPER, BOOT_HELPER_DIR, IMAGES, LAYOUT, MARKER_NAME, QEMU_RUN_DIRS, RootError, marker_fields,
+    open_dir_path, write_marker)
 
 LAYOUT_MODE = 0o700
-MARKER_MODE = 0o600
 
 # systemd-escape --path --template=embedvirt-helper@.service <root>
 BOOT_UNIT = 'embedvirt-helper@%s.service'
@@ -403,12 +403,10 @@ class RootLifecycle(Manager):
             root_dir.gid = gid  # what it gives the files it writes from now on
         for relative in LAYOUT:
             self.ensure_directory(root_dir, relative, gid)
-        wanted = {'root': self.path, 'created_by': 'embedvirt.libvirt', 'lifecycle': params['lifecycle']}
+        wanted = marker_fields(self.path, params['lifecycle'])
         if marker is None or any(marker.get(k) != v for k, v in wanted.items()):
             if self.act('mark'):
-                wanted['created'] = (marker or {}).get('created') or time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())
-                data = json.dumps(wanted, indent=2, sort_keys=True).encode()
-                root_dir.write_file(MARKER_NAME, data, mode=MARKER_MODE)
+                write_marker(root_dir, params['lifecycle'], created=(marker or {}).get('created'))
         return self.present_result(uid, gid, qemu_conf_changed=self.ensure_qemu_conf(root_dir))
 
     def present_result(self, uid, gid, qemu_conf_changed):

@@ -9,8 +9,10 @@ Every other layer asks this one; no other file builds a path under a root.
 
 
 import errno
+import json
 import os
 import stat
+import time
 import uuid
 
 # The layout of a root, relative to it. libvirt owns etc/, lib/, log/ and run/ below the
@@ -43,6 +45,7 @@ QEMU_RUN_DIRS = ('lib/qemu/', 'run/qemu/')
 
 # The file that proves a directory is a root made by this collection (see _lifecycle.py).
 MARKER_NAME = '.embedvirt-root'
+MARKER_MODE = 0o600
 
 # Outside every root: the helper code that boot units run, owned by root.
 BOOT_HELPER_DIR = '/usr/local/libexec/embedvirt'
@@ -301,6 +304,19 @@ class RootDir:
                     pass
         finally:
             os.close(dir_fd)
+
+
+def marker_fields(path, lifecycle):
+    """What a root's marker says (and what a marker must say to be this root's)."""
+    return {'root': path, 'created_by': 'embedvirt.libvirt', 'lifecycle': lifecycle}
+
+
+def write_marker(root_dir, lifecycle, created=None, replace=True):
+    """Mark a pinned root as one of this collection's; whether it wrote."""
+    fields = dict(marker_fields(root_dir.path, lifecycle),
+                  created=created or time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()))
+    return root_dir.write_file(MARKER_NAME, json.dumps(fields, indent=2, sort_keys=True).encode(),
+                               mode=MARKER_MODE, replace=replace)
 
 
 def check_root_path(path):
