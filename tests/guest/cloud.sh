@@ -21,7 +21,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/common.sh"
 step_name=cloud
 out=${1:-$here/../../.cache/guest}
-version=1   # bump when what this script builds changes
+version=2   # bump when what this script builds changes
 if [ -s "$out/cloud.qcow2" ] && [ -s "$out/cloud.qcow2.sha256" ] \
    && [ "$(cat "$out/cloud.version" 2>/dev/null)" = "$version" ]; then
   echo "$out" >&3; exit 0
