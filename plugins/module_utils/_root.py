@@ -34,7 +34,7 @@ LOG = LOG_DIR + '/helper.log'
 # Salted digests of private secrets' values (libvirt never hands those out).
 SECRET_DIGESTS = 'lib/embedvirt/secret-digests'
 # Directories a root is made with.
-LAYOUT = (ETC, IMAGES, 'lib', 'lib/embedvirt', 'log', LOG_DIR, 'run', STATE_DIR)
+LAYOUT = (ETC, IMAGES, BASE_IMAGES, 'lib', 'lib/embedvirt', 'log', LOG_DIR, 'run', STATE_DIR)
 # libvirt's: definitions (each rewritten through a <file>.new), the drivers' runtime state
 # and pidfiles, and the QEMU driver's per-guest directories.
 DEFINITION_DIRS = ('etc/qemu', 'etc/secrets')
@@ -42,6 +42,8 @@ SECRETS_DIR = 'etc/secrets'
 DRIVER_RUN_DIRS = {'secrets': 'run/secrets', 'qemu': 'run/qemu'}
 DRIVER_PIDFILE = 'driver.pid'
 QEMU_RUN_DIRS = ('lib/qemu/', 'run/qemu/')
+# Where libvirt keeps the UEFI variables of guests whose firmware it chose (<name>_VARS.fd).
+NVRAM_DIR = 'lib/qemu/nvram'
 
 # The file that proves a directory is a root made by this collection (see _lifecycle.py).
 MARKER_NAME = '.embedvirt-root'

@@ -82,6 +82,8 @@ EMBEDDED_MODE_HINTS = (
                           "<disk type='file'> with a path (see embedvirt.libvirt.volume)"),
     ('virtlogd-sock', 'add stdio_handler = "file" to <root>/etc/qemu.conf, so QEMU logs to files '
                       'instead of the system virtlogd'),
+    ('to satisfy', "no UEFI firmware is installed for firmware: uefi: install ovmf (Debian/Ubuntu) or edk2-ovmf "
+                   "(Fedora/RHEL); the embedvirt.libvirt.host role does"),
     # Not embedded mode's fault, but where a root's files go is: say which filesystem.
     ('No space left on device', 'the filesystem that holds the root is full: free space there '
                                 '(df <root>) and run the task again; libvirt keeps what it had '

@@ -1,0 +1,339 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: embedvirt.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+
+DOCUMENTATION = r'''
+module: instance
+short_description: A guest from a cloud image in one task, with cloud-init, port forwards and the guest agent
+version_added: 0.2.0
+description:
+  - Makes a guest of an embedded root from an ordinary cloud image (a local file or an http(s) URL) without
+    any domain XML, and brings it to a state. No libvirtd.
+  - The image is verified against O(checksum) and cached once under the root (C(images/base/)), so the root
+    stays self-contained. The guest's disk is a qcow2 overlay on it, C(images/<name>.qcow2), grown to
+    O(disk_size) and never shrunk.
+  - A NoCloud seed, C(images/<name>-cidata.img) (a FAT filesystem labelled C(CIDATA), made in Python on the
+    managed host), carries O(cloud_init). cloud-init reads it on the guest's first boot only, unless its
+    instance id (O(cloud_init.meta_data)) changes; the task warns when the seed of an existing guest changes.
+  - The domain XML is built here and applied through the same steps as M(embedvirt.libvirt.domain), compared
+    in libvirt's stored form, so a second run changes nothing. The serial console is logged to
+    C(<root>/log/console/<name>.log).
+options:
+  name:
+    description: Name of the guest (the domain).
+    type: str
+    required: true
+  state:
+    description:
+      - V(running) makes everything and starts the guest; V(shutdown) and V(destroyed) make it and power it
+        off gracefully or at once.
+      - V(undefined) removes the domain, its disk overlay, its seed and its NVRAM (a guest's data, with no
+        undo). The cached base image stays unless O(remove_image=true).
+    type: str
+    choices: [running, shutdown, destroyed, undefined]
+    default: running
+  image:
+    description:
+      - The cloud image (qcow2 or raw), a path on the managed host or an V(http://) or V(https://) URL.
+        Required unless O(state=undefined).
+      - A download that is interrupted is resumed by the next run (HTTP range request).
+    type: str
+  checksum:
+    description:
+      - The image's digest as V(<algorithm>:<hex>) with algorithm V(sha256), V(sha384) or V(sha512). A download
+        (or copy) that does not match is removed and the task fails. Required for a URL unless
+        O(allow_unverified=true).
+    type: str
+  allow_unverified:
+    description: Use a URL without O(checksum).
+    type: bool
+    default: false
+  remove_image:
+    description: With O(state=undefined), also remove the cached base image of O(image).
+    type: bool
+    default: false
+  download_timeout:
+    description: Seconds a download (or copy) may take in all; what came is kept for the next run.
+    type: int
+    default: 1800
+  disk_size:
+    description:
+      - Virtual size of the guest's disk, such as V(10G); the image's own size when left out. A larger size
+        grows the overlay (the guest grows its filesystem, as cloud images do at boot); a smaller one is refused.
+    type: str
+  memory:
+    description: Memory in MiB.
+    type: int
+    default: 1024
+  vcpus:
+    description: Virtual CPUs.
+    type: int
+    default: 1
+  firmware:
+    description:
+      - V(bios) (SeaBIOS) or V(uefi) (OVMF, without secure boot; Debian's C(ovmf) package). With V(uefi)
+        libvirt keeps the guest's NVRAM under the root (C(lib/qemu/nvram/)).
+    type: str
+    choices: [bios, uefi]
+    default: bios
+  accelerator:
+    description:
+      - V(kvm), V(tcg) (emulation, slow but works anywhere), or V(auto) (KVM when C(/dev/kvm) is usable).
+    type: str
+    choices: [auto, kvm, tcg]
+    default: auto
+  cloud_init:
+    description: What the seed gives cloud-init.
+    type: dict
+    suboptions:
+      user_data:
+        description:
+          - A dict (written as C(#cloud-config)) or text (as given, C(#cloud-config ...) or a script starting
+            with C(#!)).
+        type: raw
+      meta_data:
+        description: Meta data; C(instance-id) defaults to O(name), C(local-hostname) to O(cloud_init.hostname) or O(name).
+        type: dict
+      network_config:
+        description: A network configuration (version 1 or 2) as a dict or text; cloud-init's default (DHCP on the first NIC) when left out.
+        type: raw
+      hostname:
+        description:
+          - The guest's host name, merged into a dict O(cloud_init.user_data); with text user data it goes to the
+            meta data (C(local-hostname)).
+        type: str
+      ssh_authorized_keys:
+        description:
+          - Public keys for the image's default user, merged into a dict O(cloud_init.user_data); with text user
+            data they go to the meta data (C(public-keys)).
+        type: list
+        elements: str
+  network:
+    description:
+      - The guest's network interface. libvirt networks do not exist in embedded mode.
+    type: dict
+    default: {type: user}
+    suboptions:
+      type:
+        description:
+          - V(user) (user-mode networking, unprivileged, with O(network.port_forwards)), V(bridge) (an existing
+            host bridge), V(tap) (an existing tap device), or V(none).
+        type: str
+        choices: [none, user, bridge, tap]
+        default: user
+      port_forwards:
+        description: With V(user), host ports forwarded to the guest.
+        type: list
+        elements: dict
+        default: []
+        suboptions:
+          host:
+            description: Port on the host.
+            type: int
+            required: true
+          guest:
+            description: Port in the guest.
+            type: int
+            required: true
+          protocol:
+            description: V(tcp) or V(udp).
+            type: str
+            choices: [tcp, udp]
+            default: tcp
+          address:
+            description: Host address the port is bound to.
+            type: str
+            default: 127.0.0.1
+      bridge:
+        description: With V(bridge), the host bridge.
+        type: str
+      tap:
+        description: With V(tap), the tap device.
+        type: str
+      mac:
+        description: The MAC address; one derived from O(name) when left out, so it stays the same.
+        type: str
+  agent:
+    description:
+      - Give the guest a guest agent channel (C(org.qemu.guest_agent.0)), for the addresses of
+        M(embedvirt.libvirt.domain_info) and the C(embedvirt.libvirt.guest_agent) connection.
+    type: bool
+    default: true
+  extra_devices:
+    description: Device XML elements (C(<disk>), C(<hostdev>), ...) added to the domain's C(<devices>) as they are.
+    type: list
+    elements: str
+  autostart:
+    description: Whether the guest starts when the root's drivers open (the root role's boot service).
+    type: bool
+  wait_for:
+    description:
+      - With O(state=running), wait until the guest agent answers (V(agent)), or until an SSH server answers through
+        the forward of guest port 22 (V(ssh)), at most O(wait_timeout) seconds.
+    type: str
+    choices: [none, agent, ssh]
+    default: none
+  wait_timeout:
+    description: Seconds O(wait_for) may take.
+    type: int
+    default: 300
+  shutdown_timeout:
+    description: Seconds a graceful power-off may take (O(state=shutdown) or O(state=undefined)).
+    type: int
+    default: 120
+  force:
+    description: With O(state=shutdown), power off at once when the guest did not within O(shutdown_timeout).
+    type: bool
+    default: false
+extends_documentation_fragment:
+  - embedvirt.libvirt.root
+  - embedvirt.libvirt.attributes
+  - embedvirt.libvirt.attributes.actiongroup_libvirt
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+    details: Shows the domain's state, autostart and stored definition before and after.
+  idempotent:
+    support: full
+notes:
+  - Guests' disks are named after the guest (C(images/<name>.qcow2)); a file of that name that is not such an
+    overlay is refused, never replaced.
+seealso:
+  - module: embedvirt.libvirt.domain
+  - module: embedvirt.libvirt.domain_info
+  - module: embedvirt.libvirt.volume
+author:
+  - Embedvirt Developers (@embedvirt)
+'''
+
+EXAMPLES = r'''
+- name: A Debian guest from its cloud image, reachable over SSH and through its guest agent
+  embedvirt.libvirt.instance:
+    root: /srv/vms
+    name: web
+    image: https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-genericcloud-amd64.qcow2
+    checksum: sha512:<from SHA512SUMS next to the image>
+    disk_size: 10G
+    memory: 1024
+    cloud_init:
+      hostname: web
+      ssh_authorized_keys:
+        - "{{ lookup('ansible.builtin.file', '~/.ssh/id_ed25519.pub') }}"
+      user_data:
+        packages: [nginx]
+    network:
+      type: user
+      port_forwards:
+        - {host: 2222, guest: 22}
+    wait_for: ssh
+
+- name: Gone, with its disk and seed (the cached image stays)
+  embedvirt.libvirt.instance:
+    root: /srv/vms
+    name: web
+    state: undefined
+'''
+
+RETURN = r'''
+domain:
+  description: The domain after the task (predicted in check mode), as M(embedvirt.libvirt.domain) returns it; null once undefined.
+  returned: always
+  type: dict
+  sample: {name: web, state: running, autostart: false, persistent: true, id: 1, uuid: 9b0c..., xml: <domain ...>}
+xml:
+  description: The stored domain definition.
+  returned: unless O(state=undefined)
+  type: str
+disk:
+  description: The guest's disk (a qcow2 overlay on the cached base image).
+  returned: always
+  type: str
+  sample: /srv/vms/images/web.qcow2
+seed:
+  description: The cloud-init seed.
+  returned: always
+  type: str
+  sample: /srv/vms/images/web-cidata.img
+console_log:
+  description: The serial console's log.
+  returned: always
+  type: str
+  sample: /srv/vms/log/console/web.log
+forwarded_ports:
+  description: The host ports forwarded to the guest.
+  returned: unless O(state=undefined)
+  type: list
+  elements: dict
+  sample: [{host: 2222, guest: 22, protocol: tcp, address: 127.0.0.1}]
+interfaces:
+  description:
+    - The guest's interfaces and addresses as its guest agent reports them; empty unless O(wait_for=agent).
+  returned: unless O(state=undefined)
+  type: list
+  elements: dict
+  sample: [{name: eth0, hwaddr: '52:54:00:12:34:56', addresses: [{type: ipv4, address: 10.0.2.15, prefix: 24}]}]
+actions:
+  description: What the task did (or would do in check mode), in order.
+  returned: always
+  type: list
+  elements: str
+  sample: [download https://..., create /srv/vms/images/web.qcow2, write seed /srv/vms/images/web-cidata.img, define, start]
+'''
+
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._common import EmbedvirtModule
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._instance import InstanceManager
+
+
+def main():
+    module = EmbedvirtModule(
+        dict(
+            name=dict(type='str', required=True),
+            state=dict(type='str', choices=['running', 'shutdown', 'destroyed', 'undefined'], default='running'),
+            image=dict(type='str'),
+            checksum=dict(type='str'),
+            allow_unverified=dict(type='bool', default=False),
+            remove_image=dict(type='bool', default=False),
+            download_timeout=dict(type='int', default=1800),
+            disk_size=dict(type='str'),
+            memory=dict(type='int', default=1024),
+            vcpus=dict(type='int', default=1),
+            firmware=dict(type='str', choices=['bios', 'uefi'], default='bios'),
+            accelerator=dict(type='str', choices=['auto', 'kvm', 'tcg'], default='auto'),
+            cloud_init=dict(type='dict', options=dict(
+                user_data=dict(type='raw'),
+                meta_data=dict(type='dict'),
+                network_config=dict(type='raw'),
+                hostname=dict(type='str'),
+                ssh_authorized_keys=dict(type='list', elements='str', no_log=False),
+            )),
+            network=dict(type='dict', default={'type': 'user'}, options=dict(
+                type=dict(type='str', choices=['none', 'user', 'bridge', 'tap'], default='user'),
+                port_forwards=dict(type='list', elements='dict', default=[], options=dict(
+                    host=dict(type='int', required=True),
+                    guest=dict(type='int', required=True),
+                    protocol=dict(type='str', choices=['tcp', 'udp'], default='tcp'),
+                    address=dict(type='str', default='127.0.0.1'),
+                )),
+                bridge=dict(type='str'),
+                tap=dict(type='str'),
+                mac=dict(type='str'),
+            )),
+            agent=dict(type='bool', default=True),
+            extra_devices=dict(type='list', elements='str'),
+            autostart=dict(type='bool'),
+            wait_for=dict(type='str', choices=['none', 'agent', 'ssh'], default='none'),
+            wait_timeout=dict(type='int', default=300),
+            shutdown_timeout=dict(type='int', default=120),
+            force=dict(type='bool', default=False),
+        ),
+        supports_check_mode=True,
+    )
+    module.exit(**InstanceManager(module).run())
+
+
+if __name__ == '__main__':
+    main()
