@@ -24,6 +24,7 @@ BENCHES = [
     ('tasks_vs_libvirtd', ['--rounds', '5', '--guests', '20']),
     ('helper_vs_fresh_open', ['--calls', '5']),
     ('guest_agent_vs_libvirt_qemu', ['--runs', '2']),
+    ('instance_vs_libvirtd', ['--rounds', '1']),
 ]
 
 
