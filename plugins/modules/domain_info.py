@@ -215,7 +215,8 @@ def main():
 
 
 def add_network(module, domain):
-    """A running domain's forwarded ports (from its live XML) and, when asked, its interfaces."""
+    """A running domain's forwarded ports (from its definition, as domain_get gives it) and, when
+    asked, its interfaces."""
     detail = module.helper.domain_get(domain['name'])
     domain['forwarded_ports'] = forwarded_ports(detail['xml']) if detail else []
     if not module.params['interfaces']:
