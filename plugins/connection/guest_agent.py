@@ -71,6 +71,8 @@ options:
     description:
       - Environment of every command in the guest, instead of the guest agent's own.
       - E(PATH) defaults to the usual system directories and E(HOME) to C(/root) unless given here.
+      - Without it, commands get the agent's environment, with E(HOME) set to C(/root) when the agent has none
+        (a qemu-ga that systemd starts).
       - Ansible's C(environment) keyword still works as usual, on top of this.
     type: dict
     default: {}
@@ -166,6 +168,10 @@ display = Display()
 TRANSFER_BYTES = AGENT_CHUNK_BYTES * 32
 # What a command sees of the environment when the environment option replaces the agent's.
 BASE_ENVIRONMENT = {'PATH': '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'HOME': '/root'}
+# With the agent's own environment: a qemu-ga that systemd starts (every cloud image) has no
+# HOME, and Ansible's remote temporary directory (~/.ansible/tmp) then stays a literal '~'
+# that files are put to and modules cannot find.
+DEFAULT_HOME = ': "${HOME:=/root}"; export HOME; '
 
 
 class Connection(ConnectionBase):
@@ -216,6 +222,8 @@ class Connection(ConnectionBase):
         display.vvv('EXEC %s' % cmd, host=self.get_option('domain'))
         timeout = self.get_option('command_timeout')
         environment = self.get_option('command_environment')
+        if not environment:
+            cmd = DEFAULT_HOME + cmd
         result = self.call(self.client.guest_exec, argv=[self.get_option('executable'), '-c', cmd],
                            input_data=base64.b64encode(to_bytes(in_data)).decode('ascii') if in_data else None,
                            env=dict(BASE_ENVIRONMENT, **environment) if environment else None,

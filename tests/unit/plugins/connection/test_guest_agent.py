@@ -6,6 +6,7 @@
 import base64
 import hashlib
 import os
+import subprocess
 
 import pytest
 
@@ -13,6 +14,7 @@ from ansible.errors import AnsibleConnectionFailure, AnsibleError, AnsibleFileNo
 from ansible.playbook.play_context import PlayContext
 from ansible.plugins.loader import connection_loader
 
+from ansible_collections.embedvirt.libvirt.plugins.connection import guest_agent
 from ansible_collections.embedvirt.libvirt.plugins.connection.guest_agent import TRANSFER_BYTES
 
 NAME = 'ünïcødé ✓ file.bin'
@@ -56,10 +58,21 @@ def test_a_command_gets_its_argv_input_and_environment_and_returns_its_output(gu
     assert guest.args_of('guest_exec')[0]['timeout'] == 30
 
 
-def test_without_command_environment_the_agent_keeps_its_own(guest, conn):
-    conn.exec_command('true')
-    assert guest.args_of('guest_exec') == [{'name': 'web', 'argv': ['/bin/sh', '-c', 'true'], 'input_data': None,
-                                            'env': None, 'timeout': 600}]
+def test_without_command_environment_the_agent_keeps_its_own_with_a_home(guest, conn):
+    conn.exec_command('echo ~')
+    assert guest.args_of('guest_exec') == [{'name': 'web', 'argv': ['/bin/sh', '-c', guest_agent.DEFAULT_HOME + 'echo ~'],
+                                            'input_data': None, 'env': None, 'timeout': 600}]
+
+
+def test_a_home_for_an_agent_without_one(tmp_path):
+    # What a qemu-ga under systemd runs: no HOME in its environment.
+    script = guest_agent.DEFAULT_HOME + 'echo ~; echo "$HOME"'
+    done = subprocess.run(['/bin/sh', '-c', script], env={'PATH': '/usr/bin:/bin'}, capture_output=True, text=True,
+                          check=True)
+    assert done.stdout == '/root\n/root\n'
+    done = subprocess.run(['/bin/sh', '-c', script], env={'PATH': '/usr/bin:/bin', 'HOME': str(tmp_path)},
+                          capture_output=True, text=True, check=True)
+    assert done.stdout == '%s\n%s\n' % (tmp_path, tmp_path)
 
 
 def test_put_file_sends_a_big_file_in_chunks_and_verifies_it(guest, conn, tmp_path):
