@@ -92,11 +92,11 @@ def guest_tasks(port, key_file):
 
 
 def ours_tasks(sha256, port, key, key_file):
-    return [{'name': 'instance', 'embedvirt.libvirt.instance': {
+    instance = {'name': 'instance', 'embedvirt.libvirt.instance': {
         'root': ROOT, 'name': NAME, 'image': IMAGE, 'checksum': 'sha256:' + sha256, 'accelerator': 'tcg',
         'memory': MEMORY, 'vcpus': VCPUS, 'cloud_init': {'hostname': NAME, 'ssh_authorized_keys': [key]},
         'network': {'type': 'user', 'port_forwards': [{'host': port, 'guest': 22}]}, 'wait_for': 'none'}}
-            ] + guest_tasks(port, key_file)
+    return [instance] + guest_tasks(port, key_file)
 
 
 def theirs_tasks(sha256, port, key, key_file, work):
