@@ -259,8 +259,8 @@ def main():
         print('  %-6s %s' % (side, '  '.join('%.1f/%.1f/%.1f' % row for row in rows)))
     print('\ntasks, median seconds (the rest of a run is ansible-playbook itself):')
     for side, rounds in task_samples.items():
-        print('  %-6s %s' % (side, ', '.join('%s %.1f' % (task, statistics.median(r[task] for r in rounds))
-                                              for task in rounds[0])))
+        medians = ['%s %.1f' % (task, statistics.median(r[task] for r in rounds)) for task in rounds[0]]
+        print('  %-6s %s' % (side, ', '.join(medians)))
     print('(ours: the instance task makes the root, copies the image into it and verifies it; theirs: get_url '
           'from file:// with the checksum; libvirtd was started beforehand in %.2f s, not counted)' % libvirtd_start)
     if their_xml:
