@@ -143,7 +143,7 @@ options:
             choices: [tcp, udp]
             default: tcp
           address:
-            description: Host address the port is bound to.
+            description: Host IPv4 address the port is bound to (QEMU's user networking forwards IPv4 only).
             type: str
             default: 127.0.0.1
       bridge:
