@@ -247,13 +247,14 @@ def stopping_reply(helper, line):
 
 def answer(helper, line):
     """The reply to one request line; every failure is an error reply."""
-    number = None
+    number = reply_to = None
     try:
         request = _protocol.decode(line)
         if not isinstance(request, dict):
             raise ValueError('not an object')
+        reply_to = request.get('id')
         number = helper.begin(request.get('op'), float(request.get('timeout') or _protocol.CALL_SECONDS))
-        return _protocol.reply_message(request.get('id'), result=helper.handle(request))
+        return _protocol.reply_message(reply_to, result=helper.handle(request))
     except HelperError as e:
         error = e
     except ValueError as e:
@@ -270,7 +271,7 @@ def answer(helper, line):
     finally:
         if number is not None:
             helper.end(number)
-    return _protocol.reply_message(request_id(line), error=error.to_dict())
+    return _protocol.reply_message(reply_to, error=error.to_dict())
 
 
 def implementations(targets):
