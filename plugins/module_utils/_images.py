@@ -109,18 +109,8 @@ class BaseImage:
 
     def remove(self):
         """Remove the cached image (and any partial download); whether there was one."""
-        directory = self.root_dir.subdir(BASE_IMAGES)
-        removed = False
-        try:
-            for name in (self.name, os.path.basename(self.partial)):
-                try:
-                    os.unlink(name, dir_fd=directory)
-                    removed = True
-                except FileNotFoundError:
-                    pass
-        finally:
-            os.close(directory)
-        return removed
+        removed = [self.root_dir.remove_file(relative) for relative in (self.relative, self.partial)]
+        return any(removed)
 
     # --- internals ---------------------------------------------------------------------
     def open_partial(self, append):
@@ -193,10 +183,6 @@ class BaseImage:
             for chunk in iter(lambda: f.read(CHUNK_BYTES), b''):
                 digest.update(chunk)
         if digest.hexdigest() != wanted:
-            directory = self.root_dir.subdir(BASE_IMAGES)
-            try:
-                os.unlink(os.path.basename(self.partial), dir_fd=directory)
-            finally:
-                os.close(directory)
+            self.root_dir.remove_file(self.partial)
             raise ImageError('%s has %s %s, not %s as checksum says: it was removed, nothing is kept; check the '
                              'checksum and the URL' % (self.image, algorithm, digest.hexdigest(), wanted), 'checksum')

@@ -240,20 +240,8 @@ class InstanceManager(Manager):
         return [path] if path and path.startswith(self.root.path + '/') else []
 
     def remove_file(self, root_dir, relative):
-        directory, name = os.path.split(relative)
-        try:
-            dir_fd = root_dir.subdir(directory)
-        except FileNotFoundError:
-            return
-        try:
-            try:
-                os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-            except FileNotFoundError:
-                return
-            if self.act('remove %s' % os.path.join(self.root.path, relative)):
-                os.unlink(name, dir_fd=dir_fd)  # a link goes, never what it points to
-        finally:
-            os.close(dir_fd)
+        if root_dir.lexists(relative) and self.act('remove %s' % self.root.join(relative)):
+            root_dir.remove_file(relative)
 
     # --- waiting and the result ----------------------------------------------------------
     def wait(self):

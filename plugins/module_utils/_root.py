@@ -259,6 +259,30 @@ class RootDir:
             os.close(fd)
             raise
 
+    def lexists(self, relative):
+        """Whether anything (a link too) has this name below the root; its directories checked."""
+        return self._in_directory(relative, lambda name, dir_fd: os.stat(name, dir_fd=dir_fd, follow_symlinks=False))
+
+    def remove_file(self, relative):
+        """Remove a file below the root (a link goes, never what it points to); whether there was one."""
+        return self._in_directory(relative, lambda name, dir_fd: os.unlink(name, dir_fd=dir_fd))
+
+    def _in_directory(self, relative, action):
+        """action(name, directory descriptor) for a name below the root; False when it (or its
+        directory) does not exist, else True."""
+        directory, name = os.path.split(relative)
+        try:
+            dir_fd = self.subdir(directory)
+        except FileNotFoundError:
+            return False
+        try:
+            action(name, dir_fd)
+            return True
+        except FileNotFoundError:
+            return False
+        finally:
+            os.close(dir_fd)
+
     def read_file(self, relative, limit=1 << 20):
         """Contents of a file below the root (see open_file), or None when it is missing; a
         file larger than limit bytes is refused (its owner could make it any size)."""

@@ -218,3 +218,17 @@ def test_reading_a_huge_file_is_refused(short_tmp):
             f.truncate(10 << 30)  # sparse: costs nothing on disk
         with pytest.raises(RootError, match='larger than 64 bytes'):
             rootdir.read_file('big', limit=64)
+
+
+def test_remove_file_takes_a_link_never_what_it_points_to(short_tmp):
+    root = EmbedRoot(os.path.join(short_tmp, 'r'))
+    outside = os.path.join(short_tmp, 'outside')
+    with open(outside, 'w') as f:
+        f.write('keep')
+    with root.open(create=True) as rootdir:
+        os.mkdir(os.path.join(root.path, 'images'), 0o700)
+        os.symlink(outside, os.path.join(root.path, 'images', 'link'))
+        assert rootdir.lexists('images/link') and not rootdir.lexists('images/none')
+        assert not rootdir.lexists('nodir/x') and not rootdir.remove_file('nodir/x')
+        assert rootdir.remove_file('images/link') and not rootdir.remove_file('images/link')
+    assert open(outside).read() == 'keep'
