@@ -60,6 +60,11 @@ ACTIVE_STATES = ('running', 'blocked', 'paused', 'shutdown', 'crashed', 'pmsuspe
 # under TCG.
 AGENT_CHUNK_BYTES = 96 * 1024
 
+# A linked clone's definition names its source in <metadata>: the helper refuses to start or
+# revert a source that clones are built on (instance writes it, see _instance.clone_metadata).
+CLONE_NAMESPACE = 'https://github.com/embedvirt/libvirt/clone'
+CLONE_ELEMENT = '{%s}clone' % CLONE_NAMESPACE
+
 # Error kinds the protocol itself reports; the layers add their own (name, xml, libvirt, ...).
 ERROR_PROTOCOL = 'protocol'          # a request that is not one of OPERATIONS, or bad arguments
 ERROR_INTERNAL = 'internal'          # a bug: the traceback is in the helper's log
@@ -204,16 +209,41 @@ class Operations:
         {done, steps, domain}."""
 
     @operation(changes=True)
-    def domain_undefine(self, name):
-        """Remove a domain's definition (its NVRAM stays)."""
+    def domain_undefine(self, name, remove_snapshots=False):
+        """Remove a domain's definition (its NVRAM stays); with remove_snapshots, its
+        snapshots first (libvirt refuses a domain that has any)."""
 
     @operation(changes=True)
     def domain_set_autostart(self, name, autostart):
         """Whether libvirt starts the domain when the root's driver opens."""
 
     @operation()
+    def domain_clones(self, name):
+        """The names of the defined domains whose definition says they are linked clones of name."""
+
+    @operation()
     def domain_disks(self):
         """Every file or block device each domain uses: [{domain, state, path}]."""
+
+    # --- snapshots -----------------------------------------------------------------------
+    @operation()
+    def snapshot_list(self, name):
+        """A domain's snapshots, parents before children: [{name, description, creation_time,
+        parent, state, memory, current}]."""
+
+    @operation(changes=True, waits='timeout')
+    def snapshot_create(self, name, snapshot, description=None, memory=None, quiesce=False, timeout=60):
+        """Take a snapshot: with the running guest's memory (memory true, or None and running),
+        else of its disks only (quiesced through the agent within timeout); the snapshot."""
+
+    @operation(changes=True)
+    def snapshot_revert(self, name, snapshot):
+        """Bring the domain back to a snapshot: a memory snapshot resumes in its saved state,
+        a disk snapshot restarts a guest that ran; the domain after."""
+
+    @operation(changes=True)
+    def snapshot_delete(self, name, snapshot):
+        """Delete a snapshot (its children are kept and take its parent)."""
 
     # --- guest agent ---------------------------------------------------------------------
     @operation(changes=True)
