@@ -33,11 +33,11 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils import _helper, 
 # The helper's modules, shipped to it as one bundle (imported here so that AnsiballZ and the
 # SSH relay carry them; they need nothing beyond the standard library until the helper runs).
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper import (
-    agent, domains, drivers, errors, secrets, server)
+    agent, domains, drivers, errors, secrets, server, snapshots)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import Control, Operations
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import EmbedRoot, RootError
 
-HELPER_BUNDLE = (_protocol, _root, _helper, errors, drivers, domains, agent, secrets, server)
+HELPER_BUNDLE = (_protocol, _root, _helper, errors, drivers, domains, agent, secrets, snapshots, server)
 
 DEFAULT_IDLE_TIMEOUT = 300
 START_TIMEOUT = 120

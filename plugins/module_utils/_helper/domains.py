@@ -20,7 +20,7 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils import _root
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.drivers import DriverUser
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.errors import (
     HelperError, hint_for_libvirt_error, parse_xml)
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import DOMAIN_STATES
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import CLONE_ELEMENT, DOMAIN_STATES
 
 log = logging.getLogger('embedvirt.helper')
 
@@ -209,11 +209,12 @@ class Domains(DriverUser):
         return self.domain_detail(self.qemu.defineXML(xml))
 
     def domain_create(self, xml, paused):
-        self.parse_definition(xml)
+        self.refuse_clone_source(self.parse_definition(xml)[1].text, 'starting it')
         flags = self.libvirt.VIR_DOMAIN_START_PAUSED if paused else 0
         return self.domain_detail(self.qemu.createXML(xml, flags))
 
     def domain_start(self, name, paused):
+        self.refuse_clone_source(name, 'starting it')
         dom = self.domain_required(name)
         dom.createWithFlags(self.libvirt.VIR_DOMAIN_START_PAUSED if paused else 0)
         return self.domain_detail(dom)
@@ -258,10 +259,41 @@ class Domains(DriverUser):
         steps.append('destroy')
         return {'done': True, 'steps': steps, 'domain': self.domain_get(name)}
 
-    def domain_undefine(self, name):
+    def domain_undefine(self, name, remove_snapshots):
+        dom = self.domain_required(name)
+        snapshots = dom.snapshotListNames(0)
+        if snapshots and not remove_snapshots:
+            raise HelperError('snapshots', "domain '%s' has snapshots (%s): libvirt keeps the definition of a domain "
+                              "that has any" % (name, ', '.join(sorted(snapshots))),
+                              'delete them first (embedvirt.libvirt.snapshot state=absent), or set '
+                              'remove_snapshots=true to delete them with the domain')
+        if snapshots:
+            # Children go with their roots: the snapshots inside the disks are freed too.
+            for snap in dom.listAllSnapshots(self.libvirt.VIR_DOMAIN_SNAPSHOT_LIST_ROOTS):
+                snap.delete(self.libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_CHILDREN)
         # NVRAM stays: it is the guest's data, and undefining is about the definition.
-        self.domain_required(name).undefineFlags(self.libvirt.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM)
+        dom.undefineFlags(self.libvirt.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM)
         return self.domain_get(name)
+
+    def domain_clones(self, name):
+        clones = []
+        for dom in self.domains():
+            if not dom.isPersistent():
+                continue
+            tree = parse_xml(dom.XMLDesc(self.libvirt.VIR_DOMAIN_XML_INACTIVE), 'domain')
+            marker = tree.find('metadata/' + CLONE_ELEMENT)
+            if marker is not None and marker.get('source') == name:
+                clones.append(dom.name())
+        return sorted(clones)
+
+    def refuse_clone_source(self, name, action):
+        """A source of linked clones stays as it was: its disk is what their disks are built on."""
+        clones = self.domain_clones(name)
+        if clones:
+            raise HelperError('clone_source', "domain '%s' is the source of the linked clones %s: %s would change "
+                              "the disk they are built on" % (name, ', '.join(clones), action),
+                              'remove the clones first (embedvirt.libvirt.instance state=undefined), or make a full '
+                              'copy of the source and use that')
 
     def domain_set_autostart(self, name, autostart):
         dom = self.domain_required(name)

@@ -33,6 +33,7 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.drivers 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.errors import (
     HelperError, hint_for_libvirt_error)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.secrets import Secrets
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.snapshots import Snapshots
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import EmbedRoot
 
 POLL_SECONDS = 0.2
@@ -65,7 +66,8 @@ class Helper:
         self.server = None
         self.socket_inode = None
         self.implementations = implementations(
-            (self, self.drivers, self.domains, GuestAgent(self.drivers, self.domains), Secrets(self.drivers)))
+            (self, self.drivers, self.domains, GuestAgent(self.drivers, self.domains), Secrets(self.drivers),
+             Snapshots(self.drivers, self.domains)))
 
     # --- lifecycle -------------------------------------------------------------------
     def start(self):

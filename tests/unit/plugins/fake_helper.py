@@ -206,7 +206,7 @@ class FakeHelper:
             steps.append('destroy')
         return {'done': True, 'steps': steps, 'domain': self.set_state(name, 'shutoff')}
 
-    def domain_undefine(self, name):
+    def domain_undefine(self, name, remove_snapshots=False):
         domain = self.required(name)
         if domain['state'] in _protocol.ACTIVE_STATES:
             domain.update(persistent=False, autostart=False)

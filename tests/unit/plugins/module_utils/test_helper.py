@@ -13,7 +13,7 @@ import pytest
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils import _protocol
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper import (
-    agent, domains, drivers, errors, secrets, server)
+    agent, domains, drivers, errors, secrets, server, snapshots)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.errors import HelperError
 
 
@@ -175,7 +175,8 @@ def test_a_line_that_is_not_a_request_is_a_protocol_error():
 def test_every_operation_has_exactly_one_implementation_in_the_helper():
     helper = server.Helper.__new__(server.Helper)
     parts = [helper, drivers.Drivers(None), domains.Domains(drivers.Drivers(None)),
-             agent.GuestAgent(drivers.Drivers(None), None), secrets.Secrets(drivers.Drivers(None))]
+             agent.GuestAgent(drivers.Drivers(None), None), secrets.Secrets(drivers.Drivers(None)),
+             snapshots.Snapshots(drivers.Drivers(None), None)]
     found = server.implementations(parts)
     assert sorted(found) == sorted(_protocol.OPERATIONS)
 
@@ -184,3 +185,18 @@ def test_every_operation_has_exactly_one_implementation_in_the_helper():
             pass
     with pytest.raises(RuntimeError, match='operation versions has 2 implementations'):
         server.implementations(parts + [Twice()])
+
+
+def test_snapshot_xml_leaves_out_what_the_guest_cannot_write():
+    xml = snapshots.snapshot_xml('s1', 'before', False, {'vda': 'libvirt-1-format', 'vdb': None})
+    tree = ElementTree.fromstring(xml)
+    assert tree.findtext('description') == 'before'
+    assert tree.find('memory').get('snapshot') == 'no'
+    assert {d.get('name'): d.get('snapshot') for d in tree.iter('disk')} == {'vda': 'internal', 'vdb': 'no'}
+
+
+def test_snapshot_names_that_are_not_file_names_are_refused():
+    for bad in ('', 'a/b', '.hidden', ' s', 'x' * 201):
+        with pytest.raises(HelperError, match='not usable'):
+            snapshots.check_snapshot_name(bad)
+    snapshots.check_snapshot_name('before upgrade 2026-11-26')
