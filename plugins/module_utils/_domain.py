@@ -197,9 +197,20 @@ class DomainManager(Manager):
     def ensure_undefined(self, name):
         if self.domain is None:
             return
+        remove_snapshots = self.params.get('remove_snapshots', False)
+        snapshots = [s['name'] for s in self.module.helper.snapshot_list(name=name)] if self.domain['persistent'] else []
+        if snapshots and not remove_snapshots:
+            # Before anything changes: libvirt would refuse the undefine after the destroy.
+            self.module.fail("domain '%s' has snapshots (%s): libvirt keeps the definition of a domain that has any; "
+                             "delete them first (embedvirt.libvirt.snapshot state=absent), or set "
+                             "remove_snapshots=true to delete them with the domain" % (name, ', '.join(snapshots)),
+                             error_kind='snapshots', snapshots=snapshots)
         if self.domain['state'] in ACTIVE_STATES:
             self.step('destroy', self.module.helper.domain_destroy, self.predict(state='shutoff'), name=name)
         if self.domain is not None and self.domain['persistent']:
-            self.step('undefine', self.module.helper.domain_undefine, None, name=name)
+            if snapshots:
+                self.actions.append('delete_snapshots')
+            self.step('undefine', self.module.helper.domain_undefine, None, name=name,
+                      remove_snapshots=bool(snapshots))
         if self.module.check_mode:
             self.domain = None

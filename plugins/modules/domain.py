@@ -43,7 +43,7 @@ options:
         then fails, or powers it off when O(force=true).
       - V(destroyed) powers the guest off at once (like pulling the plug); the definition stays.
       - V(undefined) powers the guest off and removes its definition. Disk images and NVRAM files
-        are kept.
+        are kept. A domain with snapshots is refused (C(error_kind=snapshots)) unless O(remove_snapshots=true).
     type: str
     choices: [defined, running, paused, shutdown, destroyed, undefined]
     default: defined
@@ -52,6 +52,12 @@ options:
       - Whether the domain starts when its root's drivers start (when the root's helper starts).
       - Left as it is when omitted.
     type: bool
+  remove_snapshots:
+    description:
+      - With O(state=undefined), delete the domain's snapshots (see M(embedvirt.libvirt.snapshot)) and
+        free their space in its disks first; libvirt keeps a domain that has any.
+    type: bool
+    default: false
   shutdown_timeout:
     description:
       - Seconds to wait for a guest to power off after O(state=shutdown) asked it to.
@@ -176,6 +182,7 @@ def main():
             autostart=dict(type='bool'),
             shutdown_timeout=dict(type='int', default=120),
             force=dict(type='bool', default=False),
+            remove_snapshots=dict(type='bool', default=False),
         ),
         required_one_of=[('name', 'xml')],
         supports_check_mode=True,

@@ -38,6 +38,11 @@ options:
         have no agent.
     type: bool
     default: true
+  snapshots:
+    description:
+      - Also list each domain's snapshots (RV(domains[].snapshots)); see M(embedvirt.libvirt.snapshot).
+    type: bool
+    default: false
 extends_documentation_fragment:
   - embedvirt.libvirt.root
   - embedvirt.libvirt.attributes
@@ -150,6 +155,16 @@ domains:
       type: list
       elements: dict
       sample: [{host: 2222, guest: 22, protocol: tcp, address: 127.0.0.1}]
+    snapshots:
+      description:
+        - The domain's snapshots, oldest first, each with C(name), C(description), C(creation_time) (seconds
+          since the epoch), C(parent), C(state) (the guest state it holds), C(memory) (whether it holds the
+          guest's memory) and C(current) (see RV(embedvirt.libvirt.snapshot#module:snapshot)).
+      returned: when O(snapshots=true)
+      type: list
+      elements: dict
+      sample: [{name: before-upgrade, description: null, creation_time: 1795662298, parent: null, state: running,
+                memory: true, current: true}]
 versions:
   description: Versions of the software serving the root.
   returned: always
@@ -201,6 +216,7 @@ def main():
             name=dict(type='list', elements='str', aliases=['names']),
             state=dict(type='list', elements='str', choices=list(DOMAIN_STATES), aliases=['states']),
             interfaces=dict(type='bool', default=True),
+            snapshots=dict(type='bool', default=False),
         ),
         read_only=True,
         supports_check_mode=True,
@@ -209,6 +225,8 @@ def main():
     for domain in domains:
         if domain['state'] == 'running':
             add_network(module, domain)
+        if module.params['snapshots']:
+            domain['snapshots'] = module.helper.snapshot_list(name=domain['name'])
     versions = module.helper.versions()
     helper = dict(module.helper.helper_status(), running=True)
     module.exit(changed=False, domains=domains, versions=versions, helper=helper)

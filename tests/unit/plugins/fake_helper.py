@@ -75,8 +75,8 @@ class FakeHelper:
 
     # --- what tests set up and ask ---------------------------------------------------
     def add_domain(self, name, state='shutoff', persistent=True, autostart=False, xml=None, **extra):
-        """A domain as libvirt would list it; extra keys steer the fake: ignores_shutdown, and
-        interfaces (what its agent reports; without it the guest has no agent)."""
+        """A domain as libvirt would list it; extra keys steer the fake: ignores_shutdown,
+        interfaces (what its agent reports; without it the guest has no agent) and snapshots (names)."""
         running = state in _protocol.ACTIVE_STATES
         self.domains[name] = dict(name=name, uuid=str(uuid.uuid4()), id=self.take_id() if running else None,
                                   state=state, state_reason=1, persistent=persistent, autostart=autostart,
@@ -206,8 +206,14 @@ class FakeHelper:
             steps.append('destroy')
         return {'done': True, 'steps': steps, 'domain': self.set_state(name, 'shutoff')}
 
+    def snapshot_list(self, name):
+        return [dict(name=snapshot, description=None, creation_time=1, parent=None, state='shutoff', memory=False,
+                     current=False) for snapshot in self.required(name).get('snapshots', ())]
+
     def domain_undefine(self, name, remove_snapshots=False):
         domain = self.required(name)
+        if domain.get('snapshots') and not remove_snapshots:
+            raise FakeError('snapshots', "domain '%s' has snapshots" % name)
         if domain['state'] in _protocol.ACTIVE_STATES:
             domain.update(persistent=False, autostart=False)
         else:

@@ -57,6 +57,18 @@ def test_undefine_a_running_domain_destroys_it_first_and_is_idempotent(fake_help
     assert not run(fake_helper, name='web', state='undefined')['changed']
 
 
+def test_undefine_with_snapshots_is_refused_before_anything_changes_unless_asked(fake_helper):
+    fake_helper.add_domain('web', state='running', snapshots=['s1', 's2'])
+    result = run(fake_helper, name='web', state='undefined')
+    assert result['failed'] and result['error_kind'] == 'snapshots' and 's1, s2' in result['msg'] and 'remove_snapshots' in result['msg']
+    assert fake_helper.changes() == [] and fake_helper.domains['web']['state'] == 'running'
+    predicted = run(fake_helper, name='web', state='undefined', remove_snapshots=True, check_mode=True)
+    assert predicted['actions'] == ['destroy', 'delete_snapshots', 'undefine'] and fake_helper.changes() == []
+    result = run(fake_helper, name='web', state='undefined', remove_snapshots=True)
+    assert result['actions'] == ['destroy', 'delete_snapshots', 'undefine'] and fake_helper.domains == {}
+    assert fake_helper.args_of('domain_undefine') == [{'name': 'web', 'remove_snapshots': True}]
+
+
 def test_redefining_a_running_domain_warns_when_it_takes_effect(fake_helper):
     fake_helper.add_domain('web', state='running', xml='<domain type="qemu"><name>web</name></domain>')
     result = run(fake_helper, xml=XML)
