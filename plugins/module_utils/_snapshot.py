@@ -76,6 +76,9 @@ class SnapshotManager(Manager):
             self.snapshots = self.module.helper.snapshot_list(name=domain)
         else:
             self.snapshots.remove(existing)
+            for snapshot in self.snapshots:
+                if snapshot['parent'] == name:
+                    snapshot['parent'] = existing['parent']  # as libvirt re-parents the children
 
     def ensure_reverted(self, domain, name, existing):
         if existing is None:
