@@ -52,7 +52,9 @@ options:
     description:
       - Whether a new snapshot holds the running guest's memory and device state.
       - Defaults to V(true) when the guest runs (and O(quiesce) is not set), V(false) when it is shut off.
-      - V(true) on a shut-off guest fails with C(error_kind=memory).
+      - V(true) on a shut-off guest fails with C(error_kind=memory), and so does V(true) on a guest that
+        boots UEFI firmware (libvirt 9.0 cannot keep a memory snapshot next to its raw NVRAM): take a disk
+        snapshot of those (its NVRAM is not part of it).
       - The guest is paused while its memory is written (about a second per few hundred MiB here).
     type: bool
   quiesce:

@@ -67,6 +67,10 @@ class Snapshots(DriverUser):
             raise HelperError('quiesce', 'quiesce freezes the filesystems of a running guest for a snapshot of '
                               'its disks only; a memory snapshot and a shut-off guest need none',
                               'set quiesce=false, or memory=false on a running guest')
+        if memory and parse_xml(dom.XMLDesc(0), 'domain').find("os/loader[@type='pflash']") is not None:
+            raise HelperError('memory', "domain '%s' boots UEFI firmware, whose variables are a raw pflash file: "
+                              'libvirt 9.0 cannot keep its memory in an internal snapshot' % name,
+                              'set memory=false for a snapshot of its disks (reverting restarts the guest)')
         disks = self.snapshot_disks(dom)
         xml = snapshot_xml(snapshot, description, memory, disks)
         if memory or not running:
