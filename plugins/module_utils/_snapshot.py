@@ -15,9 +15,9 @@ STATES = ['present', 'absent', 'reverted']
 
 def render(snapshots):
     """A domain's snapshots as diff text, one line each."""
-    return ''.join('%s: %s%s%s\n' % (s['name'], 'memory' if s['memory'] else 'disks',
-                                    ', parent %s' % s['parent'] if s['parent'] else '',
-                                    ', current' if s['current'] else '') for s in snapshots)
+    return ''.join('%s: %s%s%s\n' % (
+        s['name'], 'memory' if s['memory'] else 'disks', ', parent %s' % s['parent'] if s['parent'] else '',
+        ', current' if s['current'] else '') for s in snapshots)
 
 
 class SnapshotManager(Manager):

@@ -19,7 +19,7 @@ description:
   - Every writable disk of the guest must be qcow2 (read-only disks and CD-ROMs are left out of the
     snapshot); a raw disk is refused with C(error_kind=disk_format). libvirt 9.0 cannot revert or delete
     external snapshots, so this module does not make them.
-  - A domain with snapshots cannot be undefined until they are deleted: see O(embedvirt.libvirt.domain#module:remove_snapshots).
+  - A domain with snapshots cannot be undefined until they are deleted (see O(embedvirt.libvirt.domain#module:remove_snapshots)).
 options:
   domain:
     description:
@@ -53,7 +53,7 @@ options:
       - Whether a new snapshot holds the running guest's memory and device state.
       - Defaults to V(true) when the guest runs (and O(quiesce) is not set), V(false) when it is shut off.
       - V(true) on a shut-off guest fails with C(error_kind=memory), and so does V(true) on a guest that
-        boots UEFI firmware (libvirt 9.0 cannot keep a memory snapshot next to its raw NVRAM): take a disk
+        boots UEFI firmware (libvirt 9.0 cannot keep a memory snapshot next to its raw NVRAM); take a disk
         snapshot of those (its NVRAM is not part of it).
       - The guest is paused while its memory is written (about a second per few hundred MiB here).
     type: bool

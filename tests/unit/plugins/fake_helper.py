@@ -207,8 +207,20 @@ class FakeHelper:
         return {'done': True, 'steps': steps, 'domain': self.set_state(name, 'shutoff')}
 
     def snapshot_list(self, name):
-        return [dict(name=snapshot, description=None, creation_time=1, parent=None, state='shutoff', memory=False,
-                     current=False) for snapshot in self.required(name).get('snapshots', ())]
+        names = self.required(name).get('snapshots', [])
+        return [dict(name=snapshot, description=None, creation_time=index + 1, parent=names[index - 1] if index else None,
+                     state='shutoff', memory=False, current=index == len(names) - 1)
+                for index, snapshot in enumerate(names)]
+
+    def snapshot_create(self, name, snapshot, description, memory, quiesce, timeout):
+        self.required(name).setdefault('snapshots', []).append(snapshot)
+        return dict(self.snapshot_list(name)[-1], memory=memory)
+
+    def snapshot_delete(self, name, snapshot):
+        self.required(name)['snapshots'].remove(snapshot)
+
+    def snapshot_revert(self, name, snapshot):
+        return self.detail(name)
 
     def domain_undefine(self, name, remove_snapshots=False):
         domain = self.required(name)

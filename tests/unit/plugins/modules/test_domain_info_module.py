@@ -63,3 +63,13 @@ def test_the_agent_query_can_be_switched_off(fake_helper):
     web = by_name(result)['web']
     assert 'interfaces' not in web and web['forwarded_ports'][0]['host'] == 2222
     assert 'domain_interfaces' not in fake_helper.ops()
+
+
+def test_snapshots_are_listed_only_when_asked(fake_helper):
+    fake_helper.add_domain('web', snapshots=['before', 'after'])
+    fake_helper.add_domain('db')
+    assert 'snapshots' not in run_module(domain_info.main, fake_helper.root)['domains'][0]
+    assert fake_helper.args_of('snapshot_list') == []
+    domains = by_name(run_module(domain_info.main, fake_helper.root, snapshots=True))
+    assert [s['name'] for s in domains['web']['snapshots']] == ['before', 'after']
+    assert domains['db']['snapshots'] == []
