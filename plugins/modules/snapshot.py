@@ -28,8 +28,8 @@ options:
     required: true
   name:
     description:
-      - Name of the snapshot. libvirt stores it as a file name, so it must not contain C(/) or start
-        with C(.) or a space.
+      - Name of the snapshot, 1 to 100 letters, digits and C(. _ + @ : -), starting with a letter or digit
+        (libvirt makes a file name of it, and QEMU's monitor reads it as one word).
     type: str
     required: true
   state:

@@ -17,6 +17,7 @@ shut-off guest, which libvirt reverts by restarting the guest on the reverted di
 
 import json
 import logging
+import re
 import time
 from xml.etree import ElementTree
 
@@ -25,6 +26,7 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.errors i
 
 log = logging.getLogger('embedvirt.helper')
 
+SNAPSHOT_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9._+@:-]{0,99}')
 # Disks a snapshot leaves out: what the guest cannot write.
 UNWRITTEN_DEVICES = ('cdrom', 'floppy')
 
@@ -176,10 +178,12 @@ class Snapshots(DriverUser):
 
 
 def check_snapshot_name(snapshot):
-    """libvirt keeps a snapshot as <name>.xml in a directory of its own."""
-    if not snapshot or '/' in snapshot or snapshot.startswith('.') or snapshot != snapshot.strip() or len(snapshot) > 200:
-        raise HelperError('name', 'snapshot name %r is not usable: libvirt stores it as a file name' % snapshot,
-                          'give a name without "/" that does not start with "." or a space, at most 200 characters')
+    """libvirt keeps a snapshot as <name>.xml, and hands the name to QEMU's human monitor (savevm,
+    delvm), which splits its arguments at spaces: a plain word is what both take as it is."""
+    if not SNAPSHOT_NAME.fullmatch(snapshot or ''):
+        raise HelperError('name', 'snapshot name %r is not usable: libvirt makes a file name of it and QEMU '
+                          'reads it as one word' % snapshot,
+                          'give 1 to 100 letters, digits and . _ + @ : -, starting with a letter or digit')
 
 
 def snapshot_xml(snapshot, description, memory, disks):
