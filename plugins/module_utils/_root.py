@@ -44,6 +44,26 @@ DRIVER_PIDFILE = 'driver.pid'
 QEMU_RUN_DIRS = ('lib/qemu/', 'run/qemu/')
 # Where libvirt keeps the UEFI variables of guests whose firmware it chose (<name>_VARS.fd).
 NVRAM_DIR = 'lib/qemu/nvram'
+# libvirt's links to the definitions of guests it starts when the driver opens (<name>.xml,
+# an absolute link to etc/qemu/<name>.xml), and its snapshot metadata (<domain>/<snapshot>.xml).
+AUTOSTART_DIR = 'etc/qemu/autostart'
+SNAPSHOT_DIR = 'lib/qemu/snapshot'
+# libvirt's managed-save images: a saved guest's memory with its definition inside, paths included.
+SAVE_DIR = 'lib/qemu/save'
+
+# What an archive of a root (root_dir state=archived) holds: everything but runtime state.
+# These directories are archived empty: run/ (the drivers' pidfiles and state, the helper's
+# socket, lock and boot record), the agent sockets' directories, and QEMU's capability
+# cache (it describes this host's QEMU; libvirt probes again).
+ARCHIVED_EMPTY = ('run', 'lib/qemu/channel', 'cache')
+# Left out whole: a running guest's directory (monitor socket, master key), which libvirt
+# removes when the guest stops.
+NOT_ARCHIVED = ('lib/qemu/domain-*',)
+# Files whose text names the root by its absolute path, rewritten when a root is restored
+# at another path (patterns per path component): domain, secret, snapshot and checkpoint XML
+# and qemu.conf. The marker is written anew; qcow2 backing names are rebased.
+NAMES_ROOT = ('etc/qemu/*.xml', 'etc/secrets/*.xml', SNAPSHOT_DIR + '/*/*.xml', 'lib/qemu/checkpoint/*/*.xml',
+              QEMU_CONF)
 
 # The file that proves a directory is a root made by this collection (see _lifecycle.py).
 MARKER_NAME = '.embedvirt-root'

@@ -6,7 +6,7 @@
 
 DOCUMENTATION = r'''
 module: root_dir
-short_description: Create an embedded libvirt root directory, or purge one safely
+short_description: Create an embedded libvirt root directory, purge one safely, archive or restore one
 version_added: 0.1.0
 description:
   - Creates the directory of an embedded root with this collection's layout (C(etc), C(images),
@@ -25,14 +25,41 @@ description:
   - A purge never crosses into another filesystem - before anything is deleted, a mount point anywhere
     inside the root (a bind mount of the same filesystem included) makes it refuse, naming the mount
     points to unmount. A root that is itself a mount point is emptied and kept.
+  - Archives a root as one file (O(state=archived)) and restores it at another path or on another host
+    (O(state=restored)). The archive is a gzip tar file whose first member, C(manifest.json), lists
+    the format version, the root's path, owner and mode, when it was made, the libvirt and QEMU versions,
+    the guests (name, state before, autostart), the files outside the root that its guests name (not in
+    the archive), and every directory and file with its mode, size and sha256.
+  - Archiving shuts the running guests down (gracefully, within O(shutdown_timeout); a guest powered off
+    or paused would leave crash-consistent disks, and its memory is not archived), stops the helper and
+    holds the root's start lock while it copies (nothing writes meanwhile), then starts the helper and
+    the guests again (RV(restarted)). It leaves out runtime state (C(run), the agent sockets in
+    C(lib/qemu/channel), running guests' directories, sockets) and QEMU's capability cache (C(cache)).
+    A link (other than libvirt's autostart links, recorded as such), FIFO or device in the root, or a
+    filesystem mounted in it, is refused before anything is shut down; a link is never followed.
+  - The archive holds the root's secret values (C(etc/secrets)), so it is written with mode 0600, and a
+    task's result never shows a file's sha256.
+  - Restoring refuses a path that exists, and refuses (V(archive) error) an archive that does not match
+    its manifest - a member missing, unlisted, changed (sha256) or of another size, an absolute or C(..)
+    name, a link or device member, another format version - before it writes anything. It then unpacks
+    into a directory beside the new root that only root may enter, checks each file again as it writes
+    it, rewrites the paths that named the old root (domain, secret, snapshot and checkpoint XML,
+    C(etc/qemu.conf), NVRAM paths in them, the marker, libvirt's autostart links, and qcow2 backing
+    file names with C(qemu-img rebase -u)), gives the tree to O(owner) and O(group) and renames it into
+    place. A failure leaves nothing behind. Logs keep the old paths.
   - The C(embedvirt.libvirt.root) role uses this module and adds the boot service, whose unit name and
     command line this module returns (RV(boot_unit)).
 options:
   state:
     description:
       - V(present) creates (or checks) the root; V(absent) purges it.
+      - V(archived) writes the root to the archive O(dest); it changes the root only by shutting its guests
+        down and starting them again. A second run refuses an existing O(dest) unless O(force=true).
+      - V(restored) makes the root (which must not exist) from the archive O(src). Restoring onto an
+        existing path is refused, never reported as unchanged. In check mode the whole archive is read and
+        checked, and nothing is written.
     type: str
-    choices: [present, absent]
+    choices: [present, absent, archived, restored]
     default: present
   lifecycle:
     description:
@@ -45,6 +72,8 @@ options:
     description:
       - User that owns the root (and runs its guests when unprivileged). Defaults to the user running
         the task.
+      - With O(state=restored), the owner of the restored root and all its files (root when not given).
+        Restore a root whose guests ran as an ordinary user to such a user, or set O(qemu_conf) afterwards.
     type: str
   group:
     description:
@@ -142,8 +171,29 @@ options:
   shutdown_timeout:
     description:
       - With O(state=absent), seconds a guest gets to shut down before it is powered off.
+      - With O(state=archived), seconds a running guest gets to shut down; one that does not is never
+        powered off, the task fails and starts again the guests it shut down.
     type: int
     default: 60
+  dest:
+    description:
+      - With O(state=archived), the archive file to write, outside the root, in a directory only root or
+        the user running the task may write (or a sticky one such as C(/tmp)). Written whole or not at all,
+        mode 0600.
+    type: path
+  force:
+    description:
+      - With O(state=archived), replace an existing O(dest).
+    type: bool
+    default: false
+  src:
+    description:
+      - With O(state=restored), the archive to restore (written by O(state=archived), format version 1).
+      - Restored at O(root), which obeys the rules of every root (at most 27 bytes long, and so on); the
+        guests' files outside the old root (RV(manifest.outside)) are not in the archive and must be at the
+        same paths; a warning names those missing. No helper is needed; the first task on the restored root
+        starts one, and libvirt starts the guests marked autostart then.
+    type: path
 extends_documentation_fragment:
   - embedvirt.libvirt.root
   - embedvirt.libvirt.attributes
@@ -155,9 +205,12 @@ attributes:
     support: partial
     details: Shows the change of C(etc/qemu.conf).
   idempotent:
-    support: full
+    support: partial
+    details: O(state=archived) writes a new archive each time (refusing an existing O(dest) unless O(force=true)),
+      and O(state=restored) refuses an existing root.
 seealso:
   - module: embedvirt.libvirt.helper
+  - module: embedvirt.libvirt.snapshot
 author:
   - Embedvirt Developers (@embedvirt)
 '''
@@ -174,6 +227,19 @@ EXAMPLES = r'''
     qemu_conf:
       extra:
         max_files: 4096
+
+- name: Archive it (its guests are shut down for the copy and started again)
+  embedvirt.libvirt.root_dir:
+    root: /srv/alice-vms
+    state: archived
+    dest: /srv/backup/alice-vms.tar.gz
+
+- name: Restore it at another path (or on another host)
+  embedvirt.libvirt.root_dir:
+    root: /srv/alice-vms2
+    state: restored
+    src: /srv/backup/alice-vms.tar.gz
+    owner: alice
 
 - name: Purge it, guests and disk images included
   embedvirt.libvirt.root_dir:
@@ -226,7 +292,7 @@ boot_unit:
   description:
     - The systemd unit that starts the root's helper at boot, as the C(embedvirt.libvirt.root) role
       installs it. The name comes from C(systemd-escape --path), so every root has its own.
-  returned: always
+  returned: when O(state=present) or O(state=absent)
   type: dict
   contains:
     name:
@@ -269,11 +335,89 @@ images:
   returned: when O(state=absent) and the root existed
   type: list
   elements: str
+dest:
+  description: The archive written.
+  returned: when O(state=archived)
+  type: str
+size:
+  description: Bytes of the archive.
+  returned: when O(state=archived), not in check mode
+  type: int
+sha256:
+  description: sha256 of the archive file.
+  returned: when O(state=archived), not in check mode
+  type: str
+restarted:
+  description: The guests the archive shut down and started again (in check mode, those it would).
+  returned: when O(state=archived)
+  type: list
+  elements: str
+seconds:
+  description: How long the archive or restore took.
+  returned: when O(state=archived) or O(state=restored)
+  type: float
+manifest:
+  description: What the archive's manifest says (without the files' digests).
+  returned: when O(state=archived) or O(state=restored)
+  type: dict
+  contains:
+    version:
+      description: Format version of the archive.
+      type: int
+    root:
+      description: The root archived.
+      type: str
+    created:
+      description: When the archive was made (UTC).
+      type: str
+    owner:
+      description: User that owned the root archived.
+      type: str
+    libvirt:
+      description: Version of libvirt that ran the root (null in check mode).
+      type: str
+    qemu:
+      description: Version of QEMU (null in check mode).
+      type: str
+    guests:
+      description: The guests, each with C(name), C(state) before the archive and C(autostart).
+      type: list
+      elements: dict
+    outside:
+      description: Files outside the root that the guests (or the images' backing files) name; not archived.
+      type: list
+      elements: str
+    files:
+      description: Number of files.
+      type: int
+    bytes:
+      description: Their total size.
+      type: int
+src:
+  description: The archive restored.
+  returned: when O(state=restored)
+  type: str
+rewritten:
+  description: Files whose text named the old root and now names the new one.
+  returned: when O(state=restored)
+  type: list
+  elements: str
+rebased:
+  description: qcow2 images whose backing file name was moved to the new root.
+  returned: when O(state=restored)
+  type: list
+  elements: str
+autostart:
+  description: Guests libvirt starts when the restored root's driver opens (the first task on it).
+  returned: when O(state=restored)
+  type: list
+  elements: str
 '''
 
 import os
 import stat
 
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._archive import RootArchive, RootRestore
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._common import EmbedvirtModule
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._lifecycle import RootLifecycle
 
@@ -281,7 +425,7 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils._lifecycle impor
 def main():
     module = EmbedvirtModule(
         dict(
-            state=dict(type='str', choices=['present', 'absent'], default='present'),
+            state=dict(type='str', choices=['present', 'absent', 'archived', 'restored'], default='present'),
             lifecycle=dict(type='str', choices=['persistent', 'ephemeral'], default='persistent'),
             owner=dict(type='str'),
             group=dict(type='str'),
@@ -301,8 +445,12 @@ def main():
             )),
             boot_python=dict(type='path'),
             boot_helper=dict(type='bool', default=False),
+            dest=dict(type='path'),
+            force=dict(type='bool', default=False),
+            src=dict(type='path'),
         ),
         supports_check_mode=True,
+        required_if=[('state', 'archived', ['dest']), ('state', 'restored', ['src'])],
     )
     params = module.params
     try:
@@ -315,7 +463,8 @@ def main():
     if params['boot_python'] is not None and not os.path.isabs(params['boot_python']):
         module.fail("boot_python '%s' is not an absolute path: give one such as /usr/bin/python3"
                     % params['boot_python'], error_kind='boot_python')
-    module.exit(**RootLifecycle(module).run())
+    manager = {'archived': RootArchive, 'restored': RootRestore}.get(params['state'], RootLifecycle)
+    module.exit(**manager(module).run())
 
 
 if __name__ == '__main__':

@@ -1,0 +1,330 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The archive's pure logic: the manifest and member checks a restore makes before it writes
+anything (each tamper case refused), path rewriting, and qcow2 backing names."""
+
+import copy
+import hashlib
+import io
+import json
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import tarfile
+
+import pytest
+
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._archive import (
+    FORMAT, FORMAT_VERSION, MANIFEST, ArchiveError, check_manifest, copy_member, moved_path, names_root,
+    qcow2_header, read_archive, rewrite_paths, scan)
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import RootDir, RootError, open_dir_path
+
+OLD = '/srv/vms'
+FILES = {
+    '.embedvirt-root': b'{"root": "/srv/vms"}',
+    'etc/qemu/g.xml': b"<domain><source file='/srv/vms/images/g.qcow2'/></domain>",
+    'images/g.qcow2': b'\0' * 70000 + b'data',
+}
+
+
+def entry(path, data):
+    return dict(path=path, type='file', mode=0o600, size=len(data), sha256=hashlib.sha256(data).hexdigest())
+
+
+def good_manifest():
+    return dict(format=FORMAT, version=FORMAT_VERSION, root=OLD, mode=0o700, files=[
+        entry('.embedvirt-root', FILES['.embedvirt-root']),
+        dict(path='etc', type='dir', mode=0o700),
+        dict(path='images', type='dir', mode=0o700),
+        dict(path='etc/qemu', type='dir', mode=0o755),
+        dict(path='etc/qemu/autostart', type='dir', mode=0o755),
+        entry('etc/qemu/g.xml', FILES['etc/qemu/g.xml']),
+        dict(path='etc/qemu/autostart/g.xml', type='autostart', target='etc/qemu/g.xml'),
+        entry('images/g.qcow2', FILES['images/g.qcow2']),
+    ])
+
+
+def make_archive(manifest=None, members=None, manifest_first=True):
+    """An archive as bytes: the manifest, then members [(name, data or ('type', a TarInfo type))]."""
+    manifest = good_manifest() if manifest is None else manifest
+    if members is None:
+        members = [('root/' + e['path'], FILES[e['path']]) for e in manifest['files'] if e['type'] == 'file']
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode='w:gz', format=tarfile.PAX_FORMAT) as tar:
+        data = json.dumps(manifest).encode()
+        listed = [(MANIFEST, data)] + list(members)
+        if not manifest_first:
+            listed = listed[1:] + listed[:1]
+        for name, content in listed:
+            info = tarfile.TarInfo(name)
+            if isinstance(content, tuple):
+                info.type, info.linkname = content[1], '/etc/shadow'
+                tar.addfile(info)
+            else:
+                info.size = len(content)
+                tar.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+def verify(data):
+    """What a restore's first pass does: every member read and checked."""
+    members = read_archive(io.BytesIO(data))
+    manifest = next(members)
+    return manifest, [copy_member(e, stream) and e['path'] for e, stream in members]
+
+
+def test_a_good_archive_verifies():
+    manifest, paths = verify(make_archive())
+    assert manifest == good_manifest()
+    assert paths == ['.embedvirt-root', 'etc/qemu/g.xml', 'images/g.qcow2']
+
+
+def test_copy_member_writes_what_it_checked():
+    members = read_archive(io.BytesIO(make_archive()))
+    next(members)
+    written = {}
+    for e, stream in members:
+        chunks = []
+        copy_member(e, stream, chunks.append)
+        written[e['path']] = b''.join(chunks)
+    assert written == FILES
+
+
+def changed_byte():
+    files = dict(FILES)
+    files['etc/qemu/g.xml'] = b'X' + FILES['etc/qemu/g.xml'][1:]
+    return [('root/' + p, files[p]) for p in ('.embedvirt-root', 'etc/qemu/g.xml', 'images/g.qcow2')]
+
+
+def listed(*paths):
+    return [('root/' + p, FILES[p]) for p in paths]
+
+
+@pytest.mark.parametrize('members, says', [
+    (changed_byte(), 'root/etc/qemu/g.xml does not have the sha256 its manifest lists'),
+    (listed('.embedvirt-root', 'etc/qemu/g.xml', 'images/g.qcow2') + [('root/etc/qemu/evil.xml', b'x')],
+     'root/etc/qemu/evil.xml is not in its manifest'),
+    (listed('.embedvirt-root', 'etc/qemu/g.xml'), 'lacks the member root/images/g.qcow2'),
+    (listed('.embedvirt-root', 'images/g.qcow2', 'etc/qemu/g.xml'), 'root/images/g.qcow2 is not the next'),
+    (listed('.embedvirt-root', 'etc/qemu/g.xml', 'etc/qemu/g.xml'), 'root/etc/qemu/g.xml is not the next'),
+    (listed('.embedvirt-root') + [('root/etc/qemu/g.xml', ('type', tarfile.SYMTYPE))], 'is a link, device or directory'),
+    (listed('.embedvirt-root') + [('root/etc/qemu/g.xml', ('type', tarfile.CHRTYPE))], 'is a link, device or directory'),
+    (listed('.embedvirt-root') + [('root/etc/qemu/g.xml', FILES['etc/qemu/g.xml'] + b' ')],
+     'root/etc/qemu/g.xml has %d bytes, its manifest says %d' % (len(FILES['etc/qemu/g.xml']) + 1,
+                                                                 len(FILES['etc/qemu/g.xml']))),
+    (listed('.embedvirt-root') + [('/etc/qemu/g.xml', b'x')], 'is not the next its manifest lists'),
+    (listed('.embedvirt-root') + [('root/../etc/qemu/g.xml', b'x')], 'is not the next its manifest lists'),
+])
+def test_a_tampered_member_is_refused(members, says):
+    with pytest.raises(ArchiveError) as err:
+        verify(make_archive(members=members))
+    assert says in str(err.value)
+
+
+def tampered(change):
+    manifest = good_manifest()
+    change(manifest)
+    return manifest
+
+
+@pytest.mark.parametrize('manifest, says', [
+    (tampered(lambda m: m.update(version=2)), 'format version 2, and this release of embedvirt.libvirt reads version 1'),
+    (tampered(lambda m: m.update(format='tar')), 'not an archive of a root made by embedvirt.libvirt'),
+    (tampered(lambda m: m.update(root='srv/vms')), 'names no valid root'),
+    (tampered(lambda m: m.update(root='/' + 'a' * 40)), 'names no valid root'),
+    (tampered(lambda m: m['files'].append(entry('/etc/passwd', b'x'))), "'/etc/passwd', which is not a path below a root"),
+    (tampered(lambda m: m['files'].append(entry('etc/../../x', b'x'))), 'which is not a path below a root'),
+    (tampered(lambda m: m['files'].append(entry('etc//x', b'x'))), 'which is not a path below a root'),
+    (tampered(lambda m: m['files'].append(entry('etc/qemu/g.xml', b'x'))), 'lists etc/qemu/g.xml twice'),
+    (tampered(lambda m: m['files'].append(entry('lib/x', b'x'))), 'lists lib/x before (or without) its directory'),
+    (tampered(lambda m: m['files'].insert(0, dict(path='etc/qemu/x', type='dir', mode=0o700))), 'before (or without)'),
+    (tampered(lambda m: m['files'][-1].update(sha256='0' * 63)), 'no valid size and sha256'),
+    (tampered(lambda m: m['files'][-1].update(size=-1)), 'no valid size and sha256'),
+    (tampered(lambda m: m['files'][-1].update(mode='0644')), 'no valid mode'),
+    (tampered(lambda m: m['files'][-1].update(type='link')), "as a 'link'"),
+    (tampered(lambda m: m['files'][6].update(target='../../etc/shadow')), "not one of libvirt's autostart links"),
+    (tampered(lambda m: m['files'][6].update(path='etc/qemu/autostart/h.xml')), "not one of libvirt's autostart links"),
+    (tampered(lambda m: m['files'].pop(5)), 'names etc/qemu/g.xml, which it does not hold'),
+    (tampered(lambda m: m['files'].pop(0)), 'lists no .embedvirt-root'),
+    (tampered(lambda m: m.update(files={})), 'no list of files'),
+])
+def test_a_tampered_manifest_is_refused(manifest, says):
+    with pytest.raises(ArchiveError) as err:
+        check_manifest(manifest)
+    assert says in str(err.value)
+    # Before any member is read.
+    with pytest.raises(ArchiveError):
+        next(read_archive(io.BytesIO(make_archive(manifest, members=[]))))
+
+
+@pytest.mark.parametrize('data, says', [
+    (b'not gzip at all', 'not a readable gzip tar file'),
+    (make_archive()[:200], 'not a readable gzip tar file'),
+    (make_archive(manifest_first=False), 'its first member is not manifest.json'),
+])
+def test_what_is_not_an_archive_is_refused(data, says):
+    with pytest.raises(ArchiveError) as err:
+        verify(data)
+    assert says in str(err.value)
+
+
+def test_a_manifest_that_is_not_json_is_refused():
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode='w:gz') as tar:
+        info = tarfile.TarInfo(MANIFEST)
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b'{x]'))
+    with pytest.raises(ArchiveError) as err:
+        verify(buffer.getvalue())
+    assert 'not JSON' in str(err.value)
+
+
+def test_the_good_manifest_is_not_changed_by_checking():
+    manifest = good_manifest()
+    before = copy.deepcopy(manifest)
+    assert [e['path'] for e in check_manifest(manifest)] == ['.embedvirt-root', 'etc/qemu/g.xml', 'images/g.qcow2']
+    assert manifest == before
+
+
+# --- path rewriting ---------------------------------------------------------------------------
+@pytest.mark.parametrize('text, wanted, count', [
+    (b"<source file='/srv/vms/images/g.qcow2'/>", b"<source file='/new/r/images/g.qcow2'/>", 1),
+    (b'<nvram>/srv/vms/lib/qemu/nvram/g_VARS.fd</nvram>', b'<nvram>/new/r/lib/qemu/nvram/g_VARS.fd</nvram>', 1),
+    (b'<volume>/srv/vms/images/enc.qcow2</volume>', b'<volume>/new/r/images/enc.qcow2</volume>', 1),
+    (b'"/srv/vms"', b'"/new/r"', 1),
+    (b'/srv/vms', b'/new/r', 1),
+    (b'path=/srv/vms/log/x,append=on', b'path=/new/r/log/x,append=on', 1),
+    (b"<a>/srv/vms/a</a><b>/srv/vms</b>", b"<a>/new/r/a</a><b>/new/r</b>", 2),
+])
+def test_rewrite_paths_moves_the_root(text, wanted, count):
+    assert rewrite_paths(text, OLD, '/new/r') == (wanted, count)
+
+
+# Another root that starts alike, a path that merely ends alike.
+@pytest.mark.parametrize('text', [
+    b"'/srv/vms-2/images/g.qcow2'", b"'/srv/vms2/x'", b"'/srv/vms.old/x'", b"'/x/srv/vms/images/g.qcow2'",
+    b"'a/srv/vms/x'", b'/srv/vm/x',
+])
+def test_rewrite_paths_leaves_other_paths(text):
+    assert rewrite_paths(text, OLD, '/new/r') == (text, 0)
+
+
+def test_rewrite_paths_takes_the_new_root_literally():
+    assert rewrite_paths(b'/srv/vms/x', OLD, '/a\\1@b')[0] == b'/a\\1@b/x'
+
+
+@pytest.mark.parametrize('path, moved', [
+    ('/srv/vms', '/new'), ('/srv/vms/images/x', '/new/images/x'), ('/srv/vms-2/x', None), ('/srv', None),
+    ('images/x', None),
+])
+def test_moved_path(path, moved):
+    assert moved_path(path, OLD, '/new') == moved
+
+
+@pytest.mark.parametrize('path, rewritten', [
+    ('etc/qemu/g.xml', True), ('etc/secrets/u.xml', True), ('lib/qemu/snapshot/g/s.xml', True),
+    ('etc/qemu.conf', True), ('etc/qemu/autostart/g.xml', False), ('etc/secrets/u.base64', False),
+    ('lib/qemu/snapshot/g.xml', False), ('images/g.xml', False), ('log/qemu/g.log', False),
+])
+def test_which_files_name_the_root(path, rewritten):
+    assert names_root(path) == rewritten
+
+
+# --- qcow2 headers ----------------------------------------------------------------------------
+def qcow2(backing=None, backing_format=None, version=3, encrypted=False):
+    header_length = 104 if version >= 3 else 72
+    extensions = b''
+    if backing_format:
+        name = backing_format.encode()
+        extensions += struct.pack('>II', 0xE2792ACA, len(name)) + name + b'\0' * (-len(name) % 8)
+    extensions += struct.pack('>II', 0, 0)
+    offset = header_length + len(extensions) if backing else 0
+    header = struct.pack('>4sIQI', b'QFI\xfb', version, offset, len(backing.encode()) if backing else 0)
+    header += struct.pack('>IQI', 16, 1 << 24, 1 if encrypted else 0)
+    header = header.ljust(100, b'\0') + (struct.pack('>I', header_length) if version >= 3 else b'')
+    return header[:header_length] + extensions + (backing.encode() if backing else b'')
+
+
+def reader(data):
+    return lambda offset, length: data[offset:offset + length]
+
+
+@pytest.mark.parametrize('data, wanted', [
+    (qcow2('/srv/vms/images/base/b.qcow2', 'qcow2'),
+     dict(backing='/srv/vms/images/base/b.qcow2', format='qcow2', encrypted=False)),
+    (qcow2('base/b.qcow2', 'raw', encrypted=True), dict(backing='base/b.qcow2', format='raw', encrypted=True)),
+    (qcow2('/b.img', version=2), dict(backing='/b.img', format=None, encrypted=False)),
+    (qcow2(), dict(backing=None, format=None, encrypted=False)),
+    (b'\0' * 512, None),
+    (b'QFI', None),
+])
+def test_qcow2_header(data, wanted):
+    assert qcow2_header(reader(data)) == wanted
+
+
+@pytest.mark.skipif(shutil.which('qemu-img') is None, reason='needs qemu-img')
+def test_qcow2_header_of_images_qemu_img_made(short_tmp):
+    base = os.path.join(short_tmp, 'base.qcow2')
+    overlay = os.path.join(short_tmp, 'overlay.qcow2')
+    subprocess.check_call(['qemu-img', 'create', '-q', '-f', 'qcow2', base, '1M'])
+    subprocess.check_call(['qemu-img', 'create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', overlay])
+    for path, wanted in ((base, None), (overlay, base)):
+        with open(path, 'rb') as f:
+            header = qcow2_header(lambda offset, length: os.pread(f.fileno(), length, offset))
+        assert header['backing'] == wanted
+        assert header['format'] == ('qcow2' if wanted else None)
+
+
+# --- what an archive of a root holds ----------------------------------------------------------
+def make_root(path):
+    for directory in ('etc/qemu/autostart', 'images', 'run/qemu', 'lib/qemu/channel/target', 'lib/qemu/domain-1-g',
+                      'cache/qemu'):
+        os.makedirs(os.path.join(path, directory), mode=0o700)
+    for name in ('.embedvirt-root', 'etc/qemu/g.xml', 'images/g.qcow2', 'run/qemu/driver.pid',
+                 'lib/qemu/domain-1-g/master-key.aes', 'cache/qemu/caps.xml'):
+        with open(os.path.join(path, name), 'wb') as f:
+            f.write(b'x')
+    os.symlink(os.path.join(path, 'etc/qemu/g.xml'), os.path.join(path, 'etc/qemu/autostart/g.xml'))
+    return RootDir(path, open_dir_path(path))
+
+
+def test_scan_holds_the_root_less_its_runtime_state(short_tmp):
+    with make_root(short_tmp) as root_dir:
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(os.path.join(short_tmp, 'images/s.sock'))
+        sock.close()
+        warnings = []
+        entries = scan(root_dir, warnings)
+    assert [(e['path'], e['type']) for e in entries] == [
+        ('.embedvirt-root', 'file'), ('cache', 'dir'), ('etc', 'dir'), ('images', 'dir'), ('lib', 'dir'),
+        ('run', 'dir'), ('etc/qemu', 'dir'), ('images/g.qcow2', 'file'), ('lib/qemu', 'dir'),
+        ('etc/qemu/autostart', 'dir'), ('etc/qemu/g.xml', 'file'), ('lib/qemu/channel', 'dir'),
+        ('etc/qemu/autostart/g.xml', 'autostart')]
+    assert entries[-1]['target'] == 'etc/qemu/g.xml'
+    assert warnings == ['left out the socket %s/images/s.sock: a socket holds nothing to archive' % short_tmp]
+    check_manifest(dict(format=FORMAT, version=FORMAT_VERSION, root=short_tmp, mode=0o700,
+                        files=[dict(e, sha256='0' * 64) if e['type'] == 'file' else e for e in entries]))
+
+
+@pytest.mark.parametrize('make', [
+    lambda path: os.symlink('/etc/shadow', os.path.join(path, 'images/x')),
+    lambda path: os.symlink('/elsewhere/g.xml', os.path.join(path, 'etc/qemu/autostart/h.xml')),
+    lambda path: os.mkfifo(os.path.join(path, 'images/fifo')),
+])
+def test_scan_refuses_links_and_fifos(short_tmp, make):
+    with make_root(short_tmp) as root_dir:
+        make(short_tmp)
+        with pytest.raises(RootError) as err:
+            scan(root_dir, [])
+    assert 'symbolic link, FIFO or device' in str(err.value)
+
+
+def test_scan_refuses_a_directory_others_may_write(short_tmp):
+    with make_root(short_tmp) as root_dir:
+        os.chmod(os.path.join(short_tmp, 'images'), 0o777)
+        with pytest.raises(RootError) as err:
+            scan(root_dir, [])
+    assert 'writable by group or others' in str(err.value)
