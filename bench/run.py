@@ -7,8 +7,8 @@ On a machine shared with others who run guests, serialise heavy work:
   flock /tmp/embedvirt-heavy.lock .cache/venv/bin/python bench/run.py [--quick]
 
 Each bench runs with --json; its human-readable report is kept in .cache/bench/<bench>.txt,
-its progress goes to stderr. --quick runs fewer rounds and 20 guests instead of 100: for
-trying the benches, not for figures to publish.
+its progress goes to stderr. --quick runs fewer rounds, 20 guests instead of 100 and 5 clones
+instead of 20: for trying the benches, not for figures to publish.
 """
 import argparse
 import json
@@ -25,6 +25,7 @@ BENCHES = [
     ('helper_vs_fresh_open', ['--calls', '5']),
     ('guest_agent_vs_libvirt_qemu', ['--runs', '2']),
     ('instance_vs_libvirtd', ['--rounds', '1']),
+    ('clone_vs_copy', ['--clones', '5']),
 ]
 
 

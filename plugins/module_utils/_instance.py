@@ -7,10 +7,15 @@
 
 """A guest from a cloud image in one task: the base image cached under the root, a qcow2
 overlay on it (images/<name>.qcow2), a NoCloud seed (images/<name>-cidata.img), the domain
-XML built here, and the domain brought to its state by the domain module's manager."""
+XML built here, and the domain brought to its state by the domain module's manager.
+
+A linked clone (clone_from) is the same with overlays on another domain's disks instead of
+the base image; its definition names that source in <metadata>, so the helper keeps the
+source from starting while the clone exists."""
 
 import os
 import socket
+import string
 import time
 from xml.etree import ElementTree
 
@@ -18,7 +23,7 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils import _cloud_in
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._common import Manager, ModuleView
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._domain import DomainManager
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._images import BaseImage, ImageError, is_url, parse_checksum
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import ACTIVE_STATES
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import ACTIVE_STATES, CLONE_ELEMENT, CLONE_NAMESPACE
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import (
     BASE_IMAGES, CONSOLE_DIR, IMAGES, NVRAM_DIR, domain_name_problem)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._volume import VolumeManager
@@ -27,6 +32,8 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils._volume import V
 DOMAIN_STATES = {'running': 'running', 'shutdown': 'shutdown', 'destroyed': 'destroyed', 'undefined': 'undefined'}
 AGENT_CHANNEL = 'org.qemu.guest_agent.0'
 SSH_BANNER_SECONDS = 5
+# The targets of a linked clone's further disks: its own disk is vda, its seed vdb.
+CLONE_TARGETS = tuple('vd' + letter for letter in string.ascii_lowercase[2:])
 
 
 def accelerator(wanted):
@@ -36,13 +43,16 @@ def accelerator(wanted):
     return 'kvm' if wanted == 'kvm' else 'qemu'
 
 
-def domain_xml(params, disk, seed, console, network):
-    """The domain definition of an instance: its disk over the base image, the seed, the
-    network of _network.interface_xml, the guest agent channel, a serial console to a file,
-    and the devices given in extra_devices as they are."""
+def domain_xml(params, disks, seed, console, network, source=None):
+    """The domain definition of an instance: its qcow2 disks ([(path, target)], the first one
+    boots), the seed, the network of _network.interface_xml, the guest agent channel, a serial
+    console to a file, and the devices given in extra_devices as they are; for a linked clone,
+    the metadata naming its source."""
     virt = accelerator(params['accelerator'])
     dom = ElementTree.Element('domain', type=virt)
     ElementTree.SubElement(dom, 'name').text = params['name']
+    if source is not None:
+        dom.append(clone_metadata(source))
     ElementTree.SubElement(dom, 'memory', unit='MiB').text = str(params['memory'])
     ElementTree.SubElement(dom, 'vcpu').text = str(params['vcpus'])
     os_el = ElementTree.SubElement(dom, 'os')
@@ -59,12 +69,12 @@ def domain_xml(params, disk, seed, console, network):
     if virt == 'kvm':
         ElementTree.SubElement(dom, 'cpu', mode='host-passthrough')
     devices = ElementTree.SubElement(dom, 'devices')
-    for path, target, kind in ((disk, 'vda', 'qcow2'), (seed, 'vdb', 'raw')):
+    for path, target in disks[:1] + [(seed, 'vdb')] + disks[1:]:
         el = ElementTree.SubElement(devices, 'disk', type='file', device='disk')
-        ElementTree.SubElement(el, 'driver', name='qemu', type=kind)
+        ElementTree.SubElement(el, 'driver', name='qemu', type='raw' if path == seed else 'qcow2')
         ElementTree.SubElement(el, 'source', file=path)
         ElementTree.SubElement(el, 'target', dev=target, bus='virtio')
-        if target == 'vdb':
+        if path == seed:
             ElementTree.SubElement(el, 'readonly')
     interface, qemu_args = network
     if interface:
@@ -87,6 +97,61 @@ def domain_xml(params, disk, seed, console, network):
     return ElementTree.tostring(dom, encoding='unicode')
 
 
+def clone_metadata(source):
+    """The <metadata> of a linked clone of source, by which the helper finds a source's clones."""
+    ElementTree.register_namespace('embedvirt', CLONE_NAMESPACE)
+    metadata = ElementTree.Element('metadata')
+    ElementTree.SubElement(metadata, CLONE_ELEMENT, source=source)
+    return metadata
+
+
+def clone_source(xml):
+    """The source a domain definition names as a linked clone's, or None."""
+    marker = ElementTree.fromstring(xml).find('metadata/' + CLONE_ELEMENT)
+    return None if marker is None else marker.get('source')
+
+
+def clone_disks(source_xml, source_seed, images, name, extra_devices):
+    """The disks of a linked clone called name of the domain defined by source_xml, as
+    [(clone disk, source disk, its format, target)]: images/<name>.qcow2 (vda) on the source's
+    first writable disk, images/<name>-<target>.qcow2 on each further one in order (targets
+    from vdc on that extra_devices leave free). CD-ROMs, read-only disks and the source's seed
+    are not cloned. ValueError naming the fix for a source an overlay cannot be put on."""
+    sources = []
+    for disk in ElementTree.fromstring(source_xml).iterfind('devices/disk'):
+        source = disk.find('source')
+        path = source.get('file') if source is not None else None
+        if disk.get('device', 'disk') != 'disk' or disk.find('readonly') is not None or (path and path == source_seed):
+            continue
+        if disk.get('type') != 'file' or not path:
+            target = disk.find('target')
+            raise ValueError('its disk %s is not a file (type %s), which a qcow2 overlay cannot be put on'
+                             % (target.get('dev') if target is not None else '', disk.get('type')))
+        if os.path.normpath(path) != path or not path.startswith(images + '/'):
+            raise ValueError('its disk %s is not below %s: a clone names its backing file relative to the '
+                             'images directory, so the root stays one unit; copy the disk there and redefine '
+                             'the source with it' % (path, images))
+        if disk.find('encryption') is not None or source.find('encryption') is not None:
+            raise ValueError('its disk %s is encrypted: an overlay on it would need the secret to be read' % path)
+        driver = disk.find('driver')
+        disk_format = driver.get('type') if driver is not None and driver.get('type') else 'raw'
+        if disk_format not in ('qcow2', 'raw'):
+            raise ValueError('its disk %s is %s, not qcow2 or raw' % (path, disk_format))
+        sources.append((path, disk_format))
+    if not sources:
+        raise ValueError('it has no writable disk to build a clone on')
+    used = set()
+    for fragment in extra_devices or ():
+        used.update(target.get('dev') for target in ElementTree.fromstring(fragment).iter('target'))
+    targets = ['vda'] + [target for target in CLONE_TARGETS if target not in used]
+    if len(sources) > len(targets):
+        raise ValueError('it has %d writable disks, more than the %d virtio targets left'
+                         % (len(sources), len(targets)))
+    names = [name + '.qcow2'] + ['%s-%s.qcow2' % (name, target) for target in targets[1:]]
+    return [(os.path.join(images, file_name), path, disk_format, target)
+            for file_name, (path, disk_format), target in zip(names, sources, targets)]
+
+
 class InstanceManager(Manager):
     """Base image, disk, seed, domain: each made or brought up to date in that order."""
 
@@ -100,6 +165,8 @@ class InstanceManager(Manager):
         self.domain = None
         self.diff = None
         self.network = self.files = self.seed_bytes = None
+        # A linked clone's disks (see clone_disks), once check_inputs found its source fit.
+        self.clone = None
 
     def run(self):
         problem = domain_name_problem(self.name, self.root.path)
@@ -118,8 +185,10 @@ class InstanceManager(Manager):
             self.act('write seed %s' % self.seed)
         else:
             with self.module.guard(self.root.open) as root_dir:
-                base = self.ensure_base(root_dir)
-                self.ensure_disk(base)
+                if self.clone:
+                    self.ensure_clone_disks(root_dir)
+                else:
+                    self.ensure_disk(self.ensure_base(root_dir))
                 self.ensure_seed(root_dir)
                 os.close(root_dir.subdir(CONSOLE_DIR, create=True))
         self.ensure_domain()
@@ -130,17 +199,10 @@ class InstanceManager(Manager):
     def check_inputs(self, current):
         """Everything that can be wrong with the task, found before anything changes."""
         params = self.params
-        if not params['image']:
-            self.module.fail('image is required unless state=undefined: give a local path or an http(s) URL '
-                             'of a cloud image', error_kind='image')
-        if is_url(params['image']) and not params['checksum'] and not params['allow_unverified']:
-            self.module.fail("image '%s' is a URL without checksum: give checksum (such as sha256:<hex>, from "
-                             "the image's SHA256SUMS) so a damaged or replaced download is refused, or set "
-                             "allow_unverified=true" % params['image'], error_kind='checksum')
-        try:
-            parse_checksum(params['checksum'])
-        except ImageError as e:
-            self.module.fail(str(e), error_kind=e.kind)
+        if params['clone_from']:
+            self.clone = self.check_source()
+        else:
+            self.check_image()
         for option in ('memory', 'vcpus'):
             if params[option] < 1:
                 self.module.fail('%s is %d: give at least 1' % (option, params[option]), error_kind=option)
@@ -156,6 +218,46 @@ class InstanceManager(Manager):
             except ValueError as e:
                 self.module.fail(str(e), error_kind='port')
 
+    def check_image(self):
+        params = self.params
+        if not params['image']:
+            self.module.fail('image (or clone_from) is required unless state=undefined: give a local path or an '
+                             'http(s) URL of a cloud image', error_kind='image')
+        if is_url(params['image']) and not params['checksum'] and not params['allow_unverified']:
+            self.module.fail("image '%s' is a URL without checksum: give checksum (such as sha256:<hex>, from "
+                             "the image's SHA256SUMS) so a damaged or replaced download is refused, or set "
+                             "allow_unverified=true" % params['image'], error_kind='checksum')
+        try:
+            parse_checksum(params['checksum'])
+        except ImageError as e:
+            self.module.fail(str(e), error_kind=e.kind)
+
+    def check_source(self):
+        """The disks of a linked clone (see clone_disks), once its source is fit to build on:
+        defined, shut off and not started with the root, so its disks stay as they are."""
+        source = self.params['clone_from']
+        if source == self.name:
+            self.module.fail("clone_from names the instance itself ('%s'): give the domain to clone" % source,
+                             error_kind='clone_source')
+        current = self.module.helper.domain_get(name=source)
+        if current is None:
+            self.module.fail("clone_from: domain '%s' is not defined in root %s: make it first (an instance "
+                             "booted once and shut down serves as a template), or correct the name"
+                             % (source, self.root.path), error_kind='clone_source')
+        if current['state'] != 'shutoff':
+            self.module.fail("clone_from: domain '%s' is %s: a linked clone is built on its disks, which must not "
+                             "change; shut it down first (embedvirt.libvirt.instance or domain state=shutdown)"
+                             % (source, current['state']), error_kind='clone_source')
+        if current['autostart']:
+            self.module.fail("clone_from: domain '%s' starts with the root (autostart), which its clones forbid: "
+                             "set autostart=false on it first" % source, error_kind='clone_source')
+        try:
+            return clone_disks(current['xml'], self.root.join(os.path.join(IMAGES, source + '-cidata.img')),
+                               self.root.join(IMAGES), self.name, self.params['extra_devices'])
+        except ValueError as e:
+            self.module.fail("clone_from: domain '%s' cannot be the source of a linked clone: %s" % (source, e),
+                             error_kind='clone_source')
+
     # --- base image, disk, seed --------------------------------------------------------
     def ensure_base(self, root_dir):
         params = self.params
@@ -170,17 +272,32 @@ class InstanceManager(Manager):
         return base
 
     def ensure_disk(self, base):
-        """images/<name>.qcow2 over the base image (a relative backing name), at least disk_size."""
-        params = dict(path=os.path.basename(self.disk), state='present', format='qcow2', size=self.params['disk_size'],
-                      backing_file=os.path.relpath(base.path, os.path.dirname(self.disk)), backing_format=None,
-                      encryption_passphrase=None, allow_outside_root=False)
+        """images/<name>.qcow2 over the base image, at least disk_size."""
         if self.module.check_mode and not base.present():
             self.act('create %s' % self.disk)
             return
-        volume = VolumeManager(ModuleView(self.module, params))
-        outcome = volume.run()
+        self.ensure_overlay(self.disk, base.path, None, self.params['disk_size'])
+
+    def ensure_clone_disks(self, root_dir):
+        """A linked clone's overlays on its source's disks; its own disk at least disk_size."""
+        missing = [backing for dummy, backing, dummy, dummy in self.clone
+                   if not root_dir.lexists(os.path.relpath(backing, self.root.path))]
+        if missing:
+            # Found before the first overlay is made: a bad source changes nothing.
+            self.module.fail("clone_from: the disk(s) %s of domain '%s' do not exist: restore them, or clone "
+                             "another domain" % (', '.join(missing), self.params['clone_from']),
+                             error_kind='clone_source')
+        for index, (path, backing, backing_format, dummy) in enumerate(self.clone):
+            self.ensure_overlay(path, backing, backing_format, self.params['disk_size'] if index == 0 else None)
+
+    def ensure_overlay(self, path, backing, backing_format, size):
+        """A qcow2 image at path (below images/) over backing, named relative to it, at least size."""
+        params = dict(path=os.path.relpath(path, self.root.join(IMAGES)), state='present', format='qcow2', size=size,
+                      backing_file=os.path.relpath(backing, os.path.dirname(path)), backing_format=backing_format,
+                      encryption_passphrase=None, allow_outside_root=False)
+        outcome = VolumeManager(ModuleView(self.module, params)).run()
         self.changed |= outcome['changed']
-        self.actions.extend('%s %s' % (action, self.disk) for action in outcome['actions'])
+        self.actions.extend('%s %s' % (action, path) for action in outcome['actions'])
 
     def ensure_seed(self, root_dir):
         relative = os.path.relpath(self.seed, self.root.path)
@@ -200,7 +317,8 @@ class InstanceManager(Manager):
     # --- the domain --------------------------------------------------------------------
     def ensure_domain(self):
         params = self.params
-        xml = domain_xml(params, self.disk, self.seed, self.console, self.network)
+        disks = [(path, target) for path, dummy, dummy, target in self.clone] if self.clone else [(self.disk, 'vda')]
+        xml = domain_xml(params, disks, self.seed, self.console, self.network, params['clone_from'])
         self.run_domain_manager(dict(name=self.name, xml=xml, state=DOMAIN_STATES[params['state']],
                                      autostart=params['autostart'], shutdown_timeout=params['shutdown_timeout'],
                                      force=params['force']))
@@ -214,18 +332,37 @@ class InstanceManager(Manager):
         self.diff = outcome.get('diff')
 
     def ensure_undefined(self, current):
-        if current is not None:
-            self.run_domain_manager(dict(name=self.name, xml=None, state='undefined', autostart=None,
-                                         shutdown_timeout=self.params['shutdown_timeout'], force=True))
         if self.module.root_missing:
             return
+        # Even once the source is undefined, its disk is what its clones' disks are built on.
+        clones = self.module.helper.domain_clones(name=self.name)
+        if clones:
+            self.module.fail("'%s' is the source of the linked clones %s: removing its disk would break theirs; "
+                             "undefine the clones first" % (self.name, ', '.join(clones)), error_kind='clone_source')
+        files = [self.disk, self.seed] + self.clone_overlays(current) + self.nvram(current)
+        if current is not None:
+            self.run_domain_manager(dict(name=self.name, xml=None, state='undefined', autostart=None,
+                                         shutdown_timeout=self.params['shutdown_timeout'], force=True,
+                                         remove_snapshots=self.params['remove_snapshots']))
         with self.module.guard(self.root.open) as root_dir:
-            for path in (self.disk, self.seed) + tuple(self.nvram(current)):
+            for path in files:
                 self.remove_file(root_dir, os.path.relpath(path, self.root.path))
             if self.params['remove_image'] and self.params['image']:
                 base = BaseImage(root_dir, self.params['image'], self.params['checksum'], 0)
                 if base.present() and self.act('remove %s' % base.path):
                     base.remove()
+
+    def clone_overlays(self, domain):
+        """A linked clone's further disks, images/<name>-<target>.qcow2 (never its source's)."""
+        if not domain or clone_source(domain['xml']) is None:
+            return []
+        overlays = []
+        for disk in ElementTree.fromstring(domain['xml']).iterfind('devices/disk'):
+            path, target = disk.find('source'), disk.find('target')
+            if path is not None and target is not None and path.get('file') == self.root.join(
+                    os.path.join(IMAGES, '%s-%s.qcow2' % (self.name, target.get('dev')))):
+                overlays.append(path.get('file'))
+        return overlays
 
     def nvram(self, domain):
         """The NVRAM file libvirt made for the domain under the root, if any: the one its XML

@@ -20,6 +20,8 @@ description:
   - The domain XML is built here and applied through the same steps as M(embedvirt.libvirt.domain), compared
     in libvirt's stored form, so a second run changes nothing. The serial console is logged to
     C(<root>/log/console/<name>.log).
+  - With O(clone_from), the guest is a linked clone of another domain of the root (a template) instead; its
+    disks are qcow2 overlays on the template's, which stays as it is while clones exist (see O(clone_from)).
 options:
   name:
     description: Name of the guest (the domain).
@@ -30,14 +32,15 @@ options:
       - V(running) makes everything and starts the guest; V(shutdown) and V(destroyed) make it and power it
         off gracefully or at once.
       - V(undefined) removes the domain, its disk overlay, its seed and its NVRAM (a guest's data, with no
-        undo). The cached base image stays unless O(remove_image=true).
+        undo). The cached base image stays unless O(remove_image=true). A linked clone's further overlays go too,
+        never its source's disks. The source of linked clones is refused (its disks are what theirs are built on).
     type: str
     choices: [running, shutdown, destroyed, undefined]
     default: running
   image:
     description:
       - The cloud image (qcow2 or raw), a path on the managed host or an V(http://) or V(https://) URL.
-        Required unless O(state=undefined).
+        Required unless O(state=undefined) or O(clone_from) is given.
       - A download that is interrupted is resumed by the next run (HTTP range request).
     type: str
   checksum:
@@ -46,12 +49,34 @@ options:
         (or copy) that does not match is removed and the task fails. Required for a URL unless
         O(allow_unverified=true).
     type: str
+  clone_from:
+    description:
+      - Make the guest a linked clone of this domain of the root (the source, a template) instead of a guest
+        from O(image). The source must be shut off and not autostart.
+      - The clone's disk C(images/<name>.qcow2) is a qcow2 overlay on the source's first writable disk (grown to
+        O(disk_size) when given); each further writable disk of the source gets an overlay
+        C(images/<name>-<target>.qcow2), attached in the same order from C(vdc) on. CD-ROMs, read-only disks
+        and the source's cloud-init seed are not cloned. The source's disks must be files below the root's
+        C(images/) directory, qcow2 or raw, not encrypted.
+      - Everything else comes from this task's options, as for any instance, so the clone has its own seed
+        (cloud-init sees a new instance id, O(name), and runs again), its own MAC (from O(name)), its own port
+        forwards, and a new uuid. O(firmware) is not taken from the source either.
+      - While clones of it exist, the source cannot be started, reverted to a snapshot or removed with
+        O(state=undefined) (error_kind V(clone_source)), which would change or remove what their disks are
+        built on. Remove the clones first.
+    type: str
   allow_unverified:
     description: Use a URL without O(checksum).
     type: bool
     default: false
   remove_image:
     description: With O(state=undefined), also remove the cached base image of O(image).
+    type: bool
+    default: false
+  remove_snapshots:
+    description:
+      - With O(state=undefined), delete the guest's snapshots first; libvirt refuses to remove a domain that has
+        any.
     type: bool
     default: false
   download_timeout:
@@ -202,6 +227,10 @@ attributes:
 notes:
   - Guests' disks are named after the guest (C(images/<name>.qcow2)); a file of that name that is not such an
     overlay is refused, never replaced.
+  - A clone of a template that has booted shares what the template's first boot wrote that cloud-init does not
+    renew per instance, such as C(/etc/machine-id) (which systemd-networkd's DHCP client id comes from). With
+    O(network.type=bridge), clear it in the template before shutting it down (C(cloud-init clean --machine-id)
+    or an empty C(/etc/machine-id)).
 seealso:
   - module: embedvirt.libvirt.domain
   - module: embedvirt.libvirt.domain_info
@@ -230,6 +259,27 @@ EXAMPLES = r'''
       port_forwards:
         - {host: 2222, guest: 22}
     wait_for: ssh
+
+- name: A template, booted once until its agent answers (cloud-init ran), then shut down
+  embedvirt.libvirt.instance:
+    root: /srv/vms
+    name: tmpl
+    image: /srv/images/debian-12-genericcloud-amd64.qcow2
+    checksum: sha512:<from SHA512SUMS>
+    state: "{{ item }}"
+    wait_for: agent
+  loop: [running, shutdown]
+
+- name: Five linked clones of it, each with its own host name, MAC, seed and SSH port
+  embedvirt.libvirt.instance:
+    root: /srv/vms
+    name: web{{ item }}
+    clone_from: tmpl
+    memory: 512
+    network:
+      port_forwards:
+        - {host: "{{ 2230 + item }}", guest: 22}
+  loop: [1, 2, 3, 4, 5]
 
 - name: Gone, with its disk and seed (the cached image stays)
   embedvirt.libvirt.instance:
@@ -294,6 +344,8 @@ def main():
             name=dict(type='str', required=True),
             state=dict(type='str', choices=['running', 'shutdown', 'destroyed', 'undefined'], default='running'),
             image=dict(type='str'),
+            clone_from=dict(type='str'),
+            remove_snapshots=dict(type='bool', default=False),
             checksum=dict(type='str'),
             allow_unverified=dict(type='bool', default=False),
             remove_image=dict(type='bool', default=False),
@@ -330,6 +382,7 @@ def main():
             shutdown_timeout=dict(type='int', default=120),
             force=dict(type='bool', default=False),
         ),
+        mutually_exclusive=[('clone_from', 'image'), ('clone_from', 'checksum')],
         supports_check_mode=True,
     )
     module.exit(**InstanceManager(module).run())

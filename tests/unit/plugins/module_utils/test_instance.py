@@ -1,0 +1,85 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""_instance: what a linked clone is built on, and the definition that says it is one."""
+
+from xml.etree import ElementTree
+
+import pytest
+
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._instance import (
+    clone_disks, clone_source, domain_xml)
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import CLONE_ELEMENT
+
+IMAGES = '/r/images'
+
+
+def disk(path, target, kind='qcow2', device='disk', extra='', disk_type='file'):
+    driver = "<driver name='qemu' type='%s'/>" % kind if kind else ''
+    source = "<source file='%s'/>" % path if path else ''
+    return ("<disk type='%s' device='%s'>%s%s<target dev='%s' bus='virtio'/>%s</disk>"
+            % (disk_type, device, driver, source, target, extra))
+
+
+def source(*disks):
+    return '<domain><name>t</name><devices>%s</devices></domain>' % ''.join(disks)
+
+
+def test_a_clone_overlays_the_writable_disks_in_order_and_leaves_seed_cdrom_and_readonly_ones():
+    xml = source(disk(IMAGES + '/t.qcow2', 'vda'),
+                 disk(IMAGES + '/t-cidata.img', 'vdb', 'raw'),  # writable, but the source's seed
+                 disk(IMAGES + '/boot.iso', 'sda', 'raw', device='cdrom'),
+                 disk(IMAGES + '/ro.img', 'vdd', 'raw', extra='<readonly/>'),
+                 disk(IMAGES + '/sub/data.raw', 'sdb', 'raw'),
+                 disk(IMAGES + '/logs.qcow2', 'vde', kind=None))
+    assert clone_disks(xml, IMAGES + '/t-cidata.img', IMAGES, 'c', None) == [
+        (IMAGES + '/c.qcow2', IMAGES + '/t.qcow2', 'qcow2', 'vda'),
+        (IMAGES + '/c-vdc.qcow2', IMAGES + '/sub/data.raw', 'raw', 'vdc'),
+        # libvirt opens a disk without a driver type as raw (it never probes), so the overlay says so too
+        (IMAGES + '/c-vdd.qcow2', IMAGES + '/logs.qcow2', 'raw', 'vdd'),
+    ]
+
+
+def test_further_disks_take_the_targets_extra_devices_leave():
+    xml = source(disk(IMAGES + '/t.qcow2', 'vda'), disk(IMAGES + '/d1.qcow2', 'vdb'), disk(IMAGES + '/d2.qcow2', 'vdc'))
+    extra = ["<disk type='file' device='disk'><source file='/x'/><target dev='vdc' bus='virtio'/></disk>"]
+    assert [target for dummy, dummy, dummy, target in clone_disks(xml, None, IMAGES, 'c', extra)] == ['vda', 'vdd', 'vde']
+
+
+@pytest.mark.parametrize('xml, problem', [
+    (source(disk(IMAGES + '/t.qcow2', 'vda', extra='<readonly/>')), 'no writable disk'),
+    (source("<disk type='block' device='disk'><source dev='/dev/sdz'/><target dev='vda'/></disk>"), 'not a file'),
+    (source(disk(None, 'vda')), 'not a file'),
+    (source(disk('/var/lib/t.qcow2', 'vda')), 'not below /r/images'),
+    (source(disk(IMAGES + '/../etc/t.qcow2', 'vda')), 'not below /r/images'),
+    (source(disk('/r/imagesX/t.qcow2', 'vda')), 'not below /r/images'),
+    (source(disk(IMAGES + '/t.qcow2', 'vda', extra="<encryption format='luks'/>")), 'encrypted'),
+    (source(disk(IMAGES + '/t.vmdk', 'vda', 'vmdk')), 'not qcow2 or raw'),
+    (source(*[disk(IMAGES + '/d%d.qcow2' % i, 'vd%s' % chr(97 + i)) for i in range(26)]), 'more than the 25'),
+])
+def test_a_source_an_overlay_cannot_be_put_on_is_refused(xml, problem):
+    with pytest.raises(ValueError, match=problem):
+        clone_disks(xml, None, IMAGES, 'c', None)
+
+
+PARAMS = dict(name='c', accelerator='tcg', memory=512, vcpus=1, firmware='bios', agent=False, extra_devices=None)
+
+
+def test_a_clones_definition_names_its_source_and_attaches_its_overlays_after_the_seed():
+    xml = domain_xml(PARAMS, [('/r/images/c.qcow2', 'vda'), ('/r/images/c-vdc.qcow2', 'vdc')],
+                     '/r/images/c-cidata.img', '/r/log/console/c.log', ('', []), source='t')
+    tree = ElementTree.fromstring(xml)
+    assert tree.find('metadata/' + CLONE_ELEMENT).get('source') == 't'
+    assert clone_source(xml) == 't'
+    assert [(d.find('source').get('file'), d.find('target').get('dev'), d.find('driver').get('type'),
+             d.find('readonly') is not None) for d in tree.iterfind('devices/disk')] == [
+        ('/r/images/c.qcow2', 'vda', 'qcow2', False),
+        ('/r/images/c-cidata.img', 'vdb', 'raw', True),
+        ('/r/images/c-vdc.qcow2', 'vdc', 'qcow2', False)]
+
+
+def test_an_instance_from_an_image_is_no_clone():
+    xml = domain_xml(PARAMS, [('/r/images/c.qcow2', 'vda')], '/r/images/c-cidata.img', '/r/log/console/c.log',
+                     ('', []))
+    assert ElementTree.fromstring(xml).find('metadata') is None
+    assert clone_source(xml) is None
