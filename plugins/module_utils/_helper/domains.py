@@ -20,9 +20,12 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils import _root
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.drivers import DriverUser
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.errors import (
     HelperError, hint_for_libvirt_error, parse_xml)
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import CLONE_ELEMENT, DOMAIN_STATES
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import (
+    CLONE_ELEMENT, CLONE_NAMESPACE, DOMAIN_STATES)
 
 log = logging.getLogger('embedvirt.helper')
+# The prefix a clone's metadata keeps when a definition is written out again here.
+ElementTree.register_namespace('embedvirt', CLONE_NAMESPACE)
 
 
 class Domains(DriverUser):
@@ -205,11 +208,13 @@ class Domains(DriverUser):
         return define_xml, stored.replace('  <uuid>%s</uuid>\n' % probe_uuid, '')
 
     def domain_define(self, xml):
-        self.parse_definition(xml)
+        self.refuse_running_source(self.parse_definition(xml)[0])
         return self.domain_detail(self.qemu.defineXML(xml))
 
     def domain_create(self, xml, paused):
-        self.refuse_clone_source(self.parse_definition(xml)[1].text, 'starting it')
+        tree, name_el = self.parse_definition(xml)
+        self.refuse_clone_source(name_el.text, 'starting it')
+        self.refuse_running_source(tree)
         flags = self.libvirt.VIR_DOMAIN_START_PAUSED if paused else 0
         return self.domain_detail(self.qemu.createXML(xml, flags))
 
@@ -285,6 +290,16 @@ class Domains(DriverUser):
             if marker is not None and marker.get('source') == name:
                 clones.append(dom.name())
         return sorted(clones)
+
+    def refuse_running_source(self, tree):
+        """A linked clone is defined only while its source is off: the source may have started
+        since the client looked, and a running source changes the disk the clone is built on."""
+        marker = tree.find('metadata/' + CLONE_ELEMENT)
+        source = self.find(marker.get('source')) if marker is not None and marker.get('source') else None
+        if source is not None and source.isActive():
+            raise HelperError('clone_source', "domain '%s' is a linked clone of '%s', which is running now: its disk "
+                              "is changing under the clone" % (tree.findtext('name'), source.name()),
+                              'shut the source down (state=shutdown) and run the task again')
 
     def refuse_clone_source(self, name, action):
         """A source of linked clones stays as it was: its disk is what their disks are built on."""

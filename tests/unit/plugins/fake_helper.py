@@ -76,7 +76,8 @@ class FakeHelper:
     # --- what tests set up and ask ---------------------------------------------------
     def add_domain(self, name, state='shutoff', persistent=True, autostart=False, xml=None, **extra):
         """A domain as libvirt would list it; extra keys steer the fake: ignores_shutdown,
-        interfaces (what its agent reports; without it the guest has no agent) and snapshots (names)."""
+        interfaces (what its agent reports; without it the guest has no agent), snapshots (names) and clone_of (the
+        source of a linked clone)."""
         running = state in _protocol.ACTIVE_STATES
         self.domains[name] = dict(name=name, uuid=str(uuid.uuid4()), id=self.take_id() if running else None,
                                   state=state, state_reason=1, persistent=persistent, autostart=autostart,
@@ -205,6 +206,9 @@ class FakeHelper:
                 return {'done': False, 'steps': steps, 'domain': self.set_state(name, 'running')}
             steps.append('destroy')
         return {'done': True, 'steps': steps, 'domain': self.set_state(name, 'shutoff')}
+
+    def domain_clones(self, name):
+        return sorted(clone for clone, domain in self.domains.items() if domain.get('clone_of') == name)
 
     def snapshot_list(self, name):
         names = self.required(name).get('snapshots', [])

@@ -200,3 +200,26 @@ def test_snapshot_names_that_are_not_one_plain_word_are_refused():
         with pytest.raises(HelperError, match='not usable'):
             snapshots.check_snapshot_name(bad)
     snapshots.check_snapshot_name('before-upgrade_2026-11-26T03:00+1@x.y')
+
+
+def test_a_clone_is_not_defined_while_its_source_runs():
+    class Source:
+        def __init__(self, active):
+            self.active = active
+
+        def isActive(self):
+            return self.active
+
+        def name(self):
+            return 'tmpl'
+
+    part = domains.Domains.__new__(domains.Domains)
+    clone = ElementTree.fromstring("<domain><name>c1</name><metadata><clone xmlns='%s' source='tmpl'/></metadata>"
+                                   "</domain>" % _protocol.CLONE_NAMESPACE)
+    part.find = lambda name: Source(True) if name == 'tmpl' else None
+    with pytest.raises(HelperError, match="linked clone of 'tmpl', which is running now") as caught:
+        part.refuse_running_source(clone)
+    assert caught.value.kind == 'clone_source'
+    part.find = lambda name: Source(False)
+    part.refuse_running_source(clone)
+    part.refuse_running_source(ElementTree.fromstring('<domain><name>plain</name></domain>'))

@@ -47,6 +47,14 @@ def test_removing_an_image_of_a_defined_domain_warns_and_names_it(fake_helper, i
     assert not os.path.exists(image)
 
 
+def test_a_disk_of_the_source_of_linked_clones_is_not_removed(fake_helper, image):
+    fake_helper.add_domain('c1', clone_of='web')
+    fake_helper.add_domain('c2', clone_of='web')
+    result = run(fake_helper, state='absent')
+    assert result['failed'] and result['error_kind'] == 'in_use' and 'linked clones c1, c2' in result['msg']
+    assert os.path.getsize(image) == MIB and fake_helper.changes() == []
+
+
 def test_an_image_nobody_names_is_removed_without_a_word(fake_helper, image):
     fake_helper.domains.clear()
     result = run(fake_helper, state='absent', check_mode=True)
