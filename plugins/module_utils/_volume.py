@@ -46,7 +46,7 @@ class VolumeManager(Manager):
         self.path = self.resolve_path(self.params['path'])
         # Below the root: (directory, file name) relative to it; None for an image elsewhere.
         self.place = self.locate('path', self.path)
-        self.backing = self.backing_place = None
+        self.backing = self.backing_place = self._backing_info = None
         if self.params['backing_file']:
             refuse_protocol(module, self.params['backing_file'])
             # qemu-img reads a relative backing file name from the image's directory.
@@ -260,6 +260,12 @@ class VolumeManager(Manager):
                 self.module.fail('encryption needs format=qcow2', error_kind='format')
             if self.backing is not None:
                 self.check_backing()
+                backing_size = self.backing_info()['virtual-size']
+                if self.size is not None and self.size < backing_size:
+                    self.module.fail('size asks for %d bytes, less than the %d of backing_file %s: the guest would '
+                                     'see its disk cut short, so it is refused; give a size of at least %d bytes, or '
+                                     'none' % (self.size, backing_size, params['backing_file'], backing_size),
+                                     error_kind='shrink')
             if self.act('create'):
                 self.create(passphrase)
                 return self.info()
@@ -306,7 +312,7 @@ class VolumeManager(Manager):
             self.dir_fd = self.pin(self.place, create=True)
         options = []
         if params['backing_file']:
-            options += ['-b', params['backing_file'], '-F', params['backing_format'] or self.backing_format()]
+            options += ['-b', params['backing_file'], '-F', params['backing_format'] or self.backing_info()['format']]
         if passphrase is not None:
             options += ['-o', 'encrypt.format=luks,encrypt.key-secret=%s' % SECRET_ID]
         args = ['create', '-q', '-f', params['format']] + options + [self.target]
@@ -338,9 +344,12 @@ class VolumeManager(Manager):
         finally:
             os.close(fd)
 
-    def backing_format(self):
-        data = json.loads(self.qemu_img(['info', '--output=json', '-U', self.backing], image=self.backing))
-        return data['format']
+    def backing_info(self):
+        """What qemu-img says of the backing file (format, virtual-size), read once."""
+        if self._backing_info is None:
+            self._backing_info = json.loads(self.qemu_img(['info', '--output=json', '-U', self.backing],
+                                                          image=self.backing))
+        return self._backing_info
 
     def grow(self, passphrase):
         if passphrase is None:
