@@ -33,6 +33,7 @@ import tarfile
 import time
 import uuid
 import zlib
+from xml.etree import ElementTree
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._client import HelperClientError
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._common import Manager
@@ -124,6 +125,16 @@ def qcow2_header(read):
     if backing_offset and backing_size:
         backing = read(backing_offset, min(backing_size, 4096)).decode('utf-8', 'surrogateescape')
     return dict(backing=backing, format=backing_format if backing else None, encrypted=encrypted)
+
+
+def boot_files(xml):
+    """The files a domain's definition boots from: kernel, initrd, firmware, NVRAM template."""
+    element = ElementTree.fromstring(xml).find('os')
+    if element is None:
+        return []
+    found = [child.text.strip() for child in element if child.tag in ('kernel', 'initrd', 'loader') and child.text]
+    nvram = element.find('nvram')
+    return found + ([nvram.get('template')] if nvram is not None and nvram.get('template') else [])
 
 
 def check_relative(path):
@@ -333,6 +344,9 @@ def scan(root_dir, warnings):
                         raise RootError("%s is a guest's managed-save image, which names the root's paths inside "
                                         "it: start that guest (it resumes from it) or remove it, then archive again"
                                         % where)
+                    # Opened now, so that a file the archive would refuse (a stranger's) stops it before any
+                    # guest is shut down.
+                    os.close(root_dir.open_file(path))
                     entries.append(dict(path=path, type='file', mode=stat.S_IMODE(st.st_mode), size=st.st_size))
                 elif stat.S_ISLNK(st.st_mode) and relative == AUTOSTART_DIR and name.endswith('.xml') and \
                         os.readlink(name, dir_fd=fd) == os.path.join(root_dir.path, 'etc/qemu', name):
@@ -415,7 +429,8 @@ class RootArchive(Manager):
         running = [d['name'] for d in domains if d['state'] in ACTIVE_STATES]
         # Refusals (links, devices, mounts) come before any guest is shut down.
         entries = self.module.guard(scan, root_dir, [])
-        disks = [disk['path'] for disk in helper.domain_disks()]
+        disks = [disk['path'] for disk in helper.domain_disks()] + [
+            path for d in domains if d['persistent'] for path in boot_files(helper.domain_get(d['name'])['xml'])]
         if self.module.check_mode:
             for action in ['shutdown %s' % name for name in running] + ['stop helper', 'write %s' % dest] + [
                     'start %s' % name for name in running]:
@@ -487,8 +502,8 @@ class RootArchive(Manager):
                     outside=self.outside(root_dir, disks, entries), files=entries)
 
     def outside(self, root_dir, disks, entries):
-        """Files outside the root that its guests (or its images' backing files) name: an archive
-        does not hold them; they must be where the restored root's guests look."""
+        """Files outside the root that its guests (disks, kernels, firmware) or its images (backing
+        files) name: an archive does not hold them; they must be where the restored root's guests look."""
         found = set(disks)
         for entry in entries:
             if entry['type'] != 'file' or not entry['path'].startswith('images/'):

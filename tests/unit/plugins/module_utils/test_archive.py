@@ -18,7 +18,7 @@ import tarfile
 import pytest
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._archive import (
-    FORMAT, FORMAT_VERSION, MANIFEST, ArchiveError, check_manifest, copy_member, moved_path, names_root,
+    FORMAT, FORMAT_VERSION, MANIFEST, ArchiveError, boot_files, check_manifest, copy_member, moved_path, names_root,
     qcow2_header, read_archive, rewrite_paths, scan)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import RootDir, RootError, open_dir_path
 
@@ -328,3 +328,24 @@ def test_scan_refuses_a_directory_others_may_write(short_tmp):
         with pytest.raises(RootError) as err:
             scan(root_dir, [])
     assert 'writable by group or others' in str(err.value)
+
+
+@pytest.mark.parametrize('xml, files', [
+    ("<domain><os><type>hvm</type><kernel>/k/vmlinuz</kernel><initrd>/k/initrd.img</initrd></os></domain>",
+     ['/k/vmlinuz', '/k/initrd.img']),
+    ("<domain><os><loader readonly='yes' type='pflash'>/usr/share/OVMF/OVMF_CODE.fd</loader>"
+     "<nvram template='/usr/share/OVMF/OVMF_VARS.fd'>/r/lib/qemu/nvram/g_VARS.fd</nvram></os></domain>",
+     ['/usr/share/OVMF/OVMF_CODE.fd', '/usr/share/OVMF/OVMF_VARS.fd']),
+    ("<domain><os><type>hvm</type></os></domain>", []),
+    ("<domain/>", []),
+])
+def test_boot_files(xml, files):
+    assert boot_files(xml) == files
+
+
+def test_scan_refuses_a_file_of_another_user(short_tmp):
+    with make_root(short_tmp) as root_dir:
+        os.chown(os.path.join(short_tmp, 'images/g.qcow2'), 1, 1)
+        with pytest.raises(RootError) as err:
+            scan(root_dir, [])
+    assert 'belongs to uid 1, not to the owner of the root' in str(err.value)
