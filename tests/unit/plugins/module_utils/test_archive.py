@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import socket
+import stat
 import struct
 import subprocess
 import tarfile
@@ -18,8 +19,8 @@ import tarfile
 import pytest
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._archive import (
-    FORMAT, FORMAT_VERSION, MANIFEST, ArchiveError, boot_files, check_manifest, copy_member, moved_path, names_root,
-    qcow2_header, read_archive, rewrite_paths, scan)
+    FORMAT, FORMAT_VERSION, MANIFEST, ArchiveError, RootRestore, boot_files, check_manifest, copy_member, moved_path,
+    names_root, qcow2_header, read_archive, rewrite_paths, scan)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import RootDir, RootError, open_dir_path
 
 OLD = '/srv/vms'
@@ -349,3 +350,80 @@ def test_scan_refuses_a_file_of_another_user(short_tmp):
         with pytest.raises(RootError) as err:
             scan(root_dir, [])
     assert 'belongs to uid 1, not to the owner of the root' in str(err.value)
+
+
+# --- a restore, up to qemu-img (faked) ---------------------------------------------------------
+class FakeModule:
+    """What RootRestore needs of EmbedvirtModule; qemu-img answers rc."""
+
+    def __init__(self, path, rc=0):
+        self.params = dict(src='archive')
+        self.check_mode = False
+        self.client = type('Client', (), {'root': type('Root', (), {'path': path})})()
+        self.rc = rc
+        self.commands = []
+
+    def get_bin_path(self, name):
+        return name
+
+    def run_command(self, args):
+        self.commands.append(args)
+        return self.rc, '', 'qemu-img: refused'
+
+
+def restorable(old):
+    """(manifest, archive bytes) of a root at old: a domain XML, a marker, an autostart link and a
+    qcow2 image whose backing file is named by its absolute path in the root."""
+    files = {
+        '.embedvirt-root': json.dumps({'root': old, 'lifecycle': 'persistent', 'created': 'then'}).encode(),
+        'etc/qemu/g.xml': ("<domain><source file='%s/images/g.qcow2'/></domain>" % old).encode(),
+        'images/g.qcow2': qcow2(old + '/images/base.qcow2', 'qcow2'),
+        'images/base.qcow2': qcow2(),
+    }
+    manifest = dict(format=FORMAT, version=FORMAT_VERSION, root=old, mode=0o750, files=[
+        entry('.embedvirt-root', files['.embedvirt-root']),
+        dict(path='etc', type='dir', mode=0o700), dict(path='images', type='dir', mode=0o777),
+        dict(path='etc/qemu', type='dir', mode=0o755), dict(path='etc/qemu/autostart', type='dir', mode=0o755),
+        entry('etc/qemu/g.xml', files['etc/qemu/g.xml']),
+        dict(path='etc/qemu/autostart/g.xml', type='autostart', target='etc/qemu/g.xml'),
+        dict(entry('images/g.qcow2', files['images/g.qcow2']), mode=0o4755),
+        entry('images/base.qcow2', files['images/base.qcow2'])])
+    members = [('root/' + e['path'], files[e['path']]) for e in manifest['files'] if e['type'] == 'file']
+    return manifest, make_archive(manifest, members)
+
+
+def test_a_restore_rewrites_the_old_root_and_leaves_nothing_else(short_tmp):
+    new = os.path.join(short_tmp, 'new')
+    manifest, data = restorable('/srv/old')
+    module = FakeModule(new)
+    restorer = RootRestore(module)
+    restorer.restore(io.BytesIO(data), manifest, os.geteuid(), os.getegid())
+    assert os.listdir(short_tmp) == ['new']
+    with open(os.path.join(new, 'etc/qemu/g.xml'), 'rb') as f:
+        assert f.read() == ("<domain><source file='%s/images/g.qcow2'/></domain>" % new).encode()
+    with open(os.path.join(new, '.embedvirt-root')) as f:
+        assert json.load(f) == {'root': new, 'lifecycle': 'persistent', 'created': 'then',
+                                'created_by': 'embedvirt.libvirt'}
+    assert os.readlink(os.path.join(new, 'etc/qemu/autostart/g.xml')) == new + '/etc/qemu/g.xml'
+    assert restorer.rewritten == ['etc/qemu/g.xml']
+    assert restorer.rebased == ['images/g.qcow2']
+    rebase = module.commands[0]
+    assert rebase[:8] == ['qemu-img', 'rebase', '-u', '-f', 'qcow2', '-b', new + '/images/base.qcow2', '-F']
+    assert rebase[8:9] == ['qcow2'] and rebase[9].endswith('/images/g.qcow2')
+    # Group and others never write, and no set-uid bit survives.
+    modes = dict((path, stat.S_IMODE(os.lstat(os.path.join(new, path)).st_mode))
+                 for path in ('', 'images', 'images/g.qcow2', 'etc/qemu'))
+    assert modes == {'': 0o750, 'images': 0o755, 'images/g.qcow2': 0o755, 'etc/qemu': 0o755}
+
+
+@pytest.mark.parametrize('fail', ['qemu-img', 'changed'])
+def test_a_failed_restore_leaves_nothing(short_tmp, fail):
+    new = os.path.join(short_tmp, 'new')
+    manifest, data = restorable('/srv/old')
+    if fail == 'changed':  # the archive differs from the manifest the first pass checked
+        manifest = copy.deepcopy(manifest)
+        manifest['created'] = 'earlier'
+    with pytest.raises((RootError, ArchiveError)) as err:
+        RootRestore(FakeModule(new, rc=1)).restore(io.BytesIO(data), manifest, os.geteuid(), os.getegid())
+    assert ('qemu-img: refused' if fail == 'qemu-img' else 'it changed while it was restored') in str(err.value)
+    assert os.listdir(short_tmp) == []
