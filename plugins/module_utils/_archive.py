@@ -362,6 +362,15 @@ def scan(root_dir, warnings):
     return entries
 
 
+def check_dest_dir(st, directory):
+    """Raise RootError unless the directory of an archive may be written by root or the caller only
+    (or is sticky): anyone else could replace the archive before it is complete."""
+    if st.st_uid not in (0, os.geteuid()) or (st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX):
+        raise RootError("the directory %s of dest may be written by others (uid %d, mode %04o), who could replace the "
+                        "archive before it is complete: write it to a directory of yours or of root's"
+                        % (directory, st.st_uid, stat.S_IMODE(st.st_mode)))
+
+
 class RootArchive(Manager):
     """root_dir state=archived."""
 
@@ -407,6 +416,10 @@ class RootArchive(Manager):
         if real.startswith(os.path.realpath(self.path) + '/'):
             self.module.fail("dest '%s' is inside the root %s: the archive would archive itself, and belong to the "
                              "root's owner; write it outside the root" % (dest, self.path), error_kind='dest')
+        directory = os.path.dirname(dest)
+        if not os.path.isdir(directory):
+            self.module.fail("the directory %s of dest does not exist: create it first" % directory, error_kind='dest')
+        self.module.guard(check_dest_dir, os.stat(directory), directory)
         if os.path.lexists(dest):
             if not self.params['force']:
                 self.module.fail("dest '%s' exists: an archive never replaces a file unless asked; set force=true "
@@ -520,11 +533,7 @@ class RootArchive(Manager):
         directory, name = os.path.split(dest)
         dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            st = os.fstat(dir_fd)
-            if st.st_uid not in (0, os.geteuid()) or (st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX):
-                raise RootError("the directory %s of dest may be written by others (uid %d, mode %04o), who could "
-                                "replace the archive before it is complete: write it to a directory of yours or of "
-                                "root's" % (directory, st.st_uid, stat.S_IMODE(st.st_mode)))
+            check_dest_dir(os.fstat(dir_fd), directory)
             tmp = '.%s.%s.tmp' % (name, uuid.uuid4().hex[:8])
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, ARCHIVE_MODE,
                          dir_fd=dir_fd)
