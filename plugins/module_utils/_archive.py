@@ -42,7 +42,7 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils._lifecycle impor
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import ACTIVE_STATES
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import (
     ARCHIVED_EMPTY, AUTOSTART_DIR, MARKER_NAME, NAMES_ROOT, NOT_ARCHIVED, SAVE_DIR, RootDir, RootError,
-    check_root_path, open_dir_path, write_marker)
+    check_root_path, open_dir_path, write_marker, write_whole)
 
 FORMAT = 'embedvirt.libvirt root archive'
 FORMAT_VERSION = 1
@@ -456,7 +456,7 @@ class RootArchive(Manager):
                 self.shutdown(name)
                 stopped.append(name)
             # The start lock keeps other tasks from starting a helper while the root is copied.
-            lock = self.module.client._lock(root_dir)  # pylint: disable=protected-access
+            lock = self.module.client.start_lock(root_dir)
             try:
                 self.act('stop helper')
                 self.module.client.stop()
@@ -532,36 +532,20 @@ class RootArchive(Manager):
         """Write the archive to dest whole or not at all; its size and sha256 (a HashingWriter)."""
         directory, name = os.path.split(dest)
         dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        written = []
+
+        def write(raw):
+            written.append(HashingWriter(raw))
+            self.write_tar(root_dir, manifest, written[0])
         try:
             check_dest_dir(os.fstat(dir_fd), directory)
-            tmp = '.%s.%s.tmp' % (name, uuid.uuid4().hex[:8])
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, ARCHIVE_MODE,
-                         dir_fd=dir_fd)
-            try:
-                with os.fdopen(fd, 'wb') as raw:
-                    os.fchmod(raw.fileno(), ARCHIVE_MODE)
-                    out = HashingWriter(raw)
-                    self.write_tar(root_dir, manifest, out)
-                    raw.flush()
-                    os.fsync(raw.fileno())
-                if self.params['force']:
-                    os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-                else:
-                    try:
-                        os.link(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
-                    except FileExistsError:
-                        raise RootError("dest '%s' appeared while the archive was written: it is kept; set force=true "
-                                        "to replace it, or give another dest" % dest)
-                os.fsync(dir_fd)
-            finally:
-                try:
-                    os.unlink(tmp, dir_fd=dir_fd)
-                except FileNotFoundError:
-                    pass
+            if not write_whole(dir_fd, name, write, ARCHIVE_MODE, self.params['force']):
+                raise RootError("dest '%s' appeared while the archive was written: it is kept; set force=true "
+                                "to replace it, or give another dest" % dest)
+            os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-        return out
-
+        return written[0]
     def write_tar(self, root_dir, manifest, out):
         data = json.dumps(manifest, indent=1, sort_keys=True).encode()
         with tarfile.open(fileobj=out, mode='w:gz', compresslevel=COMPRESS_LEVEL, format=tarfile.PAX_FORMAT) as tar:

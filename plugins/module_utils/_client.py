@@ -225,7 +225,7 @@ class HelperClient(Operations):
                 # root_dir (and the role) purge it later.
                 _qemu_conf.write_default(rootdir)
                 _root.write_marker(rootdir, 'persistent', replace=False)
-            lock = self._lock(rootdir)
+            lock = self.start_lock(rootdir)
             try:
                 # Somebody may have started (or replaced) the helper while we waited.
                 status = self._hello()
@@ -258,9 +258,9 @@ class HelperClient(Operations):
             self.connection.close()
             self.connection = None
 
-    # --- internals -------------------------------------------------------------------
-    def _lock(self, rootdir):
-        """The root's start lock, held (a descriptor; closing it releases the lock)."""
+    def start_lock(self, rootdir):
+        """The root's start lock, held (a descriptor; closing it releases the lock): no task starts
+        a helper of the root meanwhile."""
         fd = rootdir.open_file(_root.LOCK, os.O_RDWR | os.O_CREAT, 0o600)
         deadline = time.time() + LOCK_TIMEOUT
         while True:
@@ -276,6 +276,7 @@ class HelperClient(Operations):
                         'check for a hung task or helper on this root (see %s)' % self.root.log_path)
                 time.sleep(0.05)
 
+    # --- internals -------------------------------------------------------------------
     def _connect(self, rootdir):
         """A connection to the root's helper, or None if nobody listens.
 

@@ -318,38 +318,44 @@ class RootDir:
         return data
 
     def write_file(self, relative, data, mode=0o600, replace=True):
-        """Write a file below the root whole or not at all (temporary file, then rename),
-        owned by the root's owner; with replace=False only when it does not exist yet.
-        Whether it wrote."""
+        """Write a file below the root whole or not at all (see write_whole), owned by the
+        root's owner; with replace=False only when it does not exist yet. Whether it wrote."""
         directory, name = os.path.split(relative)
         dir_fd = self.subdir(directory, create=True)
-        tmp = '.%s.%s.tmp' % (name, uuid.uuid4().hex[:8])
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                         mode, dir_fd=dir_fd)
-            try:
-                with os.fdopen(fd, 'wb') as f:
-                    if os.geteuid() == 0:
-                        os.fchown(f.fileno(), self.uid, self.gid)
-                    os.fchmod(f.fileno(), mode)
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
-                if replace:
-                    os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-                    return True
-                try:
-                    os.link(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
-                except FileExistsError:
-                    return False
-                return True
-            finally:
-                try:
-                    os.unlink(tmp, dir_fd=dir_fd)
-                except FileNotFoundError:
-                    pass
+            owner = (self.uid, self.gid) if os.geteuid() == 0 else None
+            return write_whole(dir_fd, name, lambda f: f.write(data), mode, replace, owner)
         finally:
             os.close(dir_fd)
+
+
+def write_whole(dir_fd, name, write, mode, replace, owner=None):
+    """Make the file name in the directory dir_fd whole or not at all: write(f) fills a new
+    temporary file there (never through a link), which is then renamed over name, or with
+    replace=False linked to name only when nothing has that name. Whether it wrote."""
+    tmp = '.%s.%s.tmp' % (name, uuid.uuid4().hex[:8])
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dir_fd)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            if owner is not None:
+                os.fchown(f.fileno(), *owner)
+            os.fchmod(f.fileno(), mode)
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        if replace:
+            os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            return True
+        try:
+            os.link(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        try:
+            os.unlink(tmp, dir_fd=dir_fd)
+        except FileNotFoundError:
+            pass
 
 
 def marker_fields(path, lifecycle):

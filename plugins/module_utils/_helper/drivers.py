@@ -175,20 +175,13 @@ def reset_runtime_state_after_reboot(root):
 
 
 def write_whole(path, data):
-    """Write a file of the helper's own whole or not at all: never through a link, and no
-    temporary file left behind when the disk is full."""
-    tmp = '%s.%d.tmp' % (path, os.getpid())
+    """Write a file of the helper's own whole or not at all (_root.write_whole): never through
+    a link, and no temporary file left behind when the disk is full."""
+    dir_fd = os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+        _root.write_whole(dir_fd, os.path.basename(path), lambda f: f.write(data), 0o600, True)
+    finally:
+        os.close(dir_fd)
 
 
 class SecretThreadContext:

@@ -103,9 +103,9 @@ def test_secret_digest_that_cannot_be_written_leaves_no_stale_one(tmp_path, monk
     path = str(tmp_path / 'u')
     secrets.write_secret_digest(path, b'old value')
 
-    def full(src, dst):
+    def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, 'No space left on device')
-    monkeypatch.setattr(drivers.os, 'replace', full)
+    monkeypatch.setattr(drivers.os, 'rename', full)
     with pytest.raises(HelperError) as raised:
         secrets.write_secret_digest(path, b'new value')
     assert raised.value.kind == 'storage' and 'set the value again' in raised.value.message
