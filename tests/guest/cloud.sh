@@ -21,7 +21,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/common.sh"
 step_name=cloud
 out=${1:-$here/../../.cache/guest}
-version=2   # bump when what this script builds changes
+version=3   # bump when what this script builds changes
 if [ -s "$out/cloud.qcow2" ] && [ -s "$out/cloud.qcow2.sha256" ] \
    && [ "$(cat "$out/cloud.version" 2>/dev/null)" = "$version" ]; then
   echo "$out" >&3; exit 0
@@ -51,7 +51,7 @@ chroot "$rootfs" apt-get update -q >"$work/apt.log" 2>&1
 DEBIAN_FRONTEND=noninteractive chroot "$rootfs" apt-get install -y -q --no-install-recommends \
   systemd-sysv udev linux-image-cloud-amd64 initramfs-tools cloud-init cloud-guest-utils \
   openssh-server qemu-guest-agent python3 sudo ifupdown isc-dhcp-client netbase \
-  libnss-myhostname zstd \
+  libnss-myhostname zstd dbus \
   >>"$work/apt.log" 2>&1 || { tail -n 30 "$work/apt.log"; exit 1; }
 
 step "configure"
