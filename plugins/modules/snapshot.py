@@ -28,7 +28,7 @@ options:
     required: true
   name:
     description:
-      - Name of the snapshot, 1 to 100 letters, digits and C(. _ + @ : -), starting with a letter or digit
+      - Name of the snapshot, 1 to 100 letters, digits, C(.), C(_), C(+), C(@), C(:) and C(-), starting with a letter or digit
         (libvirt makes a file name of it, and QEMU's monitor reads it as one word).
     type: str
     required: true

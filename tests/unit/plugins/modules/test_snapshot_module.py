@@ -44,7 +44,7 @@ def test_absent_deletes_once_and_check_mode_reparents_the_children(fake_helper):
 
 def test_reverted_always_reverts_and_a_missing_snapshot_or_domain_fails(fake_helper):
     fake_helper.add_domain('web', state='running', snapshots=['a'])
-    for _ in range(2):
+    for _round in range(2):
         assert run(fake_helper, domain='web', name='a', state='reverted')['actions'] == ['revert']
     missing = run(fake_helper, domain='web', name='zz', state='reverted')
     assert missing['failed'] and missing['error_kind'] == 'no_snapshot' and 'snapshots=true' in missing['msg']
