@@ -21,6 +21,7 @@ to its owner and renames it into place. A failure leaves nothing behind.
 
 import ctypes
 import fnmatch
+import grp
 import hashlib
 import io
 import json
@@ -61,8 +62,9 @@ COMPRESS_LEVEL = 1
 RESTORED_MODE_MASK = 0o755
 QCOW2_MAGIC = b'QFI\xfb'
 QCOW2_BACKING_FORMAT = 0xE2792ACA
+QCOW2_DATA_FILE = 0x44415441
+QCOW2_BACKING_MAX = 1023
 QCOW2_HEAD = 64 << 10
-QEMU_IMG_TIMEOUT = 120
 RENAME_NOREPLACE = 1
 # What reading a damaged or foreign archive raises.
 READ_ERRORS = (tarfile.TarError, EOFError, zlib.error, UnicodeError)
@@ -102,13 +104,16 @@ def moved_path(path, old, new):
 
 
 def qcow2_header(read):
-    """{backing, format, encrypted} of a qcow2 image (read(offset, length) gives its bytes), or
-    None when it is not one. backing and format are None when it has no backing file."""
+    """{backing, format, encrypted, data_file, backing_offset, backing_size, cluster_size} of a
+    qcow2 image (read(offset, length) gives its bytes), or None when it is not one. backing and
+    format are None when it has no backing file; data_file says whether it keeps its data in
+    an external file."""
     head = read(0, 104)
     if len(head) < 72 or head[:4] != QCOW2_MAGIC:
         return None
-    version, backing_offset, backing_size = struct.unpack('>IQI', head[4:20])
+    version, backing_offset, backing_size, cluster_bits = struct.unpack('>IQII', head[4:24])
     encrypted = struct.unpack('>I', head[32:36])[0] != 0
+    data_file = False
     offset = struct.unpack('>I', head[100:104])[0] if version >= 3 and len(head) >= 104 else 72
     backing_format = None
     for _extension in range(64):  # the header extensions, each (type, length, data padded to 8)
@@ -120,11 +125,42 @@ def qcow2_header(read):
             break
         if kind == QCOW2_BACKING_FORMAT:
             backing_format = read(offset + 8, min(length, 64)).decode('ascii', 'replace')
+        data_file = data_file or kind == QCOW2_DATA_FILE
         offset += 8 + (length + 7) // 8 * 8
     backing = None
     if backing_offset and backing_size:
         backing = read(backing_offset, min(backing_size, 4096)).decode('utf-8', 'surrogateescape')
-    return dict(backing=backing, format=backing_format if backing else None, encrypted=encrypted)
+    return dict(backing=backing, format=backing_format if backing else None, encrypted=encrypted,
+                data_file=data_file, backing_offset=backing_offset, backing_size=backing_size,
+                cluster_size=1 << min(cluster_bits, 31))
+
+
+def moved_backing(header, old, new):
+    """The backing name a restored qcow2 image gets at the new root: None when it needs none
+    (no backing file, a relative name, a file outside the old root). ArchiveError when the
+    name goes through '..' (it could name anything, and the check would not see it) or the
+    new name does not fit where qemu keeps it (in the image's first cluster, 1023 bytes at most)."""
+    backing = header['backing'] if header else None
+    if not backing:
+        return None
+    if '..' in backing.split('/'):
+        raise ArchiveError("an image names its backing file through '..' (%s): a restore rewrites whole paths only; "
+                           "rebase the image to a plain path (qemu-img rebase -u) and archive again" % backing)
+    moved = moved_path(backing, old, new)
+    if moved is not None and (len(moved.encode()) > QCOW2_BACKING_MAX
+                              or header['backing_offset'] + len(moved.encode()) > header['cluster_size']):
+        raise ArchiveError('an image names its backing file %s, whose name at %s would not fit in the image\'s '
+                           'header: restore it at a shorter path' % (backing, new))
+    return moved
+
+
+def set_backing_name(fd, header, name):
+    """Rename an image's backing file in place (what qemu-img rebase -u does): the name where the
+    header says, then its length. The rest of the first cluster is the header's; nothing else
+    of the image changes, encrypted or not."""
+    data = name.encode()
+    os.pwrite(fd, data + b'\0' * max(0, header['backing_size'] - len(data)), header['backing_offset'])
+    os.pwrite(fd, struct.pack('>I', len(data)), 16)
 
 
 def boot_files(xml):
@@ -419,7 +455,11 @@ class RootArchive(Manager):
         directory = os.path.dirname(dest)
         if not os.path.isdir(directory):
             self.module.fail("the directory %s of dest does not exist: create it first" % directory, error_kind='dest')
-        self.module.guard(check_dest_dir, os.stat(directory), directory)
+        dir_fd = self.module.guard(open_dir_path, directory)
+        try:
+            self.module.guard(check_dest_dir, os.fstat(dir_fd), directory)
+        finally:
+            os.close(dir_fd)
         if os.path.lexists(dest):
             if not self.params['force']:
                 self.module.fail("dest '%s' exists: an archive never replaces a file unless asked; set force=true "
@@ -531,7 +571,7 @@ class RootArchive(Manager):
     def write(self, root_dir, manifest, dest):
         """Write the archive to dest whole or not at all; its size and sha256 (a HashingWriter)."""
         directory, name = os.path.split(dest)
-        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        dir_fd = open_dir_path(directory)
         written = []
 
         def write(raw):
@@ -546,6 +586,7 @@ class RootArchive(Manager):
         finally:
             os.close(dir_fd)
         return written[0]
+
     def write_tar(self, root_dir, manifest, out):
         data = json.dumps(manifest, indent=1, sort_keys=True).encode()
         with tarfile.open(fileobj=out, mode='w:gz', compresslevel=COMPRESS_LEVEL, format=tarfile.PAX_FORMAT) as tar:
@@ -592,14 +633,9 @@ class RootRestore(Manager):
         if not os.path.isdir(os.path.dirname(self.path)):
             self.module.fail("the directory %s, in which the root is restored, does not exist: create it first"
                              % os.path.dirname(self.path), error_kind='root')
-        uid, gid = RootLifecycle(self.module).owner_ids(None)
-        try:
-            archive = open(src, 'rb')
-        except OSError as e:
-            self.module.fail("cannot read src '%s' (%s): give the path of an archive root_dir state=archived wrote"
-                             % (src, e.strerror), error_kind='src')
-        with archive:
+        with self.open_src(src) as archive:
             manifest, files = self.checked(self.verify, archive)
+            uid, gid = self.owner_ids(manifest)
             old = manifest['root']
             self.act('restore %s from %s' % (self.path, src))
             if not self.module.check_mode:
@@ -614,6 +650,45 @@ class RootRestore(Manager):
                     autostart=[os.path.basename(e['path'])[:-4] for e in manifest['files'] if e['type'] == 'autostart'],
                     seconds=round(time.time() - started, 2))
 
+    def open_src(self, src):
+        """The archive, opened through its directory's descriptor (links on the way only of root's or
+        the caller's), never through a link itself, never blocking on a FIFO, a regular file."""
+        directory, name = os.path.split(src)
+        try:
+            dir_fd = open_dir_path(directory)
+            try:
+                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+            finally:
+                os.close(dir_fd)
+        except (OSError, RootError) as e:
+            self.module.fail("cannot read src '%s' (%s): give the path of an archive root_dir state=archived wrote, "
+                             "not a link, in a directory only root or its owner may change"
+                             % (src, getattr(e, 'strerror', None) or e), error_kind='src')
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            self.module.fail("src '%s' is not a regular file: give the path of an archive root_dir state=archived "
+                             "wrote" % src, error_kind='src')
+        return os.fdopen(fd, 'rb')
+
+    def owner_ids(self, manifest):
+        """uid and gid of the restored root: as asked, else the archived root's owner (a user's root stays
+        the user's: its qemu.conf and definitions are what that user wrote), who must exist here."""
+        params = self.params
+        owner = manifest.get('owner')
+        if params['owner'] or owner in (None, 'root'):
+            uid, gid = RootLifecycle(self.module).owner_ids(None)
+            if uid == 0 and owner not in (None, 'root'):
+                self.module.warn("the archived root was %s's and is restored as root's: its guests run as root with "
+                                 "the definitions and qemu.conf %s wrote" % (owner, owner))
+            return uid, gid
+        try:
+            account = pwd.getpwnam(owner)
+            gid = grp.getgrnam(params['group']).gr_gid if params['group'] else account.pw_gid
+        except KeyError:
+            self.module.fail("the archived root belonged to %s, who has no account (or group %s) on this host: give "
+                             "owner= (and group=) for the restored root" % (owner, params['group']), error_kind='owner')
+        return account.pw_uid, gid
+
     def checked(self, function, *args):
         try:
             return function(*args)
@@ -627,14 +702,14 @@ class RootRestore(Manager):
         files = []
         for entry, stream in members:
             head = copy_member(entry, stream)
-            if names_root(entry['path']) and entry['size'] > REWRITE_LIMIT:
+            if (names_root(entry['path']) or entry['path'] == MARKER_NAME) and entry['size'] > REWRITE_LIMIT:
                 raise ArchiveError('its %s has %d bytes, more than such a file of libvirt holds' % (entry['path'], entry['size']))
             header = qcow2_header(lambda offset, length, head=head: head[offset:offset + length])
-            if (header and header['encrypted'] and header['backing'] and manifest['root'] != self.path
-                    and moved_path(header['backing'], manifest['root'], self.path)):
-                raise ArchiveError('its encrypted image %s has a backing file in the old root (%s), which qemu-img '
-                                   'cannot rename without its key: restore it at %s' % (entry['path'], header['backing'],
-                                                                                        manifest['root']))
+            if header and header['data_file']:
+                raise ArchiveError('its image %s keeps its data in an external file, which QEMU would open wherever '
+                                   'the image names it: convert it (qemu-img convert -O qcow2) and archive again'
+                                   % entry['path'])
+            moved_backing(header, manifest['root'], self.path)
             files.append(entry)
         return manifest, files
 
@@ -748,37 +823,23 @@ class RootRestore(Manager):
             os.close(fd)
 
     def rebase(self, staged, relative, old):
-        """Point a qcow2 image whose backing file names the old root to the new one (qemu-img rebase -u:
-        only the name changes). qemu-img reaches the staged tree through our descriptor of it: whoever
-        may write beside it could rename it, but not what the descriptor holds."""
-        staged_path = '/proc/%d/fd/%d' % (os.getpid(), staged.fd)
-        path = os.path.join(staged_path, relative)
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        """Point a qcow2 image whose backing file names the old root to the new one. Done here, not
+        by qemu-img: the image comes from the archive, and no program of root's parses it."""
+        dir_fd = staged.subdir(os.path.dirname(relative))
+        try:
+            fd = os.open(os.path.basename(relative), os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        finally:
+            os.close(dir_fd)
         try:
             header = qcow2_header(lambda offset, length: os.pread(fd, length, offset))
+            backing = moved_backing(header, old, self.path)
+            if backing is None:
+                return
+            set_backing_name(fd, header, backing)
+            os.fsync(fd)
         finally:
             os.close(fd)
-        backing = header and header['backing'] and moved_path(header['backing'], old, self.path)
-        if not backing:
-            return
-        backing_format = header['format'] or self.probe(os.path.join(staged_path, os.path.relpath(backing, self.path)))
-        qemu_img = self.module.get_bin_path('qemu-img')
-        rc, _out, err = self.module.run_command([qemu_img, 'rebase', '-u', '-f', 'qcow2', '-b', backing, '-F',
-                                                 backing_format, path])
-        if rc != 0:
-            raise RootError('qemu-img could not point %s to its backing file at the new path %s: %s'
-                            % (relative, backing, err.strip()))
         self.rebased.append(relative)
-
-    def probe(self, path):
-        """The format of an image of the staged tree, for a backing name without one."""
-        qemu_img = self.module.get_bin_path('qemu-img')
-        rc, out, err = self.module.run_command([qemu_img, 'info', '--output=json', path])
-        try:
-            return json.loads(out)['format'] if rc == 0 else None
-        except (ValueError, KeyError):
-            pass
-        raise RootError('qemu-img cannot tell the format of %s: %s' % (path, err.strip()))
 
     def give(self, staged, manifest, uid, gid):
         """Give the staged tree to uid and gid: what is deepest first, so that each directory is

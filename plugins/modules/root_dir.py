@@ -45,8 +45,10 @@ description:
     into a directory beside the new root that only root may enter, checks each file again as it writes
     it, rewrites the paths that named the old root (domain, secret, snapshot and checkpoint XML,
     C(etc/qemu.conf), NVRAM paths in them, the marker, libvirt's autostart links, and qcow2 backing
-    file names with C(qemu-img rebase -u)), gives the tree to O(owner) and O(group) and renames it into
-    place. A failure leaves nothing behind. Logs keep the old paths.
+    file names, renamed in the image's header as C(qemu-img rebase -u) would, without running any program
+    on the archive's images), gives the tree to O(owner) and O(group) and renames it into place. A failure
+    leaves nothing behind. Logs keep the old paths. An image with an external data file, or whose backing
+    file name goes through C(..), is refused.
   - The C(embedvirt.libvirt.root) role uses this module and adds the boot service, whose unit name and
     command line this module returns (RV(boot_unit)).
 options:
@@ -72,7 +74,9 @@ options:
     description:
       - User that owns the root (and runs its guests when unprivileged). Defaults to the user running
         the task.
-      - With O(state=restored), the owner of the restored root and all its files (root when not given).
+      - With O(state=restored), the owner of the restored root and all its files. When not given, the owner
+        of the archived root (its name in the manifest), who must have an account here; a user's root is never
+        made root's unless asked (its C(qemu.conf) and definitions are what that user wrote).
         Restore a root whose guests ran as an ordinary user to such a user, or set O(qemu_conf) afterwards.
     type: str
   group:
