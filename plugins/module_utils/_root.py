@@ -11,6 +11,7 @@ Every other layer asks this one; no other file builds a path under a root.
 import errno
 import json
 import os
+import re
 import stat
 import time
 import uuid
@@ -48,6 +49,10 @@ NVRAM_DIR = 'lib/qemu/nvram'
 # an absolute link to etc/qemu/<name>.xml), and its snapshot metadata (<domain>/<snapshot>.xml).
 AUTOSTART_DIR = 'etc/qemu/autostart'
 SNAPSHOT_DIR = 'lib/qemu/snapshot'
+# A snapshot name: libvirt keeps a snapshot as SNAPSHOT_DIR/<domain>/<name>.xml, and QEMU's
+# human monitor (savevm, delvm), to which libvirt hands the name, splits its arguments at
+# spaces; a plain word is what both take as it is.
+SNAPSHOT_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9._+@:-]{0,99}')
 # libvirt's managed-save images: a saved guest's memory with its definition inside, paths included.
 SAVE_DIR = 'lib/qemu/save'
 
@@ -556,3 +561,11 @@ def domain_name_problem(name, root=None):
                     'takes 1 byte, most CJK characters 3), or a root %d bytes shorter'
                     % (SOCKET_NAME_CHARACTERS, head_bytes - (size - SOCKET_PATH_MAX), size - SOCKET_PATH_MAX))
     return None
+
+
+def snapshot_name_problem(name):
+    """What forbids giving libvirt this snapshot name (see SNAPSHOT_NAME), as (problem, fix), or None."""
+    if isinstance(name, str) and SNAPSHOT_NAME.fullmatch(name):
+        return None
+    return ('snapshot name %r is not usable: libvirt makes a file name of it and QEMU reads it as one word' % name,
+            'give 1 to 100 letters, digits and . _ + @ : -, starting with a letter or digit')

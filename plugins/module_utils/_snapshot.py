@@ -8,6 +8,7 @@
 """Bring a domain's snapshot to the state a task asks for (the snapshot module)."""
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._common import Manager
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.snapshots import creation_problem
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import ACTIVE_STATES
 
 STATES = ['present', 'absent', 'reverted']
@@ -52,6 +53,10 @@ class SnapshotManager(Manager):
         memory = params['memory']
         if memory is None:
             memory = running and not params['quiesce']  # quiescing is for a snapshot of the disks
+        # The helper's own checks, made here too so that check mode predicts no snapshot it would refuse.
+        problem = creation_problem(domain, name, running, memory, params['quiesce'], self.domain['xml'])
+        if problem:
+            self.module.fail('%s. Fix: %s' % problem[1:], error_kind=problem[0])
         if self.act('create'):
             created = self.module.helper.snapshot_create(
                 name=domain, snapshot=name, description=params['description'], memory=memory,

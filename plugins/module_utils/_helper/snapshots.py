@@ -17,16 +17,15 @@ shut-off guest, which libvirt reverts by restarting the guest on the reverted di
 
 import json
 import logging
-import re
 import time
 from xml.etree import ElementTree
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.drivers import DriverUser
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.errors import HelperError, parse_xml
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import snapshot_name_problem
 
 log = logging.getLogger('embedvirt.helper')
 
-SNAPSHOT_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9._+@:-]{0,99}')
 # Disks a snapshot leaves out: what the guest cannot write.
 UNWRITTEN_DEVICES = ('cdrom', 'floppy')
 
@@ -54,25 +53,16 @@ class Snapshots(DriverUser):
             raise
 
     def snapshot_create(self, name, snapshot, description, memory, quiesce, timeout):
-        check_snapshot_name(snapshot)
         dom = self.domains.domain_required(name)
-        if snapshot in dom.snapshotListNames(0):
-            raise HelperError('exists', "domain '%s' already has a snapshot '%s'" % (name, snapshot),
-                              'give another name, or delete it first (state=absent)')
         running = bool(dom.isActive())
         if memory is None:
             memory = running
-        if memory and not running:
-            raise HelperError('memory', "domain '%s' is not running: it has no memory state to save" % name,
-                              'start the guest first, or set memory=false for a snapshot of its disks')
-        if quiesce and (memory or not running):
-            raise HelperError('quiesce', 'quiesce freezes the filesystems of a running guest for a snapshot of '
-                              'its disks only; a memory snapshot and a shut-off guest need none',
-                              'set quiesce=false, or memory=false on a running guest')
-        if memory and parse_xml(dom.XMLDesc(0), 'domain').find("os/loader[@type='pflash']") is not None:
-            raise HelperError('memory', "domain '%s' boots UEFI firmware, whose variables are a raw pflash file: "
-                              'libvirt 9.0 cannot keep its memory in an internal snapshot' % name,
-                              'set memory=false for a snapshot of its disks (reverting restarts the guest)')
+        problem = creation_problem(name, snapshot, running, memory, quiesce, dom.XMLDesc(0))
+        if problem:
+            raise HelperError(*problem)
+        if snapshot in dom.snapshotListNames(0):
+            raise HelperError('exists', "domain '%s' already has a snapshot '%s'" % (name, snapshot),
+                              'give another name, or delete it first (state=absent)')
         disks = self.snapshot_disks(dom)
         xml = snapshot_xml(snapshot, description, memory, disks)
         if memory or not running:
@@ -177,13 +167,26 @@ class Snapshots(DriverUser):
         self.snapshot_required(dom, snapshot).delete(0)
 
 
-def check_snapshot_name(snapshot):
-    """libvirt keeps a snapshot as <name>.xml, and hands the name to QEMU's human monitor (savevm,
-    delvm), which splits its arguments at spaces: a plain word is what both take as it is."""
-    if not SNAPSHOT_NAME.fullmatch(snapshot or ''):
-        raise HelperError('name', 'snapshot name %r is not usable: libvirt makes a file name of it and QEMU '
-                          'reads it as one word' % snapshot,
-                          'give 1 to 100 letters, digits and . _ + @ : -, starting with a letter or digit')
+def creation_problem(name, snapshot, running, memory, quiesce, xml):
+    """What forbids taking the snapshot of domain name (running or not, defined by xml), as
+    (error kind, problem, fix), or None. The snapshot module asks before it acts (in check mode
+    too), the helper again for every client."""
+    problem = snapshot_name_problem(snapshot)
+    if problem:
+        return ('name',) + problem
+    if memory and not running:
+        return ('memory', "domain '%s' is not running: it has no memory state to save" % name,
+                'start the guest first, or set memory=false for a snapshot of its disks')
+    if quiesce and (memory or not running):
+        return ('quiesce', 'quiesce freezes the filesystems of a running guest for a snapshot of its disks only; '
+                'a memory snapshot and a shut-off guest need none', 'set quiesce=false, or memory=false on a running guest')
+    os_el = ElementTree.fromstring(xml).find('os')
+    # The inactive XML of a guest whose firmware libvirt picks says firmware='efi' only.
+    if memory and os_el is not None and (os_el.get('firmware') == 'efi' or os_el.find("loader[@type='pflash']") is not None):
+        return ('memory', "domain '%s' boots UEFI firmware, whose variables are a raw pflash file: libvirt 9.0 "
+                'cannot keep its memory in an internal snapshot' % name,
+                'set memory=false for a snapshot of its disks (reverting restarts the guest)')
+    return None
 
 
 def snapshot_xml(snapshot, description, memory, disks):

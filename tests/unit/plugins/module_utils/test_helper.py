@@ -11,7 +11,7 @@ from xml.etree import ElementTree
 
 import pytest
 
-from ansible_collections.embedvirt.libvirt.plugins.module_utils import _protocol
+from ansible_collections.embedvirt.libvirt.plugins.module_utils import _protocol, _root
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper import (
     agent, domains, drivers, errors, secrets, server, snapshots)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.errors import HelperError
@@ -196,10 +196,51 @@ def test_snapshot_xml_leaves_out_what_the_guest_cannot_write():
 
 
 def test_snapshot_names_that_are_not_one_plain_word_are_refused():
-    for bad in ('', 'a/b', '.hidden', ' s', 'two words', 'a\nb', 'x' * 101, '-x', 'caf\u00e9'):
-        with pytest.raises(HelperError, match='not usable'):
-            snapshots.check_snapshot_name(bad)
-    snapshots.check_snapshot_name('before-upgrade_2026-11-26T03:00+1@x.y')
+    for bad in ('', None, 'a/b', '.hidden', '..', ' s', 'two words', 'a\nb', 'x\n', 'x' * 101, '-x', 'caf\u00e9'):
+        problem, fix = _root.snapshot_name_problem(bad)
+        assert 'not usable' in problem and 'letters, digits' in fix
+    assert _root.snapshot_name_problem('before-upgrade_2026-11-26T03:00+1@x.y') is None
+    assert _root.snapshot_name_problem('x' * 100) is None
+
+
+class SnapshotDomain:
+    """The libvirt domain snapshot_create sees; it records what it was asked to do."""
+
+    def __init__(self, active, xml="<domain><name>web</name><os><type>hvm</type></os></domain>"):
+        self.active, self.xml, self.calls = active, xml, []
+
+    def isActive(self):
+        return self.active
+
+    def XMLDesc(self, flags):
+        return self.xml
+
+    def name(self):
+        return 'web'
+
+    def snapshotListNames(self, flags):
+        return []
+
+    def __getattr__(self, name):  # anything else would change the domain
+        return lambda *args: self.calls.append(name)
+
+
+@pytest.mark.parametrize('active, xml, args, kind', [
+    (True, None, dict(snapshot='two words'), 'name'),
+    (False, None, dict(memory=True), 'memory'),
+    (False, None, dict(quiesce=True), 'quiesce'),
+    (True, None, dict(memory=True, quiesce=True), 'quiesce'),
+    (True, "<domain><os firmware='efi'/></domain>", {}, 'memory'),
+    (True, "<domain><os><loader type='pflash'>/x.fd</loader></os></domain>", dict(memory=True), 'memory'),
+])
+def test_the_helper_refuses_a_snapshot_it_cannot_take_before_it_touches_the_domain(active, xml, args, kind):
+    dom = SnapshotDomain(active, *([xml] if xml else []))
+    part = snapshots.Snapshots.__new__(snapshots.Snapshots)
+    part.domains = type('Domains', (), {'domain_required': staticmethod(lambda name: dom)})()
+    request = dict(dict(name='web', snapshot='s1', description=None, memory=None, quiesce=False, timeout=60), **args)
+    with pytest.raises(HelperError) as caught:
+        part.snapshot_create(**request)
+    assert caught.value.kind == kind and caught.value.hint and dom.calls == []
 
 
 def test_a_clone_is_not_defined_while_its_source_runs():

@@ -3,6 +3,8 @@
 
 """embedvirt.libvirt.snapshot (SnapshotManager) against a helper that speaks the real protocol."""
 
+import pytest
+
 from ansible_collections.embedvirt.libvirt.plugins.modules import snapshot
 from ansible_collections.embedvirt.libvirt.tests.unit.plugins.module_runner import run_module
 
@@ -51,3 +53,31 @@ def test_reverted_always_reverts_and_a_missing_snapshot_or_domain_fails(fake_hel
     no_domain = run(fake_helper, domain='db', name='a')
     assert no_domain['failed'] and no_domain['error_kind'] == 'no_domain'
     assert len(fake_helper.args_of('snapshot_revert')) == 2
+
+
+UEFI = "<domain type='qemu'><name>web</name><os firmware='efi'><type>hvm</type></os></domain>"
+PFLASH = ("<domain type='qemu'><name>web</name><os><type>hvm</type><loader readonly='yes' type='pflash'>"
+          "/usr/share/OVMF/OVMF_CODE_4M.fd</loader></os></domain>")
+
+
+@pytest.mark.parametrize('state, xml, args, kind, says', [
+    ('shutoff', None, dict(memory=True), 'memory', 'start the guest first'),
+    ('running', None, dict(name='two words'), 'name', 'give 1 to 100 letters'),
+    ('running', None, dict(name='../s1'), 'name', 'give 1 to 100 letters'),
+    ('running', None, dict(quiesce=True, memory=True), 'quiesce', 'set quiesce=false'),
+    ('shutoff', None, dict(quiesce=True), 'quiesce', 'set quiesce=false'),
+    ('running', UEFI, {}, 'memory', 'boots UEFI firmware'),
+    ('paused', PFLASH, dict(memory=True), 'memory', 'boots UEFI firmware'),
+])
+def test_check_mode_refuses_what_the_helper_would_and_sends_nothing(fake_helper, state, xml, args, kind, says):
+    fake_helper.add_domain('web', state=state, xml=xml)
+    result = run(fake_helper, **dict(dict(domain='web', name='s1', check_mode=True), **args))
+    assert result['failed'] and result['error_kind'] == kind
+    assert says in result['msg'] and '. Fix: ' in result['msg']
+    assert fake_helper.changes() == [] and 'snapshots' not in fake_helper.domains['web']
+
+
+def test_a_disk_snapshot_of_a_uefi_guest_is_taken(fake_helper):
+    fake_helper.add_domain('web', state='running', xml=UEFI)
+    result = run(fake_helper, domain='web', name='s1', memory=False)
+    assert result['changed'] and fake_helper.args_of('snapshot_create')[0]['memory'] is False
