@@ -166,7 +166,8 @@ actions:
 error_kind:
   description:
     - Why the task failed. V(no_domain), V(no_snapshot), V(disk_format) (a writable disk that is not
-      qcow2), V(memory), V(quiesce), V(clone_source), V(name), V(libvirt); see also
+      qcow2), V(memory), V(quiesce), V(clone_source), V(name), V(snapshot) (QEMU refused the snapshot of
+      a running guest's disks), V(value) (a O(timeout) below 1), V(libvirt); see also
       M(embedvirt.libvirt.domain_info).
   returned: failure
   type: str

@@ -148,8 +148,11 @@ class Snapshots(DriverUser):
         reply = json.loads(self.drivers.libvirt_qemu.qemuMonitorCommand(
             dom, json.dumps({'execute': command, 'arguments': arguments}), 0))
         if 'error' in reply:
+            log.error('QEMU refused %s on domain %s: %s', command, dom.name(), json.dumps(reply))
             raise HelperError('snapshot', "QEMU refused %s on domain '%s': %s"
-                              % (command, dom.name(), reply['error'].get('desc')))
+                              % (command, dom.name(), reply['error'].get('desc')),
+                              'take the snapshot with the guest shut off, or with memory=true; QEMU\'s whole reply '
+                              'is in the helper log %s' % self.root.log_path)
         return reply.get('return')
 
     def snapshot_revert(self, name, snapshot):

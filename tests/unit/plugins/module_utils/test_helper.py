@@ -243,6 +243,20 @@ def test_the_helper_refuses_a_snapshot_it_cannot_take_before_it_touches_the_doma
     assert caught.value.kind == kind and caught.value.hint and dom.calls == []
 
 
+def test_what_qemu_refuses_is_a_snapshot_error_with_a_fix_and_its_reply_in_the_log(caplog):
+    class QemuMonitor:
+        @staticmethod
+        def qemuMonitorCommand(dom, command, flags):
+            return '{"error": {"class": "GenericError", "desc": "Device has no medium"}}'
+    root = _root.EmbedRoot('/srv/vms')
+    part = snapshots.Snapshots(type('Drivers', (), {'root': root, 'libvirt_qemu': QemuMonitor})(), None)
+    with caplog.at_level(logging.ERROR, logger='embedvirt.helper'), pytest.raises(HelperError) as caught:
+        part.monitor(SnapshotDomain(True), 'transaction', {'actions': []})
+    assert caught.value.kind == 'snapshot' and 'Device has no medium' in caught.value.message
+    assert 'memory=true' in caught.value.hint and root.log_path in caught.value.hint
+    assert 'GenericError' in caplog.text
+
+
 def test_a_clone_is_not_defined_while_its_source_runs():
     class Source:
         def __init__(self, active):
