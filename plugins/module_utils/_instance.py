@@ -118,9 +118,12 @@ def clone_disks(source_xml, source_seed, images, name, extra_devices):
     from vdc on that extra_devices leave free). CD-ROMs, read-only disks and the source's seed
     are not cloned. ValueError naming the fix for a source an overlay cannot be put on."""
     sources = []
+    taken = set()  # every file the source names as a disk
     for disk in ElementTree.fromstring(source_xml).iterfind('devices/disk'):
         source = disk.find('source')
         path = source.get('file') if source is not None else None
+        if path:
+            taken.add(os.path.normpath(path))
         if disk.get('device', 'disk') != 'disk' or disk.find('readonly') is not None or (path and path == source_seed):
             continue
         if disk.get('type') != 'file' or not path:
@@ -148,8 +151,14 @@ def clone_disks(source_xml, source_seed, images, name, extra_devices):
         raise ValueError('it has %d writable disks, more than the %d virtio targets left'
                          % (len(sources), len(targets)))
     names = [name + '.qcow2'] + ['%s-%s.qcow2' % (name, target) for target in targets[1:]]
-    return [(os.path.join(images, file_name), path, disk_format, target)
-            for file_name, (path, disk_format), target in zip(names, sources, targets)]
+    disks = [(os.path.join(images, file_name), path, disk_format, target)
+             for file_name, (path, disk_format), target in zip(names, sources, targets)]
+    for clone_disk, dummy, dummy, dummy in disks:
+        # Such as a source defined with the domain module on images/<clone's name>.qcow2.
+        if clone_disk in taken:
+            raise ValueError("the clone's disk %s would be the source's own disk: choose another name for the clone"
+                             % clone_disk)
+    return disks
 
 
 class InstanceManager(Manager):

@@ -83,3 +83,16 @@ def test_an_instance_from_an_image_is_no_clone():
                      ('', []))
     assert ElementTree.fromstring(xml).find('metadata') is None
     assert clone_source(xml) is None
+
+
+@pytest.mark.parametrize('disks', [
+    # A source defined with the domain module on the disk an instance called c would have.
+    [disk(IMAGES + '/c.qcow2', 'vda')],
+    [disk(IMAGES + '/t.qcow2', 'vda'), disk(IMAGES + '/c-vdc.qcow2', 'vdb')],
+    # Not cloned, yet still the source's: the clone's overlay would be made over it.
+    [disk(IMAGES + '/t.qcow2', 'vda'), disk(IMAGES + '//c.qcow2', 'vdb', 'raw', extra='<readonly/>')],
+])
+def test_a_clone_whose_disk_would_be_a_disk_of_its_source_is_refused(disks):
+    with pytest.raises(ValueError, match="the clone's disk /r/images/c(-vdc)?.qcow2 would be the source's own disk: "
+                                         "choose another name for the clone"):
+        clone_disks(source(*disks), None, IMAGES, 'c', None)
