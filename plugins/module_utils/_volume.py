@@ -260,8 +260,9 @@ class VolumeManager(Manager):
                 self.module.fail('encryption needs format=qcow2', error_kind='format')
             if self.backing is not None:
                 self.check_backing()
+            if self.backing is not None and self.size is not None:
                 backing_size = self.backing_info()['virtual-size']
-                if self.size is not None and self.size < backing_size:
+                if self.size < backing_size:
                     self.module.fail('size asks for %d bytes, less than the %d of backing_file %s: the guest would '
                                      'see its disk cut short, so it is refused; give a size of at least %d bytes, or '
                                      'none' % (self.size, backing_size, params['backing_file'], backing_size),
@@ -345,9 +346,11 @@ class VolumeManager(Manager):
             os.close(fd)
 
     def backing_info(self):
-        """What qemu-img says of the backing file (format, virtual-size), read once."""
+        """What qemu-img says of the backing file (format, virtual-size), read once: as
+        backing_format when given (see info), else in the format qemu-img finds."""
         if self._backing_info is None:
-            self._backing_info = json.loads(self.qemu_img(['info', '--output=json', '-U', self.backing],
+            given = ['-f', self.params['backing_format']] if self.params['backing_format'] else []
+            self._backing_info = json.loads(self.qemu_img(['info', '--output=json', '-U'] + given + [self.backing],
                                                           image=self.backing))
         return self._backing_info
 
