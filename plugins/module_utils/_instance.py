@@ -215,6 +215,13 @@ class InstanceManager(Manager):
         for option in ('memory', 'vcpus'):
             if params[option] < 1:
                 self.module.fail('%s is %d: give at least 1' % (option, params[option]), error_kind=option)
+        # The files named after this instance are overwritten or grown: never another guest's disk.
+        taken = sorted(set('%s (%s)' % (disk['path'], disk['domain']) for disk in self.module.helper.domain_disks()
+                           if disk['domain'] != self.name and disk['path'] in (self.disk, self.seed)))
+        if taken:
+            self.module.fail("the files of instance '%s' are disks of other domains: %s; this task would overwrite "
+                             "them: choose another name for the instance" % (self.name, ', '.join(taken)),
+                             error_kind='in_use')
         try:
             self.network = _network.interface_xml(params['network'], self.name)
             self.files = _cloud_init.render(params['cloud_init'] or {}, self.name)
