@@ -57,43 +57,20 @@ class Snapshots(DriverUser):
         running = bool(dom.isActive())
         if memory is None:
             memory = running
-        problem = creation_problem(name, snapshot, running, memory, quiesce, dom.XMLDesc(0))
+        live = dom.XMLDesc(0)
+        problem = creation_problem(name, snapshot, running, memory, quiesce, live)
         if problem:
             raise HelperError(*problem)
         if snapshot in dom.snapshotListNames(0):
             raise HelperError('exists', "domain '%s' already has a snapshot '%s'" % (name, snapshot),
                               'give another name, or delete it first (state=absent)')
-        disks = self.snapshot_disks(dom)
+        disks = snapshot_disks(name, live)
         xml = snapshot_xml(snapshot, description, memory, disks)
         if memory or not running:
             dom.snapshotCreateXML(xml, 0)
         else:
             self.create_disk_snapshot_of_running(dom, snapshot, xml, disks, quiesce, timeout)
         return describe(self.snapshot_required(dom, snapshot).getXMLDesc(0), True)
-
-    def snapshot_disks(self, dom):
-        """{target: QEMU's format node ('' while shut off), or None for a disk left out};
-        refused when a writable disk cannot hold an internal snapshot."""
-        disks = {}
-        for disk in parse_xml(dom.XMLDesc(0), 'domain').iter('disk'):
-            target = disk.find('target').get('dev')
-            if disk.get('device') in UNWRITTEN_DEVICES or disk.find('readonly') is not None:
-                disks[target] = None
-                continue
-            driver = disk.find('driver')
-            kind = driver.get('type') if driver is not None else None
-            source = disk.find('source')
-            where = (source.get('file') or source.get('dev') or '?') if source is not None else '?'
-            if kind != 'qcow2':
-                raise HelperError(
-                    'disk_format', "disk %s (%s) of domain '%s' is %s: snapshots live inside qcow2 files, and libvirt "
-                    "9.0 can neither revert nor delete the external snapshots a %s disk would need"
-                    % (target, where, dom.name(), kind or 'of no given format', kind or 'raw'),
-                    'put the disk on qcow2: a qcow2 overlay over it (embedvirt.libvirt.volume with backing_file) '
-                    'or a converted copy (qemu-img convert -O qcow2), in the domain XML instead of it')
-            index = source.get('index') if source is not None else None
-            disks[target] = 'libvirt-%s-format' % index if index else ''
-        return disks
 
     def create_disk_snapshot_of_running(self, dom, snapshot, xml, disks, quiesce, timeout):
         """A disk-only internal snapshot of a running guest: QEMU makes it, libvirt records it."""
@@ -190,6 +167,32 @@ def creation_problem(name, snapshot, running, memory, quiesce, xml):
                 'cannot keep its memory in an internal snapshot' % name,
                 'set memory=false for a snapshot of its disks (reverting restarts the guest)')
     return None
+
+
+def snapshot_disks(name, xml):
+    """{target: QEMU's format node ('' while shut off), or None for a disk left out} of the
+    domain name, from its live definition xml; refused when a writable disk cannot hold an
+    internal snapshot."""
+    disks = {}
+    for disk in parse_xml(xml, 'domain').iter('disk'):
+        target = disk.find('target').get('dev')
+        if disk.get('device') in UNWRITTEN_DEVICES or disk.find('readonly') is not None:
+            disks[target] = None
+            continue
+        driver = disk.find('driver')
+        kind = driver.get('type') if driver is not None else None
+        source = disk.find('source')
+        where = (source.get('file') or source.get('dev') or '?') if source is not None else '?'
+        if kind != 'qcow2':
+            raise HelperError(
+                'disk_format', "disk %s (%s) of domain '%s' is %s: snapshots live inside qcow2 files, and libvirt "
+                "9.0 can neither revert nor delete the external snapshots a %s disk would need"
+                % (target, where, name, kind or 'of no given format', kind or 'raw'),
+                'put the disk on qcow2: a qcow2 overlay over it (embedvirt.libvirt.volume with backing_file) '
+                'or a converted copy (qemu-img convert -O qcow2), in the domain XML instead of it')
+        index = source.get('index') if source is not None else None
+        disks[target] = 'libvirt-%s-format' % index if index else ''
+    return disks
 
 
 def snapshot_xml(snapshot, description, memory, disks):
