@@ -44,6 +44,7 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import (
     ARCHIVED_EMPTY, AUTOSTART_DIR, MARKER_NAME, NAMES_ROOT, NOT_ARCHIVED, SAVE_DIR, RootDir, RootError,
     check_root_path, open_dir_path, write_marker, write_whole)
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._volume import QCOW2_MAGIC
 
 FORMAT = 'embedvirt.libvirt root archive'
 FORMAT_VERSION = 1
@@ -60,7 +61,6 @@ SPARSE_BLOCK = 64 << 10
 COMPRESS_LEVEL = 1
 # Modes a restored file or directory may have: group and others never write in a root.
 RESTORED_MODE_MASK = 0o755
-QCOW2_MAGIC = b'QFI\xfb'
 QCOW2_BACKING_FORMAT = 0xE2792ACA
 QCOW2_DATA_FILE = 0x44415441
 QCOW2_BACKING_MAX = 1023
