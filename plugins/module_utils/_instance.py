@@ -216,8 +216,11 @@ class InstanceManager(Manager):
             if params[option] < 1:
                 self.module.fail('%s is %d: give at least 1' % (option, params[option]), error_kind=option)
         # The files named after this instance are overwritten or grown: never another guest's disk.
-        taken = sorted(set('%s (%s)' % (disk['path'], disk['domain']) for disk in self.module.helper.domain_disks()
-                           if disk['domain'] != self.name and disk['path'] in (self.disk, self.seed)))
+        # One that is already this instance's own (a template's disk under its clones) is kept as it is.
+        disks = self.module.helper.domain_disks()
+        own = set(disk['path'] for disk in disks if disk['domain'] == self.name)
+        taken = sorted(set('%s (%s)' % (disk['path'], disk['domain']) for disk in disks
+                           if disk['path'] in (self.disk, self.seed) and disk['path'] not in own))
         if taken:
             self.module.fail("the files of instance '%s' are disks of other domains: %s; this task would overwrite "
                              "them: choose another name for the instance" % (self.name, ', '.join(taken)),
