@@ -69,11 +69,14 @@ class Drivers:
         query = urllib.parse.quote(self.root.path, safe='/')
         try:
             self.secret = libvirt.open('secret:///embed?root=%s' % query)
+            # The QEMU driver starts autostart guests inside its open, in this thread: their
+            # disks' secrets must be reachable from here before it opens.
+            self.thread_context = SecretThreadContext(self.secret)
+            self.prepare_thread()
             self.qemu = libvirt.open('qemu:///embed?root=%s' % query)
         except libvirt.libvirtError as e:
             raise explain_open_error(str(e), self.root.path, self.root.driver_pidfile('qemu'))
         self.check_drivers_own_root()
-        self.thread_context = SecretThreadContext(self.secret)
 
     def check_drivers_own_root(self):
         """Both drivers must have locked exactly this root's pidfiles.
@@ -192,7 +195,8 @@ class SecretThreadContext:
     dispatch sets. In an embedded process a start then fails with "No current identity to
     elevate" (in the thread that opened the drivers) or opens secret:///system ("Missing URI
     parameter 'root'", in any other thread). libvirt.so exports the private functions that
-    set both; without them (another build) guests without secrets still work.
+    set both (libvirt 9 and 11 alike); without them (another build) guests without secrets
+    still work, and a start that needs one fails with the hint in errors.EMBEDDED_MODE_HINTS.
     """
 
     def __init__(self, secret_conn):

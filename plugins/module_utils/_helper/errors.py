@@ -73,6 +73,12 @@ def explain_agent_error(message, name, command):
     return HelperError('agent', message)
 
 
+_SECRETS_UNREACHABLE = (
+    "this libvirt.so.0 does not export virIdentitySetCurrent and virSetConnectSecret, which hand a "
+    "guest its secrets (encrypted disks) in embedded mode (the helper's log names what was missing): "
+    "use your distribution's libvirt build (Debian, Ubuntu, Fedora and RHEL export them), or start "
+    "the guest without secrets")
+
 # Messages of libvirt calls that fail because of embedded mode itself, and what to do.
 EMBEDDED_MODE_HINTS = (
     ('virtnetworkd-sock', "libvirt networks do not exist in embedded mode (the network driver "
@@ -84,6 +90,9 @@ EMBEDDED_MODE_HINTS = (
                       'instead of the system virtlogd'),
     ('to satisfy', "no UEFI firmware is installed for firmware: uefi: install ovmf (Debian/Ubuntu) or edk2-ovmf "
                    "(Fedora/RHEL); the embedvirt.libvirt.host role does"),
+    # Only when SecretThreadContext found no virIdentitySetCurrent/virSetConnectSecret.
+    ('No current identity to elevate', _SECRETS_UNREACHABLE),
+    ("Missing URI parameter 'root'", _SECRETS_UNREACHABLE),
     # Not embedded mode's fault, but where a root's files go is: say which filesystem.
     ('No space left on device', 'the filesystem that holds the root is full: free space there '
                                 '(df <root>) and run the task again; libvirt keeps what it had '
