@@ -14,6 +14,7 @@ import binascii
 import uuid as uuidlib
 from xml.etree import ElementTree
 
+from ansible_collections.embedvirt.libvirt.plugins.module_utils import _versions
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._common import Manager
 
 # libvirt's <usage type=...> and the element that names what the secret is for.
@@ -92,10 +93,9 @@ class SecretManager(Manager):
         secret = current
         if current is None or any(current[key] != wanted[key] for key in FIELDS):
             uuid = params['uuid'] or (current or {}).get('uuid')
-            if params['ephemeral']:
-                self.module.fail("libvirt's embedded secret driver cannot hold ephemeral secrets "
-                                 '(libvirt 9.0 crashes defining one): use ephemeral=false',
-                                 error_kind='unsupported')
+            problem = params['ephemeral'] and _versions.ephemeral_secret_problem(self.module.helper.versions()['libvirt'])
+            if problem:
+                self.module.fail('%s: %s' % problem, error_kind='unsupported')
             if self.act('define'):
                 secret = self.module.helper.secret_define(xml=secret_xml(uuid, **wanted))
             else:

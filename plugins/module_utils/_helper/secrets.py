@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import os
 
+from ansible_collections.embedvirt.libvirt.plugins.module_utils import _versions
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.drivers import DriverUser, write_whole
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.errors import (
     HelperError, hint_for_libvirt_error, parse_xml)
@@ -55,10 +56,9 @@ class Secrets(DriverUser):
 
     def secret_define(self, xml):
         if parse_xml(xml, 'secret').get('ephemeral') == 'yes':
-            # Same NULL callback as in secret_undefine: defining one crashes the process.
-            raise HelperError('unsupported', "libvirt's embedded secret driver cannot hold "
-                              'ephemeral secrets (libvirt 9.0 crashes defining one)',
-                              'use ephemeral=false')
+            problem = _versions.ephemeral_secret_problem(self.drivers.versions()['libvirt'])
+            if problem:
+                raise HelperError('unsupported', *problem)
         return self.secret_detail(self.secret.secretDefineXML(xml, 0))
 
     def secret_value_matches(self, uuid, value):
@@ -92,15 +92,21 @@ class Secrets(DriverUser):
         return self.secret_detail(sec)
 
     def secret_undefine(self, uuid):
-        """Remove a secret: its files now, its in-memory copy when the helper restarts.
+        """Remove a secret (and the digest of its value).
 
-        libvirt 9.0's embedded secret driver crashes the process in virSecretUndefine (it
-        calls the shutdown-inhibit callback, which embedded mode leaves NULL), so the helper
-        deletes the stored definition and value itself and then restarts: the next helper
-        loads the secrets that remain. Running guests already hold what they were given.
+        Before _versions.SECRET_DRIVER_FIXED, virSecretUndefine crashes the process: the
+        helper deletes the stored definition and value itself and then restarts, so the next
+        helper loads the secrets that remain. Running guests already hold what they were given.
         """
         sec = self._secret(uuid)
         name = sec.UUIDString()
+        if _versions.at_least(self.drivers.versions()['libvirt'], _versions.SECRET_DRIVER_FIXED):
+            sec.undefine()
+            try:
+                os.unlink(self.root.secret_digest_path(name))
+            except FileNotFoundError:
+                pass
+            return {'restart': False}
         for path in self.root.secret_files(name):
             try:
                 os.unlink(path)
