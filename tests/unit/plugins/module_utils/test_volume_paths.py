@@ -36,7 +36,7 @@ class FakeModule:
     def get_bin_path(name):
         return '/usr/bin/' + name
 
-    def run_command(self, command, pass_fds):
+    def run_command(self, command, pass_fds=()):
         self.commands.append(command)
         done = subprocess.run(command, pass_fds=pass_fds, capture_output=True, text=True, check=False)
         return done.returncode, done.stdout, done.stderr
