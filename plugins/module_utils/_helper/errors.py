@@ -49,11 +49,12 @@ def explain_open_error(message, root, pidfile):
     if 'No space left on device' in message:
         return HelperError(_protocol.ERROR_STORAGE, message, hint_for_libvirt_error(message))
     if 'no connection driver available' in message:
-        return HelperError(
-            'driver_missing', message,
-            "libvirt's QEMU or secret driver module is not installed: install "
-            "libvirt-daemon-driver-qemu and libvirt-daemon (Debian/Ubuntu) or "
-            "libvirt-daemon-driver-qemu and libvirt-daemon-driver-secret (Fedora/RHEL)")
+        if 'secret:' in message:
+            hint = ("libvirt's secret driver module is not installed: install libvirt-daemon-driver-secret "
+                    "(Debian 13 and later, Fedora, RHEL: a package of its own) or libvirt-daemon (Debian 12)")
+        else:
+            hint = "libvirt's QEMU driver module is not installed: install libvirt-daemon-driver-qemu"
+        return HelperError('driver_missing', message, hint + '; the embedvirt.libvirt.host role installs both')
     return HelperError(_protocol.ERROR_LIBVIRT, message)
 
 

@@ -53,6 +53,19 @@ def test_missing_driver_names_the_packages():
     assert 'libvirt-daemon-driver-qemu' in err.hint
 
 
+def test_missing_secret_driver_names_its_own_package():
+    # Debian 13 split the secret driver out of libvirt-daemon (only recommended there).
+    err = errors.explain_open_error('no connection driver available for secret:///embed?root=/x', '/x', '/none')
+    assert 'libvirt-daemon-driver-secret' in err.hint
+    assert 'libvirt-daemon-driver-qemu' not in err.hint
+
+
+def test_secrets_unreachable_without_the_private_symbols_says_so():
+    for message in ('internal error: No current identity to elevate',
+                    "invalid argument: Missing URI parameter 'root'"):
+        assert 'virIdentitySetCurrent' in errors.hint_for_libvirt_error(message)
+
+
 def test_other_libvirt_errors_pass_through():
     err = errors.explain_open_error('something else', '/x', '/none')
     assert (err.kind, err.message, err.hint) == ('libvirt', 'something else', None)
