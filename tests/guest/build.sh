@@ -29,9 +29,13 @@ debootstrap --variant=minbase --include=python3,qemu-guest-agent,sudo \
 
 step "kernel"
 kpkg=$(apt-cache depends linux-image-cloud-amd64 | sed -n 's/^ *Depends: \(linux-image-[0-9].*\)$/\1/p' | head -1)
-(cd "$work" && apt-get download "$kpkg" >/dev/null 2>&1)
+# As root, not apt's sandbox user: the work directory is private (trixie's apt drops to _apt).
+(cd "$work" && apt-get download -o APT::Sandbox::User=root "$kpkg" >/dev/null 2>&1)
 dpkg-deb -x "$work"/linux-image-*.deb "$work/kernel"
-kver=$(ls "$work/kernel/lib/modules")
+# Debian 12's kernel package has lib/modules, Debian 13's (merged /usr) usr/lib/modules.
+modules=$work/kernel/lib/modules
+[ -d "$modules" ] || modules=$work/kernel/usr/lib/modules
+kver=$(ls "$modules")
 
 step "initramfs"
 init=$work/initramfs
@@ -39,7 +43,7 @@ mkdir -p "$init"/{bin,dev,proc,sys,newroot,modules}
 cp /bin/busybox "$init/bin/busybox"
 ln -s busybox "$init/bin/sh"   # the kernel runs /init through its #!/bin/sh
 for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk virtio_console; do
-  f=$(find "$work/kernel/lib/modules/$kver" -name "$m.ko*" | head -1)
+  f=$(find "$modules/$kver" -name "$m.ko*" | head -1)
   [ -n "$f" ] && cp "$f" "$init/modules/"
 done
 cp "$here/initramfs-init" "$init/init"
