@@ -382,18 +382,25 @@ class HelperClient(Operations):
                                     pid)
 
     def _spawn_after_stopping_helper(self, rootdir):
-        """Spawn; if a helper of this root that has closed its socket still holds libvirt's
-        lock while it finishes, wait for it to exit and spawn again."""
+        """Spawn; if a helper of this root holds libvirt's lock yet did not answer, wait for it
+        to exit and spawn again, or for it to answer. It is stopping (finishing its requests),
+        or another program started it and it is still opening the drivers, which starts the
+        autostart guests (the boot unit after a reboot, with the last boot's socket still there)."""
         try:
             self._spawn(rootdir)
         except HelperClientError as e:
             holder = self._helper_holding_root(rootdir) if e.kind == 'root_busy' else None
             if holder is None:
                 raise
-            if os.path.lexists(self.root.socket_path):
-                # Not stopping: it still listens, yet it did not answer us.
-                raise unresponsive(self.root, holder, 'holds the root but closed our connection without an answer')
-            self._wait_for_exit(holder, CALL_TIMEOUT)
+            deadline = time.time() + CALL_TIMEOUT
+            while not wait_for_exit(holder, 0.2):
+                status = self._hello()
+                if status is not None:
+                    if status['version'] == self.version:
+                        return
+                    self._retire(status)
+                elif time.time() >= deadline:
+                    raise unresponsive(self.root, holder, 'holds the root but did not answer within %d s' % CALL_TIMEOUT)
             self._spawn(rootdir)
 
     def _driver_holder(self, rootdir):
