@@ -160,7 +160,7 @@ class Operations:
     # --- the helper and libvirt --------------------------------------------------------
     @operation()
     def helper_status(self):
-        """pid, uid, version, root, idle_timeout, uptime, requests_served, in_flight, python."""
+        """pid, uid, version, root, idle_timeout, uptime, requests_served, in_flight, python, libvirt."""
 
     @operation()
     def versions(self):

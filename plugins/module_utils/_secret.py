@@ -93,7 +93,9 @@ class SecretManager(Manager):
         secret = current
         if current is None or any(current[key] != wanted[key] for key in FIELDS):
             uuid = params['uuid'] or (current or {}).get('uuid')
-            problem = params['ephemeral'] and _versions.ephemeral_secret_problem(self.module.helper.versions()['libvirt'])
+            # (A root check mode would create gets the libvirt of the real run: not known yet.)
+            problem = (params['ephemeral'] and not self.module.root_missing
+                       and _versions.ephemeral_secret_problem(self.module.helper.helper_status()['libvirt']))
             if problem:
                 self.module.fail('%s: %s' % problem, error_kind='unsupported')
             if self.act('define'):

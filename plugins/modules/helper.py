@@ -82,6 +82,10 @@ helper:
     requests_served:
       description: Requests answered since it started.
       type: int
+    libvirt:
+      description: Version of the libvirt library the helper runs, and so of its embedded drivers.
+      type: str
+      sample: 11.3.0
 '''
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._common import EmbedvirtModule

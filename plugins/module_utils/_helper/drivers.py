@@ -111,13 +111,17 @@ class Drivers:
                 except self.libvirt.libvirtError as e:
                     log.warning('closing %s: %s', conn.getURI(), e)
 
+    def libvirt_version(self):
+        """The libvirt library's version: the embedded drivers' (asking the QEMU driver for
+        QEMU's would probe QEMU and write its capability cache)."""
+        return format_version(self.libvirt.getVersion())
+
     def versions(self):
         """The versions operation."""
         return {
-            'libvirt': format_version(self.libvirt.getVersion()),
+            'libvirt': self.libvirt_version(),
             'qemu': format_version(self.qemu.getVersion()),
-            'python_libvirt': getattr(self.libvirt, '__version__', None)
-            or format_version(self.libvirt.getVersion()),
+            'python_libvirt': getattr(self.libvirt, '__version__', None) or self.libvirt_version(),
         }
 
 

@@ -22,6 +22,12 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.errors i
 class Secrets(DriverUser):
     """The secrets of the root."""
 
+    def __init__(self, drivers):
+        super().__init__(drivers)
+        # uuid -> digest record of a private ephemeral secret's value: only in memory, as the
+        # secret itself.
+        self.ephemeral_digests = {}
+
     def _secret(self, secret_uuid=None, usage_type=None, usage_id=None):
         """The secret with this uuid, or else with this usage; None if there is none."""
         try:
@@ -56,7 +62,7 @@ class Secrets(DriverUser):
 
     def secret_define(self, xml):
         if parse_xml(xml, 'secret').get('ephemeral') == 'yes':
-            problem = _versions.ephemeral_secret_problem(self.drivers.versions()['libvirt'])
+            problem = _versions.ephemeral_secret_problem(self.drivers.libvirt_version())
             if problem:
                 raise HelperError('unsupported', *problem)
         return self.secret_detail(self.secret.secretDefineXML(xml, 0))
@@ -74,9 +80,13 @@ class Secrets(DriverUser):
         # libvirt never hands out a private secret's value: compare with the salted digest
         # recorded when this collection set it.
         try:
-            with open(self.root.secret_digest_path(uuid), 'rb') as f:
-                salt, digest = f.read().split(b'$', 1)
-        except (OSError, ValueError):
+            if detail['ephemeral']:
+                record = self.ephemeral_digests[detail['uuid']]
+            else:
+                with open(self.root.secret_digest_path(uuid), 'rb') as f:
+                    record = f.read()
+            salt, digest = record.split(b'$', 1)
+        except (OSError, KeyError, ValueError):
             return None
         return hmac.compare_digest(digest, value_digest(base64.b64decode(salt), wanted))
 
@@ -84,12 +94,15 @@ class Secrets(DriverUser):
         sec = self._secret(uuid)
         secret_value = base64.b64decode(value)
         sec.setValue(secret_value, 0)
+        detail = self.secret_detail(sec)
         path = self.root.secret_digest_path(uuid)
-        if self.secret_detail(sec)['private']:
+        if detail['private'] and detail['ephemeral']:
+            self.ephemeral_digests[detail['uuid']] = digest_record(secret_value)
+        elif detail['private']:
             write_secret_digest(path, secret_value)
-        elif os.path.exists(path):
-            os.unlink(path)
-        return self.secret_detail(sec)
+        if not detail['private'] or detail['ephemeral']:
+            remove_file(path)
+        return detail
 
     def secret_undefine(self, uuid):
         """Remove a secret (and the digest of its value).
@@ -100,20 +113,22 @@ class Secrets(DriverUser):
         """
         sec = self._secret(uuid)
         name = sec.UUIDString()
-        if _versions.at_least(self.drivers.versions()['libvirt'], _versions.SECRET_DRIVER_FIXED):
+        self.ephemeral_digests.pop(name, None)
+        if _versions.at_least(self.drivers.libvirt_version(), _versions.SECRET_DRIVER_FIXED):
             sec.undefine()
-            try:
-                os.unlink(self.root.secret_digest_path(name))
-            except FileNotFoundError:
-                pass
+            remove_file(self.root.secret_digest_path(name))
             return {'restart': False}
         for path in self.root.secret_files(name):
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
+            remove_file(path)
         self.drivers.restart_requested = True
         return {'restart': True}
+
+
+def remove_file(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def write_secret_digest(path, secret_value):
@@ -122,10 +137,9 @@ def write_secret_digest(path, secret_value):
     The value is already in libvirt's store. If the digest cannot be written, the old one
     goes too: it would vouch for a value the secret no longer holds.
     """
-    salt = os.urandom(16)
     try:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        write_whole(path, base64.b64encode(salt) + b'$' + value_digest(salt, secret_value))
+        write_whole(path, digest_record(secret_value))
     except OSError as e:
         try:
             os.unlink(path)
@@ -134,6 +148,12 @@ def write_secret_digest(path, secret_value):
         raise HelperError('storage', 'the secret holds the new value, but its digest could not be '
                           'recorded (%s), so the next run will set the value again' % e,
                           hint_for_libvirt_error(str(e)))
+
+
+def digest_record(secret_value):
+    """A fresh salt and the digest of the value with it: what secret_value_matches compares."""
+    salt = os.urandom(16)
+    return base64.b64encode(salt) + b'$' + value_digest(salt, secret_value)
 
 
 def value_digest(salt, value):

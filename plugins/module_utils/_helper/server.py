@@ -188,6 +188,7 @@ class Helper:
             'requests_served': self.served,
             'in_flight': in_flight,
             'python': sys.executable,
+            'libvirt': self.drivers.libvirt_version(),
         }
 
     def stop(self):

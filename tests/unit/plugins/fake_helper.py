@@ -48,6 +48,7 @@ class FakeHelper:
         self.version = helper_bundle()[1]  # the version clients of this checkout expect
         self.domains = {}      # name -> {name, uuid, id, state, state_reason, persistent, autostart, xml}
         self.secrets = {}      # uuid -> {uuid, usage_type, usage_id, description, private, ephemeral, value}
+        self.libvirt_version = '9.0.0'
         self.files = {}        # path in the guest -> bytes
         self.agent_info = {'version': '7.2.0', 'supported_commands': [{'name': c, 'enabled': True}
                                                                       for c in AGENT_COMMANDS]}
@@ -135,10 +136,11 @@ class FakeHelper:
 
     # --- the helper and libvirt --------------------------------------------------------
     def helper_status(self):
-        return {'pid': os.getpid(), 'uid': os.geteuid(), 'version': self.version, 'root': self.root}
+        return {'pid': os.getpid(), 'uid': os.geteuid(), 'version': self.version, 'root': self.root,
+                'libvirt': self.versions()['libvirt']}
 
     def versions(self):
-        return {'libvirt': '9.0.0', 'qemu': '7.2.0', 'python_libvirt': '9.0.0'}
+        return {'libvirt': self.libvirt_version, 'qemu': '7.2.0', 'python_libvirt': self.libvirt_version}
 
     # --- domains ---------------------------------------------------------------------
     def stored_form(self, xml):

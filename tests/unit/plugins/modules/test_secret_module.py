@@ -77,3 +77,17 @@ def test_a_libvirt_error_reaches_the_task_with_its_kind_and_fix(fake_helper):
     result = run(fake_helper, uuid=UUID)
     assert result['failed'] and result['error_kind'] == 'libvirt'
     assert result['msg'] == 'operation failed: a secret with UUID x already defined. Fix: use that secret'
+
+
+def test_ephemeral_secrets_are_refused_where_libvirt_crashes_check_mode_too(fake_helper):
+    for check_mode in (True, False):
+        result = run(fake_helper, usage_type='tls', usage_id='brief', ephemeral=True, check_mode=check_mode)
+        assert result['failed'] and result['error_kind'] == 'unsupported'
+        assert 'libvirt 9.0.0' in result['msg'] and 'use ephemeral=false' in result['msg']
+    assert fake_helper.changes() == []
+
+
+def test_ephemeral_secrets_are_defined_where_libvirt_holds_them(fake_helper):
+    fake_helper.libvirt_version = '11.3.0'
+    result = run(fake_helper, usage_type='tls', usage_id='brief', ephemeral=True)
+    assert result['changed'] and result['actions'] == ['define'] and result['secret']['ephemeral']
