@@ -392,15 +392,17 @@ class HelperClient(Operations):
             holder = self._helper_holding_root(rootdir) if e.kind == 'root_busy' else None
             if holder is None:
                 raise
-            deadline = time.time() + CALL_TIMEOUT
+            started = time.time()
             while not wait_for_exit(holder, 0.2):
-                status = self._hello()
-                if status is not None:
-                    if status['version'] == self.version:
-                        return
-                    self._retire(status)
-                elif time.time() >= deadline:
+                if time.time() - started >= CALL_TIMEOUT:
                     raise unresponsive(self.root, holder, 'holds the root but did not answer within %d s' % CALL_TIMEOUT)
+                status = self._hello()
+                if status is not None and status['version'] == self.version:
+                    self.notices.append('waited %.1f s for the helper (pid %d) of %s, which another program started, '
+                                        'to open the root' % (time.time() - started, holder, self.root.path))
+                    return
+                if status is not None:
+                    self._retire(status)
             self._spawn(rootdir)
 
     def _driver_holder(self, rootdir):

@@ -204,7 +204,10 @@ class VolumeManager(Manager):
 
     def luks_timing_flaky(self):
         rc, out, _err = self.module.run_command([self.qemu_img_path, '--version'])
-        return rc != 0 or not _versions.at_least(out, _versions.LUKS_TIMING_FIXED)
+        try:
+            return rc != 0 or not _versions.at_least(out, _versions.LUKS_TIMING_FIXED)
+        except ValueError:
+            return True  # a build that does not say its version: keep retrying
 
     def info(self):
         if not self.image_exists():

@@ -49,7 +49,7 @@ def explain_open_error(message, root, pidfile):
     if 'No space left on device' in message:
         return HelperError(_protocol.ERROR_STORAGE, message, hint_for_libvirt_error(message))
     if 'no connection driver available' in message:
-        if 'secret:' in message:
+        if 'available for secret:' in message:
             hint = ("libvirt's secret driver module is not installed: install libvirt-daemon-driver-secret "
                     "(Debian 13 and later, Fedora, RHEL: a package of its own) or libvirt-daemon (Debian 12)")
         else:
@@ -75,10 +75,11 @@ def explain_agent_error(message, name, command):
 
 
 _SECRETS_UNREACHABLE = (
-    "this libvirt.so.0 does not export virIdentitySetCurrent and virSetConnectSecret, which hand a "
-    "guest its secrets (encrypted disks) in embedded mode (the helper's log names what was missing): "
-    "use your distribution's libvirt build (Debian, Ubuntu, Fedora and RHEL export them), or start "
-    "the guest without secrets")
+    "the helper could not hand the guest its secrets (an encrypted disk's passphrase): if the helper's "
+    "log says it cannot reach libvirt internals, this libvirt.so.0 does not export virIdentitySetCurrent "
+    "and virSetConnectSecret: use your distribution's libvirt build (Debian, Ubuntu, Fedora and RHEL "
+    "export them) or start the guest without secrets; if the log does not say so, it is a bug of this "
+    "collection: report it with the helper's log")
 
 # Messages of libvirt calls that fail because of embedded mode itself, and what to do.
 EMBEDDED_MODE_HINTS = (
@@ -91,7 +92,7 @@ EMBEDDED_MODE_HINTS = (
                       'instead of the system virtlogd'),
     ('to satisfy', "no UEFI firmware is installed for firmware: uefi: install ovmf (Debian/Ubuntu) or edk2-ovmf "
                    "(Fedora/RHEL); the embedvirt.libvirt.host role does"),
-    # Only when SecretThreadContext found no virIdentitySetCurrent/virSetConnectSecret.
+    # Where the thread's identity or secret connection is missing (drivers.SecretThreadContext).
     ('No current identity to elevate', _SECRETS_UNREACHABLE),
     ("Missing URI parameter 'root'", _SECRETS_UNREACHABLE),
     # Not embedded mode's fault, but where a root's files go is: say which filesystem.
