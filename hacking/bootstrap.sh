@@ -5,8 +5,12 @@
 # looks up, and a virtual environment in .cache/venv (ansible-core and test tools) that also
 # sees Debian's python3-libvirt.
 # Usage: hacking/bootstrap.sh [more Debian packages]
+#        hacking/bootstrap.sh --venv-only   (only the virtual environment: hacking/debian13.sh
+#                                            then lets the host role install the rest, as a user would)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+venv_only=false
+[ "${1:-}" = --venv-only ] && { venv_only=true; shift; }
 
 packages=(
   qemu-system-x86 qemu-utils seabios ovmf
@@ -17,6 +21,7 @@ packages=(
   "$@"   # what the caller needs on top (hacking/test.sh: an SSH server for the hypervisor tests)
 )
 missing=()
+$venv_only && packages=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
@@ -28,8 +33,8 @@ fi
 
 # Running as root, libvirt's QEMU driver resolves its build-default account before it reads
 # qemu.conf, and fails without it (see README, troubleshooting).
-getent group libvirt-qemu >/dev/null || groupadd --system libvirt-qemu
-getent passwd libvirt-qemu >/dev/null \
+$venv_only || getent group libvirt-qemu >/dev/null || groupadd --system libvirt-qemu
+$venv_only || getent passwd libvirt-qemu >/dev/null \
   || useradd --system --gid libvirt-qemu --no-create-home --home-dir /var/lib/libvirt \
              --shell /usr/sbin/nologin libvirt-qemu
 

@@ -2,48 +2,51 @@
 # Runs the integration suite a second time on Debian 13 (libvirt 11, QEMU 10), as root on the
 # Debian 12 machine hacking/test.sh runs on. A trixie root filesystem is made afresh (debootstrap
 # minbase, then apt-get inside: a full --include fails on a systemd pre-dependency with bookworm's
-# debootstrap) and completed by the host role, as a user's machine would be. The suite runs in it
-# in private mount, PID and network namespaces: its QEMUs, bridges and sshd never meet the host's,
-# and every mount and process inside goes with the namespaces when the run ends, however it ends.
-# The tree is removed afterwards. The test guests come from the host's cache (tests/guest/build.sh).
-# Usage: hacking/debian13.sh [ansible-test integration arguments: targets, --start-at ...]
+# debootstrap); the host role installs QEMU and libvirt in it, as on a user's machine, before the
+# test tools come. Everything runs in private mount and PID namespaces (the suite also in a private
+# network namespace): its QEMUs, bridges and sshd never meet the host's, and every mount and
+# process inside goes with the namespaces when the run ends or is killed. The tree is removed
+# afterwards. The test guests come from the host's cache (tests/guest/build.sh).
+# Usage: hacking/debian13.sh [ansible-test integration arguments: targets, --exclude ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 checkout=$PWD
 step_name=debian13
 . tests/guest/common.sh
 
-base=${TMPDIR:-/tmp}/embedvirt-debian13
-tree=$base/tree
 inner=/embedvirt   # the checkout's copy inside the tree
+need_packages debootstrap ca-certificates
+# Fresh and root's alone (mode 0700), never a path someone else could have made first.
+base=$(mktemp -d "${TMPDIR:-/tmp}/embedvirt-debian13.XXXXXX")
+tree=$base/tree
 
 mounted_under() {
   # Mount points at or below $1 in this namespace (there should be none out here).
   awk -v p="$1" '$5 == p || index($5, p "/") == 1 { print $5 }' /proc/self/mountinfo
 }
 remove_tree() {
-  [ -e "$base" ] || return 0
   if [ -n "$(mounted_under "$base")" ]; then
-    echo "debian13: not removing $base: still mounted: $(mounted_under "$base" | tr '\n' ' ')" >&2
+    echo "debian13: not removing $base: still mounted there: $(mounted_under "$base" | tr '\n' ' ')" \
+      "(umount -R them, then rm -rf --one-file-system $base)" >&2
     return 1
   fi
   rm -rf --one-file-system "$base"
 }
-remove_tree
 trap remove_tree EXIT
-mkdir -p "$base"
 
 # The test guests are built on the host, once; the tree sees them read-only.
 tests/guest/build.sh "$checkout/.cache/guest" >/dev/null
 tests/guest/build.sh cloud "$checkout/.cache/guest" >/dev/null
 
-need_packages debootstrap
 step "debootstrap trixie from $mirror"
 debootstrap --variant=minbase trixie "$tree" "$mirror" >"$base/debootstrap.log" 2>&1 \
   || { tail -20 "$base/debootstrap.log"; exit 1; }
 cp /etc/resolv.conf "$tree/etc/resolv.conf"
 # The CAs this machine trusts (a proxy's among them, where there is one), for pip inside.
 cp "${PIP_CERT:-${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}}" "$tree/etc/embedvirt-host-ca.crt"
+# Packages never start their services here (sshd's postinst would, on the host's network).
+printf '#!/bin/sh\nexit 101\n' >"$tree/usr/sbin/policy-rc.d"
+chmod 0755 "$tree/usr/sbin/policy-rc.d"
 
 # The checkout's files as git knows them (as hacking/test.sh copies them), without its caches,
 # and its .git, which hacking/test.sh inside lists them with.
@@ -53,14 +56,15 @@ git ls-files -z --cached --others --exclude-standard | while IFS= read -r -d '' 
 done | tar -c --null -T - -f - | tar -x -C "$tree$inner" -f -
 cp -a .git "$tree$inner/.git"
 
-# in_tree NET COMMAND: COMMAND (a bash script) inside the tree, in a private mount namespace
-# with /proc, /sys, /dev and a private /run; NET=private adds private PID and network
-# namespaces (loopback only), NET=host keeps the host's network for downloads.
+# in_tree NET SCRIPT: SCRIPT (bash) inside the tree, in private mount and PID namespaces with
+# /proc, /sys, /dev and a private /run; NET=private adds a private network namespace (loopback
+# only), NET=host keeps the host's network for downloads. --kill-child: killing this script
+# kills everything inside.
 in_tree() {
-  local net=$1 script=$2 flags=(--mount --propagation private --fork)
-  [ "$net" = private ] && flags+=(--pid --net)
+  local net=$1 script=$2 flags=(--mount --propagation private --pid --fork --kill-child)
+  [ "$net" = private ] && flags+=(--net)
   unshare "${flags[@]}" /usr/bin/env TREE="$tree" GUEST="$checkout/.cache/guest" INNER="$inner" \
-    NET="$net" SCRIPT="$script" bash -euc '
+    NET="$net" SCRIPT="$script" bash -euo pipefail -c '
     # libvirt'"'"'s mount namespace for QEMU needs its root to be a mount point.
     mount --bind "$TREE" "$TREE"
     mount -t proc proc "$TREE/proc"
@@ -73,21 +77,32 @@ in_tree() {
     [ "$NET" = private ] && ip link set lo up
     chroot "$TREE" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
       HOME=/root LANG=C.UTF-8 TERM=dumb DEBIAN_FRONTEND=noninteractive \
-      PIP_CERT=/etc/embedvirt-host-ca.crt PIP_DISABLE_PIP_VERSION_CHECK=1 bash -euc "$SCRIPT"'
+      PIP_CERT=/etc/embedvirt-host-ca.crt PIP_DISABLE_PIP_VERSION_CHECK=1 bash -euo pipefail -c "$SCRIPT"'
 }
 
-step "packages, the test tools and the host role (with the network)"
+step "Ansible, then the host role, then the test tools (with the network)"
 in_tree host "
   apt-get update -q >/dev/null
   apt-get install -y -q --no-install-recommends python3 python3-venv python3-apt git ca-certificates >/dev/null
   cd $inner
-  hacking/bootstrap.sh openssh-client openssh-server >/dev/null
-  # What a user runs on a new host: here it adds the secret driver, which trixie split out.
+  hacking/bootstrap.sh --venv-only >/dev/null
+  # What a user runs on a new host; its output is kept for when it fails.
   ANSIBLE_COLLECTIONS_PATH=$inner/.cache/collections .cache/venv/bin/ansible localhost -c local \
-    -m ansible.builtin.include_role -a name=embedvirt.libvirt.host
+    -m ansible.builtin.include_role -a name=embedvirt.libvirt.host >/tmp/host-role.log 2>&1 \
+    || { tail -40 /tmp/host-role.log; exit 1; }
   dpkg-query -W -f='\${Package} \${Version} \${db:Status-Status}\n' libvirt-daemon-driver-secret libvirt0 qemu-system-x86 python3
+  # The role installed a whole stack: the secret driver (a package of its own on trixie)...
   dpkg-query -W -f='\${db:Status-Status}' libvirt-daemon-driver-secret | grep -qx installed
+  getent passwd libvirt-qemu >/dev/null
+  # ... and bootstrap.sh, which installs what is missing, adds only the test tools.
+  tools=\$(hacking/bootstrap.sh openssh-client openssh-server | sed -n 's/^bootstrap: installing //p')
+  echo \"test tools: \$tools\"
+  for p in \$tools; do
+    case \$p in qemu*|libvirt*|python3-libvirt|ovmf) echo \"the host role did not install \$p\"; exit 1 ;; esac
+  done
 "
 step "set up"
 
-in_tree private "cd $inner && hacking/test.sh integration -- $(printf '%q ' "$@")"
+args=''
+[ $# -eq 0 ] || args=$(printf '%q ' "$@")
+in_tree private "cd $inner && hacking/test.sh integration -- $args"
