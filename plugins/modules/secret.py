@@ -51,6 +51,8 @@ options:
     description:
       - Whether the secret lives only in memory. In embedded mode that is the memory of the root's helper
         process, so the secret is gone when the helper exits.
+      - Needs libvirt 11.3 or later. Earlier embedded secret drivers crash defining one (9.0 measured), so the
+        module refuses it there with C(error_kind=unsupported).
     type: bool
     default: false
   value:
