@@ -86,7 +86,9 @@ def domain_xml(params, disks, seed, console, network, source=None):
     ElementTree.SubElement(serial, 'source', path=console, append='on')
     ElementTree.SubElement(serial, 'target', port='0')
     rng = ElementTree.SubElement(devices, 'rng', model='virtio')
-    ElementTree.SubElement(rng, 'backend', model='random').text = '/dev/urandom'
+    # QEMU's own getrandom(): no device node, which libvirt 11.3 leaves out of QEMU's private
+    # /dev (QEMU could not open /dev/urandom there).
+    ElementTree.SubElement(rng, 'backend', model='builtin')
     for fragment in params['extra_devices'] or ():
         devices.append(ElementTree.fromstring(fragment))
     if qemu_args:
