@@ -25,14 +25,20 @@ mounted_under() {
   awk -v p="$1" '$5 == p || index($5, p "/") == 1 { print $5 }' /proc/self/mountinfo
 }
 remove_tree() {
+  # Killed, not finished: end the namespaces first. unshare --fork ignores SIGTERM; with
+  # --kill-child its child, PID 1 inside, dies with it, and so does everything inside.
+  [ -z "${inside:-}" ] || { kill -KILL "$inside"; wait "$inside"; } 2>/dev/null || true
   if [ -n "$(mounted_under "$base")" ]; then
     echo "debian13: not removing $base: still mounted there: $(mounted_under "$base" | tr '\n' ' ')" \
       "(umount -R them, then rm -rf --one-file-system $base)" >&2
     return 1
   fi
+  # A process that was still dying may have written one more file: try again briefly.
+  for _ in 1 2 3 4 5; do rm -rf --one-file-system "$base" 2>/dev/null && return 0; sleep 1; done
   rm -rf --one-file-system "$base"
 }
 trap remove_tree EXIT
+trap 'exit 143' TERM INT
 
 # The test guests are built on the host, once; the tree sees them read-only.
 tests/guest/build.sh "$checkout/.cache/guest" >/dev/null
@@ -77,7 +83,10 @@ in_tree() {
     [ "$NET" = private ] && ip link set lo up
     chroot "$TREE" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
       HOME=/root LANG=C.UTF-8 TERM=dumb DEBIAN_FRONTEND=noninteractive \
-      PIP_CERT=/etc/embedvirt-host-ca.crt PIP_DISABLE_PIP_VERSION_CHECK=1 bash -euo pipefail -c "$SCRIPT"'
+      PIP_CERT=/etc/embedvirt-host-ca.crt PIP_DISABLE_PIP_VERSION_CHECK=1 bash -euo pipefail -c "$SCRIPT"' &
+  inside=$!
+  wait "$inside"
+  inside=
 }
 
 step "Ansible, then the host role, then the test tools (with the network)"
