@@ -31,10 +31,32 @@ python=$(/usr/bin/python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])'
 stack=$(/usr/bin/python3 -c 'import libvirt; v = libvirt.getVersion(); print("libvirt %d.%d.%d" % (v // 1000000, v // 1000 % 1000, v % 1000))' 2>&1; \
   qemu-system-x86_64 --version | head -1; echo "Python $python on $(. /etc/os-release; echo "$PRETTY_NAME")")
 passed=0 failed=0 names_failed=()
+mkdir -p "$work/logs"
 run() {
   local name=$1; shift
   echo "=== $name: $*"
-  if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); names_failed+=("$name"); fi
+  "$@" 2>&1 | tee "$work/logs/$name.log"
+  if [ "${PIPESTATUS[0]}" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); names_failed+=("$name"); fi
+}
+# failures NAME: what failed in that suite, in a few lines at the end of the output, where CI
+# shows it: the task a failed play stopped at (a fatal that was ignored or rescued is not one)
+# with its target, what a run inside the Debian 13 tree reported, ansible-test's own error; or
+# the end of the suite's output when it has none of these.
+failures() {
+  local log=$work/logs/$1.log found
+  [ -f "$log" ] || return 0
+  found=$(awk -v suite="$1" '
+    /^Running [^ ]+ integration test role/ { target = $2 }
+    /^TASK \[/ { task = $0; sub(/ \*+$/, "", task) }
+    /^fatal: \[/ { last = "failure in " suite ": " target ": " task " " substr($0, 1, 400) }
+    /^\.\.\.ignoring/ { last = "" }
+    /^PLAY RECAP/ { recap = 1; next }
+    recap && / failed=[1-9]/ && last != "" { print last; last = "" }
+    recap && !NF { recap = 0; last = "" }
+    /^failure in / { print suite " > " $0 }
+    /^ERROR: / { error = 1 }
+    error { print "  " substr($0, 1, 400) }' "$log" | head -n 40)
+  if [ -n "$found" ]; then echo "$found"; else echo "failure in $1, its last lines:"; tail -n 15 "$log"; fi
 }
 for suite in "${suites[@]}"; do
   case $suite in
@@ -55,7 +77,7 @@ for suite in "${suites[@]}"; do
         "$guest" "$cloud/cloud.qcow2" "$(cat "$cloud/cloud.qcow2.sha256")" \
         >tests/integration/integration_config.yml
       echo "=== integration runs on: $(echo "$stack" | paste -sd ';' | sed 's/;/; /g')"
-      run integration ansible-test integration --local --python "$python" --allow-destructive \
+      run integration ansible-test integration --local --python "$python" --allow-destructive --continue-on-error \
         --color no -v "$@" ;;
     debian13)
       # Without arguments, every target but clone: the slowest (five guests booting from one
@@ -66,6 +88,7 @@ for suite in "${suites[@]}"; do
     *) echo "unknown suite '$suite': use sanity, units, lint, integration or debian13"; exit 2 ;;
   esac
 done
+for name in "${names_failed[@]}"; do failures "$name"; done
 [ $failed -eq 0 ] || echo "failed suites: ${names_failed[*]}"
 echo "embedvirt test suites: $passed passed, $failed failed"
 [ $failed -eq 0 ]
