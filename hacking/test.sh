@@ -39,35 +39,36 @@ run() {
   if [ "${PIPESTATUS[0]}" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); names_failed+=("$name"); fi
 }
 # failures NAME: what failed in that suite, in a few lines at the end of the output, where CI
-# shows it. For a target ansible-test lists as failed: the task its failed play stopped at (a
-# fatal that was ignored or rescued, or in a nested play a target expects to fail, is not one),
-# the last lines before a script target's failure; what a run inside the Debian 13 tree
-# reported; ansible-test's list. Else the end of the suite's output.
+# shows it. For each target ansible-test lists as failed (also inside the Debian 13 tree): the
+# task its failed play stopped at (a failure that was ignored or rescued, or in a nested play a
+# target expects to fail, is not one), or the last lines before its script stopped; then
+# ansible-test's list. For the other suites, or when none of this is found, the end of the output.
 failures() {
-  local log=$work/logs/$1.log found
+  local log=$work/logs/$1.log found=
   [ -f "$log" ] || return 0
-  found=$(awk -v suite="$1" '
-    FNR == NR { if (/^FATAL: /) listed = 1; else if (listed && NF) failed[$1] = 1; next }
-    /^Running [^ ]+ integration test role/ { target = $2 }
-    /^Stream command: \.\/runme\.sh/ { target = "" }
-    # ansible-test runs each target in a directory of its own: <target>-<random>-<suffix>.
-    match($0, /\/integration\/[a-z0-9_]+-[^\/ ]+\/tests\//) {
-      target = substr($0, RSTART + 13); sub(/-.*/, "", target)
+  case $1 in integration|debian13) found=$(awk -v suite="$1" '
+    FNR == NR {
+      if (/^FATAL: /) { listed = 1; inlist = 1 }
+      else if (inlist && /^[A-Za-z0-9_.-]+$/) failed[$1] = 1
+      else inlist = 0
+      next
     }
+    /^Running [^ ]+ integration test (role|script)/ { target = $2 }
     /^TASK \[/ { task = $0; sub(/ \*+$/, "", task) }
-    /^fatal: \[/ { last = "failure in " suite ": " target ": " task " " substr($0, 1, 400) }
+    /^(fatal|failed): \[/ { last = "failure in " suite ": " target ": " task " " substr($0, 1, 400) }
     /^\.\.\.ignoring/ { last = "" }
     /^PLAY RECAP/ { recap = 1 }
     recap && / failed=[1-9]/ && last != "" && (target in failed || !listed) { print last; last = "" }
     recap && !NF { recap = 0; last = "" }
-    /^ERROR: Command "\.\/runme\.sh/ && (target == "" || target in failed || !listed) {
-      print "failure in " suite ": " (target == "" ? "a script target" : target) ": its script stopped after"
+    /^ERROR: Command "\.\/runme\.sh/ && (target in failed || !listed) {
+      print "failure in " suite ": " target ": its script stopped after"
       for (i = NR - 6; i < NR; i++) if (i in recent) print "  " substr(recent[i], 1, 300)
     }
     { recent[NR] = $0; delete recent[NR - 6] }
-    /^failure in / { print suite " > " $0 }
     /^FATAL: / { fatal = 1 }
-    fatal { print "  " substr($0, 1, 400) }' "$log" "$log" | head -n 40)
+    fatal && (/^FATAL: / || /^[A-Za-z0-9_.-]+$/) { print "  " substr($0, 1, 400); next }
+    { fatal = 0 }' "$log" "$log" | head -n 40) ;;
+  esac
   if [ -n "$found" ]; then echo "$found"; else echo "failure in $1, its last lines:"; tail -n 15 "$log"; fi
 }
 for suite in "${suites[@]}"; do
