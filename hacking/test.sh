@@ -50,7 +50,8 @@ failures() {
     FNR == NR {
       if (/^FATAL: /) { listed = 1; inlist = 1 }
       else if (inlist && /^[A-Za-z0-9_.-]+$/) failed[$1] = 1
-      else inlist = 0
+      else { inlist = 0; next }
+      list = list "  " substr($0, 1, 400) "\n"
       next
     }
     /^Running [^ ]+ integration test (role|script)/ { target = $2 }
@@ -65,9 +66,7 @@ failures() {
       for (i = NR - 6; i < NR; i++) if (i in recent) print "  " substr(recent[i], 1, 300)
     }
     { recent[NR] = $0; delete recent[NR - 6] }
-    /^FATAL: / { fatal = 1 }
-    fatal && (/^FATAL: / || /^[A-Za-z0-9_.-]+$/) { print "  " substr($0, 1, 400); next }
-    { fatal = 0 }' "$log" "$log" | head -n 40) ;;
+    END { printf "%s", list }' "$log" "$log" | head -n 40) ;;
   esac
   if [ -n "$found" ]; then echo "$found"; else echo "failure in $1, its last lines:"; tail -n 15 "$log"; fi
 }
