@@ -11,7 +11,6 @@ anywhere in it.
 
 
 import grp
-import json
 import os
 import pwd
 import re
@@ -27,7 +26,7 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils._common import M
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import ACTIVE_STATES, helper_argv
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import (
     BOOT_HELPER, BOOT_HELPER_DIR, IMAGES, LAYOUT, MARKER_NAME, QEMU_RUN_DIRS, RootError, marker_fields,
-    open_dir_path, write_marker)
+    marker_proof, open_dir_path, write_marker)
 
 LAYOUT_MODE = 0o700
 
@@ -107,59 +106,38 @@ def install_boot_helper(bundle, check_mode):
     return True
 
 
-def read_marker(path):
-    """The marker of path as a dict, or None when there is none (or it is not ours).
-
-    Only for the rule that roots do not nest: a marker anyone could plant still means
-    "do not put a root here". Never follows a link, never blocks on a FIFO."""
-    try:
-        fd = os.open(os.path.join(path, MARKER_NAME), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return None
-    with os.fdopen(fd, 'rb') as f:
-        return parse_marker(f.read(65536), path) if stat.S_ISREG(os.fstat(fd).st_mode) else None
-
-
-def parse_marker(data, path):
-    try:
-        marker = json.loads(data)
-    except ValueError:
-        return None
-    return marker if isinstance(marker, dict) and marker.get('root') == path else None
-
-
 def proven_marker(root_dir):
     """(marker, None) when the marker proves the pinned root is one of this collection's,
-    else (None, why not).
-
-    Proof is a regular file, not a link, of the root's owner (or of root), that nobody else
-    may write, in a root directory nobody else may write (RootDir checked that): a marker
-    planted in a shared directory, or one anyone could have written, proves nothing."""
-    try:
-        fd = root_dir.open_file(MARKER_NAME)
-    except FileNotFoundError:
-        return None, 'there is no file %s' % MARKER_NAME
-    except RootError as e:
-        return None, str(e)
-    with os.fdopen(fd, 'rb') as f:
-        mode = stat.S_IMODE(os.fstat(fd).st_mode)
-        if mode & (stat.S_IWGRP | stat.S_IWOTH):
-            return None, ('%s/%s is writable by group or others (mode %04o), so anyone could have written it'
-                          % (root_dir.path, MARKER_NAME, mode))
-        marker = parse_marker(f.read(65536), root_dir.path)
-    if marker is None:
-        return None, '%s/%s does not name this root' % (root_dir.path, MARKER_NAME)
-    return marker, None
+    else (None, why not): marker_proof's rule, and no root encloses it (roots do not nest,
+    so a marker inside another root, say in a directory a user was given in root's root,
+    proves nothing)."""
+    marker, why_not = marker_proof(root_dir.fd, root_dir.path)
+    outer = enclosing_root(root_dir.path) if marker is not None else None
+    if outer is not None:
+        return None, 'it lies inside the root %s, and roots do not nest' % outer
+    return marker, why_not
 
 
 def enclosing_root(path):
-    """The nearest marked root above path, or None."""
+    """The outermost directory above path whose marker proves it a root (marker_proof), or None.
+
+    A marker that proves nothing (one a user planted in /tmp, say) blocks nobody; one inside
+    a root proves nothing either (roots do not nest), so the outermost is the root."""
+    found = None
     parent = os.path.dirname(path)
     while parent != os.path.dirname(parent):
-        if read_marker(parent) is not None:
-            return parent
+        try:
+            fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            fd = None  # missing (not made yet), a link (a root never is one), or not ours to read
+        if fd is not None:
+            try:
+                if marker_proof(fd, parent)[0] is not None:
+                    found = parent
+            finally:
+                os.close(fd)
         parent = os.path.dirname(parent)
-    return None
+    return found
 
 
 def unescape_mountinfo(field):

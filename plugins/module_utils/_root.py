@@ -73,6 +73,8 @@ NAMES_ROOT = ('etc/qemu/*.xml', 'etc/secrets/*.xml', SNAPSHOT_DIR + '/*/*.xml', 
 # The file that proves a directory is a root made by this collection (see _lifecycle.py).
 MARKER_NAME = '.embedvirt-root'
 MARKER_MODE = 0o600
+# What a marker may hold: a few fields (its owner could make it any size).
+MARKER_LIMIT = 65536
 
 # Outside every root: the helper code that boot units run, owned by root.
 BOOT_HELPER_DIR = '/usr/local/libexec/embedvirt'
@@ -374,6 +376,52 @@ def write_marker(root_dir, lifecycle, created=None, replace=True):
                   created=created or time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()))
     return root_dir.write_file(MARKER_NAME, json.dumps(fields, indent=2, sort_keys=True).encode(),
                                mode=MARKER_MODE, replace=replace)
+
+
+def marker_proof(dir_fd, path):
+    """(marker, None) when the marker in the directory dir_fd proves that this directory, at
+    path, is a root of this collection; else (None, why not). The one rule for every reader
+    of markers (purge, archive, adoption, the rule that roots do not nest).
+
+    A marker proves only what its writer could prove: a regular file (not a link, with no
+    other name) of the directory's owner that nobody else may write, naming path, in a
+    directory that nobody but that owner may write. Anyone who may write the directory (the
+    group, others, a shared directory such as /tmp) could have put the file there, and a
+    marker of anyone but the directory's owner is somebody else's claim. Never follows a
+    link, never blocks on a FIFO, reads at most MARKER_LIMIT bytes."""
+    where = os.path.join(path, MARKER_NAME)
+    directory = os.fstat(dir_fd)
+    if directory.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return None, ("'%s' is writable by group or others (mode %04o), so anyone could have put %s in it"
+                      % (path, stat.S_IMODE(directory.st_mode), MARKER_NAME))
+    try:
+        fd = os.open(MARKER_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None, 'there is no file %s' % MARKER_NAME
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return None, '%s is a symbolic link' % where
+        return None, 'cannot read %s (%s)' % (where, e.strerror)
+    with os.fdopen(fd, 'rb') as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return None, '%s is not a regular file' % where
+        if st.st_uid != directory.st_uid:
+            return None, ('%s belongs to uid %d, not to the owner of the directory (uid %d), who alone could '
+                          'have marked it' % (where, st.st_uid, directory.st_uid))
+        if st.st_nlink != 1:
+            return None, '%s has other names (hard links)' % where
+        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            return None, ('%s is writable by group or others (mode %04o), so anyone could have written it'
+                          % (where, stat.S_IMODE(st.st_mode)))
+        data = f.read(MARKER_LIMIT + 1)
+    try:
+        marker = json.loads(data) if len(data) <= MARKER_LIMIT else None
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
+        marker = None
+    if not isinstance(marker, dict) or marker.get('root') != path:
+        return None, '%s does not name this root' % where
+    return marker, None
 
 
 def check_root_path(path):

@@ -12,8 +12,8 @@ import pytest
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._client import BOOTSTRAP
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._lifecycle import (
-    BOOT_HELPER, DirStack, MountAppeared, boot_unit, delete_tree, is_guest_of, mount_points, other_filesystems,
-    proven_marker, read_marker, systemd_escape_path, systemd_quote, unescape_mountinfo)
+    BOOT_HELPER, DirStack, MountAppeared, boot_unit, delete_tree, enclosing_root, is_guest_of, mount_points,
+    other_filesystems, proven_marker, systemd_escape_path, systemd_quote, unescape_mountinfo)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import MARKER_NAME, EmbedRoot
 
 # systemd-escape --path --template=embedvirt-helper@.service PATH, systemd 252 (Debian 12).
@@ -130,15 +130,85 @@ def test_a_linked_marker_proves_nothing_and_is_not_followed(short_tmp):
     os.symlink(os.path.join(short_tmp, 'elsewhere'), os.path.join(root, MARKER_NAME))
     marker, why = proof(root)
     assert marker is None and 'symbolic link' in why
-    assert read_marker(root) is None
+    assert enclosing_root(os.path.join(root, 'r')) is None
 
 
 def test_a_marker_fifo_does_not_block(short_tmp):
     root = os.path.join(short_tmp, 'r')
     os.mkdir(root, 0o700)
     os.mkfifo(os.path.join(root, MARKER_NAME))
-    assert read_marker(root) is None
+    assert enclosing_root(os.path.join(root, 'r')) is None
     assert proof(root)[0] is None
+
+
+NOBODY = 65534
+
+
+def marked(path, mode=0o700, uid=0, marker_uid=None, content=None):
+    """A directory of uid with a marker of marker_uid (default: uid) naming it."""
+    os.mkdir(path)
+    os.chmod(path, mode)
+    with open(os.open(os.path.join(path, MARKER_NAME), os.O_WRONLY | os.O_CREAT, 0o600), 'w') as f:
+        f.write(json.dumps(content or {'root': path, 'created_by': 'embedvirt.libvirt', 'lifecycle': 'ephemeral'}))
+    os.chown(os.path.join(path, MARKER_NAME), uid if marker_uid is None else marker_uid, 0)
+    os.chown(path, uid, 0)
+    return path
+
+
+@pytest.fixture
+def as_root():
+    if os.geteuid() != 0:
+        pytest.skip('needs root to make files of another user')
+
+
+def test_a_marker_a_user_planted_in_a_shared_directory_blocks_no_root_below_it(short_tmp, as_root):
+    sticky = marked(os.path.join(short_tmp, 's'), mode=0o1777, marker_uid=NOBODY)
+    assert enclosing_root(os.path.join(sticky, 'r')) is None
+
+
+def test_a_marker_copied_into_a_directory_of_another_user_blocks_no_root_below_it(short_tmp, as_root):
+    shared = marked(os.path.join(short_tmp, 's'), mode=0o755, marker_uid=NOBODY)
+    assert enclosing_root(os.path.join(shared, 'r')) is None
+    assert proof(shared)[0] is None
+
+
+def test_a_marker_of_root_proves_no_directory_of_a_user(short_tmp, as_root):
+    home = marked(os.path.join(short_tmp, 'h'), uid=NOBODY, marker_uid=0)
+    marker, why = proof(home)
+    assert marker is None and 'belongs to uid 0, not to the owner of the directory (uid %d)' % NOBODY in why
+    assert enclosing_root(os.path.join(home, 'r')) is None
+
+
+def test_a_marker_with_another_name_proves_nothing(short_tmp):
+    root = make_root(short_tmp)
+    os.link(os.path.join(root, MARKER_NAME), os.path.join(short_tmp, 'copy'))
+    marker, why = proof(root)
+    assert marker is None and 'hard links' in why
+    assert enclosing_root(os.path.join(root, 'r')) is None
+
+
+def test_a_marker_nested_deeper_than_json_parses_proves_nothing(short_tmp):
+    root = make_root(short_tmp)
+    with open(os.path.join(root, MARKER_NAME), 'w') as f:
+        f.write('[' * 60000)
+    marker, why = proof(root)
+    assert marker is None and 'does not name this root' in why
+    assert enclosing_root(os.path.join(root, 'r')) is None
+
+
+def test_a_users_marker_in_their_own_directory_proves_their_root(short_tmp, as_root):
+    home = marked(os.path.join(short_tmp, 'h'), uid=NOBODY)
+    assert proof(home)[0]['root'] == home
+    assert enclosing_root(os.path.join(home, 'a', 'r')) == home
+
+
+def test_a_users_marker_inside_roots_root_proves_nothing(short_tmp, as_root):
+    outer = marked(os.path.join(short_tmp, 'o'), mode=0o755)
+    given = marked(os.path.join(outer, 'u'), uid=NOBODY)
+    marker, why = proof(given)
+    assert marker is None and 'inside the root %s' % outer in why
+    assert proof(outer)[0]['root'] == outer
+    assert enclosing_root(os.path.join(given, 'r')) == outer
 
 
 def test_the_walk_finds_nothing_foreign_in_one_filesystem_and_follows_no_link(short_tmp):
