@@ -407,8 +407,8 @@ def marker_proof(dir_fd, path):
         if not stat.S_ISREG(st.st_mode):
             return None, '%s is not a regular file' % where
         if st.st_uid != directory.st_uid:
-            return None, ('%s belongs to uid %d, not to the owner of the directory (uid %d), who alone could '
-                          'have marked it' % (where, st.st_uid, directory.st_uid))
+            return None, ('%s belongs to uid %d, not to the owner of the root (uid %d), who alone could have '
+                          'marked it' % (where, st.st_uid, directory.st_uid))
         if st.st_nlink != 1:
             return None, '%s has other names (hard links)' % where
         if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):

@@ -175,7 +175,7 @@ def test_a_marker_copied_into_a_directory_of_another_user_blocks_no_root_below_i
 def test_a_marker_of_root_proves_no_directory_of_a_user(short_tmp, as_root):
     home = marked(os.path.join(short_tmp, 'h'), uid=NOBODY, marker_uid=0)
     marker, why = proof(home)
-    assert marker is None and 'belongs to uid 0, not to the owner of the directory (uid %d)' % NOBODY in why
+    assert marker is None and 'belongs to uid 0, not to the owner of the root (uid %d)' % NOBODY in why
     assert enclosing_root(os.path.join(home, 'r')) is None
 
 
