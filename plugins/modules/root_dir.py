@@ -19,9 +19,12 @@ description:
     force), stops its helper, ends any QEMU process left of it and deletes the directory. Files outside
     the root, such as disk images that guests named elsewhere, are never touched; symbolic links inside
     the root are removed, never followed.
-  - The marker proves a root only when it is a regular file (not a link) of the root directory's owner
-    (or of root) that group and others may not write, in a root directory that group and others may
-    not write either. A marker planted in a shared directory (C(/tmp)) proves nothing.
+  - The marker proves a root only when it is a regular file (not a link, with no other name) of the root
+    directory's owner that group and others may not write, naming the root, in a root directory that group
+    and others may not write either, and no root encloses the directory (roots do not nest). A marker
+    planted in a shared directory (C(/tmp)), copied into a directory of another user's, or written in a
+    directory a user was given inside another root proves nothing - it blocks no root below it (the rule
+    that roots do not nest honours proven markers only), and neither a purge nor an archive takes it.
   - A purge never crosses into another filesystem - before anything is deleted, a mount point anywhere
     inside the root (a bind mount of the same filesystem included) makes it refuse, naming the mount
     points to unmount. A root that is itself a mount point is emptied and kept.
