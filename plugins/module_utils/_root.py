@@ -70,7 +70,7 @@ NOT_ARCHIVED = ('lib/qemu/domain-*',)
 NAMES_ROOT = ('etc/qemu/*.xml', 'etc/secrets/*.xml', SNAPSHOT_DIR + '/*/*.xml', 'lib/qemu/checkpoint/*/*.xml',
               QEMU_CONF)
 
-# The file that proves a directory is a root made by this collection (see _lifecycle.py).
+# The file that proves a directory is a root made by this collection (marker_proof says when).
 MARKER_NAME = '.embedvirt-root'
 MARKER_MODE = 0o600
 # What a marker may hold: a few fields (its owner could make it any size).
