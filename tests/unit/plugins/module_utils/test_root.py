@@ -2,13 +2,15 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
 
+import json
 import os
 import stat
 
 import pytest
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import (
-    LONGEST_SOCKET_SUFFIX, ROOT_MAX_LENGTH, SOCKET_PATH_MAX, EmbedRoot, RootError, check_root_path)
+    LONGEST_SOCKET_SUFFIX, MARKER_LIMIT, MARKER_NAME, ROOT_MAX_LENGTH, SOCKET_PATH_MAX, EmbedRoot, RootError,
+    check_root_path, marker_proof)
 
 
 @pytest.mark.parametrize('path, says', [
@@ -232,3 +234,34 @@ def test_remove_file_takes_a_link_never_what_it_points_to(short_tmp):
         assert not rootdir.lexists('nodir/x') and not rootdir.remove_file('nodir/x')
         assert rootdir.remove_file('images/link') and not rootdir.remove_file('images/link')
     assert open(outside).read() == 'keep'
+
+
+def proof_of(path, content, mode=0o700):
+    """marker_proof of a directory of ours with mode, whose marker holds content."""
+    os.mkdir(path)
+    os.chmod(path, mode)
+    with open(os.open(os.path.join(path, MARKER_NAME), os.O_WRONLY | os.O_CREAT, 0o600), 'w') as f:
+        f.write(content)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        return marker_proof(fd, path)
+    finally:
+        os.close(fd)
+
+
+def test_a_marker_proves_its_owners_private_directory(short_tmp):
+    path = os.path.join(short_tmp, 'r')
+    assert proof_of(path, json.dumps({'root': path})) == ({'root': path}, None)
+
+
+@pytest.mark.parametrize('mode', [0o770, 0o1777])
+def test_a_marker_in_a_directory_others_may_write_proves_nothing(short_tmp, mode):
+    path = os.path.join(short_tmp, 'r')
+    marker, why = proof_of(path, json.dumps({'root': path}), mode)
+    assert marker is None and 'writable by group or others (mode %04o)' % mode in why
+
+
+def test_a_marker_larger_than_a_marker_proves_nothing(short_tmp):
+    path = os.path.join(short_tmp, 'r')
+    marker, why = proof_of(path, json.dumps({'root': path}) + ' ' * MARKER_LIMIT)
+    assert marker is None and 'does not name this root' in why
