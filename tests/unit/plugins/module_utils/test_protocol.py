@@ -5,6 +5,7 @@
 import os
 import socket
 import sys
+import threading
 
 import pytest
 
@@ -90,11 +91,27 @@ def test_a_frame_cut_off_counts_as_closed(pipe):
     assert reader.read(1) is None
 
 
-def test_a_frame_longer_than_the_limit_is_refused(pipe):
+def test_a_frame_longer_than_the_limit_is_refused_before_it_is_buffered(pipe):
     reader = _protocol.FrameReader(pipe[0], limit=1000)
     os.write(pipe[1], b'x' * 5000)
     with pytest.raises(_protocol.MessageTooLong):
         reader.read(1)
+    assert len(reader.buffer) == 1001
+
+
+def test_a_large_frame_waits_for_the_gate_and_keeps_what_came(pipe):
+    asked = []
+    reader = _protocol.FrameReader(pipe[0], gate=lambda seconds: asked.append(seconds) or len(asked) > 1)
+    small = b'{"a":1}\n'
+    large = b'"' + b'x' * 2 * _protocol.SMALL_MESSAGE_BYTES + b'"\n'
+    writer = threading.Thread(target=os.write, args=(pipe[1], small + large))
+    writer.start()
+    assert reader.read(5) == b'{"a":1}' and not asked
+    with pytest.raises(TimeoutError):
+        reader.read(5)
+    assert len(asked) == 1 and 0 < asked[0] <= 5
+    assert reader.read(5) == large[:-1]
+    writer.join()
 
 
 def test_bundle_importer_imports_packages_and_gives_sources_back():
