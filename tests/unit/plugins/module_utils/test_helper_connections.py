@@ -1,0 +1,120 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The helper's server with real sockets and a helper without libvirt: what one client can
+make the helper wait for or hold (the flood itself runs in the hostile_inputs target)."""
+
+import json
+import os
+import socket
+import threading
+import time
+
+import pytest
+
+from ansible_collections.embedvirt.libvirt.plugins.module_utils import _protocol
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper import server
+
+LARGE = _protocol.SMALL_MESSAGE_BYTES * 2
+
+
+class Drivers:
+    restart_requested = False
+
+    def prepare_thread(self):
+        pass
+
+    def forget_last_errors(self):
+        pass
+
+
+class Helper:
+    """What the server needs of a helper; a request's answer is the size of its 'data', and
+    as many bytes as its 'reply' asks."""
+
+    def __init__(self):
+        self.drivers = Drivers()
+        self.stop_requested = threading.Event()
+        self.large_turns = threading.BoundedSemaphore(1)
+        self.allowed_uids = {0, os.geteuid()}
+
+    give_memory_back = server.Helper.give_memory_back
+
+    @staticmethod
+    def begin(op, seconds):
+        return 1
+
+    def end(self, number):
+        pass
+
+    @staticmethod
+    def handle(request):
+        return {'size': len(request.get('data', '')), 'reply': 'r' * request.get('reply', 0)}
+
+
+@pytest.fixture
+def helper_socket(tmp_path, monkeypatch):
+    monkeypatch.setattr(server, 'LARGE_TURN_SECONDS', 1)
+    monkeypatch.setattr(server, 'FIRST_REQUEST_SECONDS', 1)
+    monkeypatch.setattr(server, 'REPLY_SECONDS', 1)
+    helper = Helper()
+    path = str(tmp_path / 'helper.sock')
+    srv = server.Server(path, helper)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield path
+    helper.stop_requested.set()
+    srv.shutdown()
+    srv.server_close()
+
+
+def connect(path):
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(10)
+    sock.connect(path)
+    return sock
+
+
+def request(data_bytes=0, reply_bytes=0):
+    return json.dumps({'id': 1, 'op': 'x', 'data': 'd' * data_bytes, 'reply': reply_bytes}).encode() + b'\n'
+
+
+def reply_of(sock):
+    line = sock.makefile('rb').readline()
+    return json.loads(line)['result']['size'] if line else None
+
+
+def test_a_connection_that_sends_nothing_is_closed_one_that_sent_a_request_is_kept(helper_socket):
+    silent, talking = connect(helper_socket), connect(helper_socket)
+    talking.sendall(request(3))
+    assert reply_of(talking) == 3
+    started = time.time()
+    assert silent.recv(1) == b''
+    assert 1 <= time.time() - started < 5
+    time.sleep(0.5)
+    talking.sendall(request(4))
+    assert reply_of(talking) == 4
+
+
+def test_large_requests_wait_for_their_turn_small_ones_do_not_and_a_stalled_one_loses_it(helper_socket):
+    stalled = connect(helper_socket)
+    stalled.sendall(request(LARGE)[:-(1 << 16)])  # never ends: holds the only turn
+    time.sleep(0.3)
+    large, small = connect(helper_socket), connect(helper_socket)
+    threading.Thread(target=large.sendall, args=(request(LARGE),), daemon=True).start()
+    small.sendall(request(5))
+    started = time.time()
+    assert reply_of(small) == 5
+    assert time.time() - started < 0.5
+    assert reply_of(large) == LARGE  # once the stalled one was closed
+    assert 0.5 < time.time() - started < 5
+    assert stalled.recv(1) == b''
+
+
+def test_a_client_that_does_not_take_its_reply_loses_its_turn(helper_socket):
+    unread = connect(helper_socket)
+    unread.sendall(request(LARGE, reply_bytes=LARGE * 4))  # more than the socket buffers hold
+    time.sleep(0.3)
+    started = time.time()
+    large = connect(helper_socket)
+    threading.Thread(target=large.sendall, args=(request(LARGE),), daemon=True).start()
+    assert reply_of(large) == LARGE
+    assert time.time() - started < 5
