@@ -48,6 +48,9 @@ WAIT_SLACK_SECONDS = 60
 STOP_DRAIN_SECONDS = 60
 # The longest message read: a guest file chunk read is 1.5 MiB raw.
 MAX_MESSAGE_BYTES = 16 << 20
+# Requests up to this size are read by every connection at once; a larger one waits for its
+# turn (the helper reads only a few at a time, see its server).
+SMALL_MESSAGE_BYTES = 1 << 20
 
 # libvirt's virDomainState values, by name.
 DOMAIN_STATES = ('nostate', 'running', 'blocked', 'paused', 'shutdown', 'shutoff',
@@ -348,32 +351,46 @@ class FrameReader:
 
     read() returns a line without its newline, None when the other end closed first (a line
     cut off counts as closed), or raises TimeoutError (what was read so far is kept for the
-    next read) or MessageTooLong.
+    next read) or MessageTooLong, before buffering more than the limit. gate, if given, is
+    asked (with the seconds left) before a line's buffer grows past SMALL_MESSAGE_BYTES; a
+    False answer is a TimeoutError, the line kept for the next read.
     """
 
-    def __init__(self, fd, limit=MAX_MESSAGE_BYTES):
+    def __init__(self, fd, limit=MAX_MESSAGE_BYTES, gate=None):
         self.fd = fd
         self.limit = limit
-        self.buffer = b''
+        self.gate = gate
+        # One buffer grown in place, searched for the newline only where it has not been yet:
+        # a 16 MiB line costs one pass, not one copy and one scan per chunk.
+        self.buffer = bytearray()
+        self.scanned = 0
         self.poller = select.poll()
         self.poller.register(fd, select.POLLIN)
 
     def read(self, timeout):
         deadline = time.time() + timeout
-        while b'\n' not in self.buffer:
-            if len(self.buffer) > self.limit:
+        end = self.buffer.find(b'\n', self.scanned)
+        while end < 0:
+            self.scanned = len(self.buffer)
+            if self.scanned > self.limit:
                 raise MessageTooLong()
             remaining = deadline - time.time()
             if remaining <= 0 or not self.poller.poll(remaining * 1000):
                 raise TimeoutError()
+            if self.scanned >= SMALL_MESSAGE_BYTES and self.gate and not self.gate(deadline - time.time()):
+                raise TimeoutError()
             try:
-                chunk = os.read(self.fd, 1 << 16)
+                chunk = os.read(self.fd, min(1 << 16, self.limit + 1 - self.scanned))
             except BlockingIOError:
                 continue
             if not chunk:
                 return None
             self.buffer += chunk
-        line, self.buffer = self.buffer.split(b'\n', 1)
+            end = self.buffer.find(b'\n', self.scanned)
+        with memoryview(self.buffer) as view:
+            line = bytes(view[:end])
+        del self.buffer[:end + 1]
+        self.scanned = 0
         return line
 
 

@@ -99,6 +99,13 @@ class Drivers:
         """Make libvirt calls from the current thread able to use the root's secrets."""
         self.thread_context.apply()
 
+    def forget_last_errors(self):
+        """libvirt keeps a copy of each connection's last error until the next one: after a
+        request with a huge name, that name twice over (in the message and on its own)."""
+        for conn in (self.qemu, self.secret):
+            if conn is not None:
+                conn.virConnResetLastError()
+
     def _run_event_loop(self):
         while True:
             self.libvirt.virEventRunDefaultImpl()

@@ -15,6 +15,7 @@ version. Standard library only, plus the libvirt bindings (imported by drivers.p
 """
 
 import argparse
+import ctypes
 import errno
 import logging
 import os
@@ -41,6 +42,16 @@ POLL_SECONDS = 0.2
 LISTEN_BACKLOG = 1024
 # What a client asks the helper about itself: not work that a stopping helper waits for.
 CONTROL = ('hello', 'helper_status', 'stop')
+# Requests larger than _protocol.SMALL_MESSAGE_BYTES read and answered at once, and how long
+# one may take to arrive once its turn came: what floods of large requests make the helper
+# hold is bounded, and small requests (a status, most tasks) never wait behind them.
+LARGE_TURNS = 2
+LARGE_TURN_SECONDS = 10
+# A connection that sends nothing this long after it was accepted is closed (a client sends
+# its hello at once, and gives up on it after 30 s); so is one that does not take a reply
+# within this long (a client waits for it), lest its large request keep its turn.
+FIRST_REQUEST_SECONDS = 30
+REPLY_SECONDS = 30
 
 log = logging.getLogger('embedvirt.helper')
 
@@ -60,6 +71,7 @@ class Helper:
         self.served = 0
         self.lock = threading.Lock()
         self.stop_requested = threading.Event()
+        self.large_turns = threading.BoundedSemaphore(LARGE_TURNS)
         self.allowed_uids = {0, os.geteuid(), os.stat(root).st_uid}
         self.drivers = Drivers(self.root)
         self.domains = Domains(self.drivers)
@@ -72,6 +84,7 @@ class Helper:
     # --- lifecycle -------------------------------------------------------------------
     def start(self):
         raise_descriptor_limit()
+        map_large_blocks()
         try:
             reset_runtime_state_after_reboot(self.root)
         except OSError as e:
@@ -167,6 +180,13 @@ class Helper:
         except self.drivers.libvirt.libvirtError as e:
             raise HelperError(_protocol.ERROR_LIBVIRT, str(e), hint_for_libvirt_error(str(e)))
 
+    def give_memory_back(self):
+        """Let go of what a large request left behind: libvirt's copy of the error it caused,
+        and the free memory glibc's malloc keeps in the arena of the connection's thread."""
+        self.drivers.forget_last_errors()
+        if LIBC is not None:
+            LIBC.malloc_trim(0)
+
     # --- what a client asks the helper about itself (_protocol.Control) ------------------
     def hello(self, version, idle_timeout):
         if idle_timeout is not None and version == self.version:
@@ -204,10 +224,13 @@ class Handler(socketserver.BaseRequestHandler):
     def handle(self):
         helper = self.server.helper
         helper.drivers.prepare_thread()
+        accepted = time.time()
+        turn = LargeTurn(helper.large_turns)
         # FrameReader polls (select() fails for descriptors above 1024, which a helper with
         # hundreds of guests and clients reaches), and wakes every POLL_SECONDS to see
         # whether the helper is stopping.
-        reader = _protocol.FrameReader(self.request.fileno())
+        reader = _protocol.FrameReader(self.request.fileno(), gate=turn.take)
+        self.request.settimeout(REPLY_SECONDS)  # for sendall; reader polls
         try:
             while True:
                 try:
@@ -215,14 +238,26 @@ class Handler(socketserver.BaseRequestHandler):
                 except TimeoutError:
                     if helper.stop_requested.is_set():
                         break
+                    if turn.overdue():
+                        log.warning('closed a connection that did not send its request of more than %d bytes within '
+                                    '%d s', _protocol.SMALL_MESSAGE_BYTES, LARGE_TURN_SECONDS)
+                        break
+                    if accepted and not reader.buffer and time.time() - accepted > FIRST_REQUEST_SECONDS:
+                        log.warning('closed a connection that sent nothing within %d s', FIRST_REQUEST_SECONDS)
+                        break
                     continue
+                accepted = None
                 if line is None:
                     break
                 if helper.stop_requested.is_set():
                     # Not carried out: the client may safely ask the next helper.
                     self.request.sendall(_protocol.encode(stopping_reply(helper, line)))
                     break
-                self.request.sendall(_protocol.encode(answer(helper, line)))
+                reply = _protocol.encode(answer(helper, line))
+                del line
+                self.request.sendall(reply)
+                if turn.give_back():
+                    helper.give_memory_back()
                 if helper.drivers.restart_requested:
                     log.info('restarting so that libvirt reloads the secrets from disk')
                     helper.stop_requested.set()
@@ -230,6 +265,38 @@ class Handler(socketserver.BaseRequestHandler):
             log.warning('closed a connection that sent a request longer than %d bytes', _protocol.MAX_MESSAGE_BYTES)
         except OSError:
             pass
+        finally:
+            if turn.give_back():
+                helper.give_memory_back()
+
+
+class LargeTurn:
+    """A connection's turn to read and answer a request larger than SMALL_MESSAGE_BYTES: one of
+    the helper's few (turns), taken when its request grows past that size, given back when
+    it is answered or the connection ends."""
+
+    def __init__(self, turns):
+        self.turns = turns
+        self.since = None
+
+    def take(self, seconds):
+        """Whether the connection has its turn, waiting for one up to seconds."""
+        if self.since is None:
+            if not self.turns.acquire(timeout=max(0, seconds)):
+                return False
+            self.since = time.time()
+        return True
+
+    def overdue(self):
+        return self.since is not None and time.time() - self.since > LARGE_TURN_SECONDS
+
+    def give_back(self):
+        """Whether the connection had a turn (now given back)."""
+        if self.since is None:
+            return False
+        self.since = None
+        self.turns.release()
+        return True
 
 
 def request_id(line):
@@ -339,6 +406,28 @@ class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         log.warning('refused a connection from pid %d uid %d: only uids %s may use this root',
                     pid, uid, sorted(self.helper.allowed_uids))
         return False
+
+
+def libc_with_malloc_trim():
+    """glibc, or None on a C library without malloc_trim."""
+    try:
+        libc = ctypes.CDLL(None)
+        libc.malloc_trim.argtypes = [ctypes.c_size_t]
+        return libc
+    except (OSError, AttributeError):
+        return None
+
+
+LIBC = libc_with_malloc_trim()
+M_MMAP_THRESHOLD = -3  # mallopt's parameter number (malloc.h)
+
+
+def map_large_blocks():
+    """Have glibc's malloc give each large block (a request's buffer, its copies) pages of its
+    own, returned to the system when freed. By default it raises that size to the largest
+    block freed so far, so that a 16 MiB request's copies stay in the heap of its thread."""
+    if LIBC is not None:
+        LIBC.mallopt(M_MMAP_THRESHOLD, 128 << 10)
 
 
 def raise_descriptor_limit():
