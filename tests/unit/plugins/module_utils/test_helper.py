@@ -185,6 +185,17 @@ def test_a_line_that_is_not_a_request_is_a_protocol_error():
     assert reply['id'] is None and reply['error']['kind'] == _protocol.ERROR_PROTOCOL
 
 
+def test_a_request_of_more_values_than_any_request_holds_is_refused_before_it_is_parsed():
+    # Parsed, 3 bytes of empty lists take some 60: 16 MiB of them made the helper take 450 MiB.
+    values = b'[' + b'[],' * server.MAX_REQUEST_VALUES + b'[]]'
+    reply = server.answer(Answering(None), b'{"id":1,"op":"helper_status","x":' + values + b'}')
+    assert reply['id'] is None and reply['error']['kind'] == _protocol.ERROR_PROTOCOL
+    assert 'more than the %d JSON values a request may hold' % server.MAX_REQUEST_VALUES in reply['error']['message']
+    # Separators inside strings count too; a request with fewer passes, whatever its size.
+    many = {'id': 2, 'op': 'helper_status', 'x': ',' * (server.MAX_REQUEST_VALUES // 2) + 'a' * (8 << 20)}
+    assert answer(lambda request: 'status', many) == {'id': 2, 'ok': True, 'result': 'status'}
+
+
 def test_every_operation_has_exactly_one_implementation_in_the_helper():
     helper = server.Helper.__new__(server.Helper)
     parts = [helper, drivers.Drivers(None), domains.Domains(drivers.Drivers(None)),
