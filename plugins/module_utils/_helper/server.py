@@ -52,6 +52,10 @@ LARGE_TURN_SECONDS = 10
 # within this long (a client waits for it), lest its large request keep its turn.
 FIRST_REQUEST_SECONDS = 30
 REPLY_SECONDS = 30
+# The most JSON values a request may hold, counted by their separators (inside strings too):
+# parsed, 3 bytes of empty lists take some 60, so 16 MiB of them made the helper take 450 MiB.
+# No request of this collection comes near (large ones are one string: XML, base64 data).
+MAX_REQUEST_VALUES = 100000
 
 log = logging.getLogger('embedvirt.helper')
 
@@ -299,12 +303,22 @@ class LargeTurn:
         return True
 
 
+def decode_request(line):
+    """The request of a line: a JSON object of at most MAX_REQUEST_VALUES values, checked
+    before it is parsed; ValueError if it is not."""
+    if sum(line.count(separator) for separator in (b',', b'[', b'{')) > MAX_REQUEST_VALUES:
+        raise ValueError('more than the %d JSON values a request may hold' % MAX_REQUEST_VALUES)
+    request = _protocol.decode(line)
+    if not isinstance(request, dict):
+        raise ValueError('not an object')
+    return request
+
+
 def request_id(line):
     try:
-        request = _protocol.decode(line)
+        return decode_request(line).get('id')
     except ValueError:
         return None
-    return request.get('id') if isinstance(request, dict) else None
 
 
 def stopping_reply(helper, line):
@@ -319,9 +333,7 @@ def answer(helper, line):
     """The reply to one request line; every failure is an error reply."""
     number = reply_to = None
     try:
-        request = _protocol.decode(line)
-        if not isinstance(request, dict):
-            raise ValueError('not an object')
+        request = decode_request(line)
         reply_to = request.get('id')
         number = helper.begin(request.get('op'), float(request.get('timeout') or _protocol.CALL_SECONDS))
         return _protocol.reply_message(reply_to, result=helper.handle(request))
