@@ -352,8 +352,8 @@ class FrameReader:
     read() returns a line without its newline, None when the other end closed first (a line
     cut off counts as closed), or raises TimeoutError (what was read so far is kept for the
     next read) or MessageTooLong, before buffering more than the limit. gate, if given, is
-    asked (with the seconds left) before a line's buffer grows past SMALL_MESSAGE_BYTES; a
-    False answer is a TimeoutError, the line kept for the next read.
+    asked (with the seconds left) once a line's buffer holds SMALL_MESSAGE_BYTES, before it
+    grows on; a False answer is a TimeoutError, the line kept for the next read.
     """
 
     def __init__(self, fd, limit=MAX_MESSAGE_BYTES, gate=None):
@@ -374,10 +374,10 @@ class FrameReader:
             self.scanned = len(self.buffer)
             if self.scanned > self.limit:
                 raise MessageTooLong()
+            if self.scanned >= SMALL_MESSAGE_BYTES and self.gate and not self.gate(deadline - time.time()):
+                raise TimeoutError()
             remaining = deadline - time.time()
             if remaining <= 0 or not self.poller.poll(remaining * 1000):
-                raise TimeoutError()
-            if self.scanned >= SMALL_MESSAGE_BYTES and self.gate and not self.gate(deadline - time.time()):
                 raise TimeoutError()
             try:
                 chunk = os.read(self.fd, min(1 << 16, self.limit + 1 - self.scanned))

@@ -15,6 +15,7 @@ version. Standard library only, plus the libvirt bindings (imported by drivers.p
 """
 
 import argparse
+import collections
 import ctypes
 import errno
 import logging
@@ -75,7 +76,7 @@ class Helper:
         self.served = 0
         self.lock = threading.Lock()
         self.stop_requested = threading.Event()
-        self.large_turns = threading.BoundedSemaphore(LARGE_TURNS)
+        self.large_turns = LargeTurns(LARGE_TURNS)
         self.allowed_uids = {0, os.geteuid(), os.stat(root).st_uid}
         self.drivers = Drivers(self.root)
         self.domains = Domains(self.drivers)
@@ -257,9 +258,7 @@ class Handler(socketserver.BaseRequestHandler):
                     # Not carried out: the client may safely ask the next helper.
                     self.request.sendall(_protocol.encode(stopping_reply(helper, line)))
                     break
-                reply = _protocol.encode(answer(helper, line))
-                del line
-                self.request.sendall(reply)
+                self.request.sendall(_protocol.encode(answer(helper, line)))
                 if turn.give_back():
                     helper.give_memory_back()
                 if helper.drivers.restart_requested:
@@ -274,10 +273,39 @@ class Handler(socketserver.BaseRequestHandler):
                 helper.give_memory_back()
 
 
+class LargeTurns:
+    """The helper's few turns to read and answer a request larger than SMALL_MESSAGE_BYTES,
+    given in the order connections asked for them."""
+
+    def __init__(self, count):
+        self.free = count
+        self.waiting = collections.deque()
+        self.changed = threading.Condition()
+
+    def take(self, who, seconds):
+        """Whether who got a turn, waiting up to seconds (and keeping its place in line)."""
+        with self.changed:
+            if who not in self.waiting:
+                self.waiting.append(who)
+            if not self.changed.wait_for(lambda: self.free and self.waiting[0] is who, max(0, seconds)):
+                return False
+            self.waiting.popleft()
+            self.free -= 1
+            self.changed.notify_all()  # the next in line may have a turn too
+            return True
+
+    def leave(self, who, had_turn):
+        """who no longer waits, and gives back its turn if it had one."""
+        with self.changed:
+            if who in self.waiting:
+                self.waiting.remove(who)
+            self.free += 1 if had_turn else 0
+            self.changed.notify_all()
+
+
 class LargeTurn:
-    """A connection's turn to read and answer a request larger than SMALL_MESSAGE_BYTES: one of
-    the helper's few (turns), taken when its request grows past that size, given back when
-    it is answered or the connection ends."""
+    """A connection's turn among the helper's LargeTurns: taken when its request grows past
+    SMALL_MESSAGE_BYTES, given back when it is answered or the connection ends."""
 
     def __init__(self, turns):
         self.turns = turns
@@ -286,7 +314,7 @@ class LargeTurn:
     def take(self, seconds):
         """Whether the connection has its turn, waiting for one up to seconds."""
         if self.since is None:
-            if not self.turns.acquire(timeout=max(0, seconds)):
+            if not self.turns.take(self, seconds):
                 return False
             self.since = time.time()
         return True
@@ -295,12 +323,10 @@ class LargeTurn:
         return self.since is not None and time.time() - self.since > LARGE_TURN_SECONDS
 
     def give_back(self):
-        """Whether the connection had a turn (now given back)."""
-        if self.since is None:
-            return False
-        self.since = None
-        self.turns.release()
-        return True
+        """Whether the connection had a turn (now given back); it no longer waits for one."""
+        had_turn, self.since = self.since is not None, None
+        self.turns.leave(self, had_turn)
+        return had_turn
 
 
 def decode_request(line):

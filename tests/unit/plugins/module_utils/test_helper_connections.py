@@ -34,7 +34,7 @@ class Helper:
     def __init__(self):
         self.drivers = Drivers()
         self.stop_requested = threading.Event()
-        self.large_turns = threading.BoundedSemaphore(1)
+        self.large_turns = server.LargeTurns(1)
         self.allowed_uids = {0, os.geteuid()}
 
     give_memory_back = server.Helper.give_memory_back
@@ -83,10 +83,10 @@ def reply_of(sock):
 
 
 def test_a_connection_that_sends_nothing_is_closed_one_that_sent_a_request_is_kept(helper_socket):
+    started = time.time()
     silent, talking = connect(helper_socket), connect(helper_socket)
     talking.sendall(request(3))
     assert reply_of(talking) == 3
-    started = time.time()
     assert silent.recv(1) == b''
     assert 1 <= time.time() - started < 5
     time.sleep(0.5)
@@ -118,3 +118,26 @@ def test_a_client_that_does_not_take_its_reply_loses_its_turn(helper_socket):
     threading.Thread(target=large.sendall, args=(request(LARGE),), daemon=True).start()
     assert reply_of(large) == LARGE
     assert time.time() - started < 5
+
+
+def test_large_requests_get_their_turns_in_the_order_they_asked(helper_socket):
+    stalled = connect(helper_socket)
+    stalled.sendall(request(LARGE)[:-(1 << 16)])  # holds the only turn for a second
+    time.sleep(0.3)
+    answered = []
+    clients = []
+    for number in range(5):
+        sock = connect(helper_socket)
+        sock.sendall(request(LARGE + number)[:_protocol.SMALL_MESSAGE_BYTES + 10])  # asks for a turn
+        time.sleep(0.1)
+        clients.append(sock)
+
+    def finish(sock, number):
+        sock.sendall(request(LARGE + number)[_protocol.SMALL_MESSAGE_BYTES + 10:])
+        answered.append(reply_of(sock) - LARGE)
+    threads = [threading.Thread(target=finish, args=(sock, number)) for number, sock in enumerate(clients)]
+    for thread in reversed(threads):
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert answered == [0, 1, 2, 3, 4]
