@@ -496,12 +496,10 @@ def as_owner(uid, gid):
                if key in ('PATH', 'LANG', 'TZ') or key.startswith(('LC_', 'LIBVIRT_')))
     try:
         account = pwd.getpwuid(uid)
-        groups = os.getgrouplist(account.pw_name, gid)
         env.update(HOME=account.pw_dir, USER=account.pw_name, LOGNAME=account.pw_name)
     except KeyError:
-        groups = [gid]
         env['HOME'] = '/'
-    return dict(user=uid, group=gid, extra_groups=groups, env=env)
+    return dict(user=uid, group=gid, extra_groups=_root.user_groups(uid, gid), env=env)
 
 
 def write_all(fd, data, timeout):

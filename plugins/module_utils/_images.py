@@ -11,21 +11,21 @@ base with a relative path.
 
 A download goes to images/base/.<name>.partial, resumed with an HTTP range request when a
 run was interrupted, and becomes <name> only once its checksum matches; a wrong checksum
-leaves nothing behind. Every file is opened through the pinned root (_root.RootDir).
+leaves nothing behind. Every file is opened through the pinned root (_root.RootDir); a local
+image is read only as the root's owner may read it.
 """
 
 import hashlib
 import http.client
 import os
 import re
-import shutil
 import time
 import urllib.error
 import urllib.parse
 
 from ansible.module_utils.urls import open_url
 
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import BASE_IMAGES
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import BASE_IMAGES, RootError, open_as_user
 
 ALGORITHMS = ('sha256', 'sha384', 'sha512')
 CHUNK_BYTES = 1 << 20
@@ -93,18 +93,29 @@ class BaseImage:
             return False
 
     def fetch(self):
-        """Put the image in the cache; bytes it took (a resumed download counts only the rest)."""
+        """Put the image in the cache; bytes it took (a resumed download counts only the rest).
+
+        A local image is opened as the root's owner (_root.open_as_user). The partial file is
+        this task's user's alone (RootDir.open_private) until its checksum matched; one that
+        does not match, or a copy that failed, is emptied before it goes, so a hard link
+        anyone kept to it gets nothing. A download cut off is kept for the next run.
+        """
         deadline = time.time() + self.timeout
-        if is_url(self.image):
-            taken = self.download(deadline)
-        else:
-            taken = self.copy()
-        self.verify()
-        directory = self.root_dir.subdir(BASE_IMAGES)
-        try:
-            os.rename(os.path.basename(self.partial), self.name, src_dir_fd=directory, dst_dir_fd=directory)
-        finally:
-            os.close(directory)
+        source = None if is_url(self.image) else self.open_local()
+        with os.fdopen(self.root_dir.open_private(self.partial, resume=source is None), 'r+b') as partial:
+            try:
+                if source is None:
+                    taken = self.download(partial, deadline)
+                else:
+                    with source:
+                        taken = self.copy(source, partial, deadline)
+                self.verify(partial)
+                partial.flush()
+            except BaseException as e:
+                if not (isinstance(e, ImageError) and e.kind == 'download' and partial.tell()):
+                    self.root_dir.discard(partial.fileno(), self.partial)
+                raise
+            self.root_dir.publish(partial.fileno(), self.partial, self.relative)
         return taken
 
     def remove(self):
@@ -113,33 +124,28 @@ class BaseImage:
         return any(removed)
 
     # --- internals ---------------------------------------------------------------------
-    def open_partial(self, append):
-        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
-        return os.fdopen(self.root_dir.open_file(self.partial, flags, 0o600), 'ab' if append else 'wb')
-
-    def partial_size(self):
+    def open_local(self):
         try:
-            fd = self.root_dir.open_file(self.partial)
-        except FileNotFoundError:
-            return 0
-        try:
-            return os.fstat(fd).st_size
-        finally:
-            os.close(fd)
+            fd = open_as_user(self.image, self.root_dir.uid, self.root_dir.gid)
+        except (OSError, RootError) as e:
+            raise ImageError("image '%s' cannot be read (it is read as the root's owner, uid %d): %s; give the path of "
+                             "a regular file that user may read, or an http(s) URL"
+                             % (self.image, self.root_dir.uid, e.strerror if isinstance(e, OSError) else e), 'image')
+        return os.fdopen(fd, 'rb')
 
-    def copy(self):
-        try:
-            source = open(self.image, 'rb')
-        except OSError as e:
-            raise ImageError("image '%s' cannot be read: %s; give the path of a readable file, or an "
-                             "http(s) URL" % (self.image, e.strerror or e), 'image')
-        with source, self.open_partial(append=False) as target:
-            shutil.copyfileobj(source, target, CHUNK_BYTES)
-            return target.tell()
+    def copy(self, source, partial, deadline):
+        taken = 0
+        for chunk in iter(lambda: source.read(CHUNK_BYTES), b''):
+            if time.time() > deadline:
+                raise ImageError('copying %s took longer than download_timeout (%d s); raise it, or copy from a '
+                                 'faster disk' % (self.image, self.timeout), 'image')
+            partial.write(chunk)
+            taken += len(chunk)
+        return taken
 
-    def download(self, deadline):
-        """Download into the partial file, resuming what an interrupted run left."""
-        have = self.partial_size()
+    def download(self, partial, deadline):
+        """Download into the partial file (at its end), resuming what an interrupted run left."""
+        have = partial.tell()
         try:
             response = open_url(self.image, headers={'Range': 'bytes=%d-' % have} if have else {}, timeout=READ_TIMEOUT)
         except urllib.error.HTTPError as e:
@@ -152,37 +158,37 @@ class BaseImage:
                              % (self.image, getattr(e, 'reason', e)), 'download')
         taken = 0
         with response:
-            resumed = have and response.status == 206
-            with self.open_partial(append=resumed) as target:
-                while True:
-                    if time.time() > deadline:
-                        raise ImageError('downloading %s took longer than download_timeout (%d s); what came is '
-                                         'kept and the next run resumes it' % (self.image, self.timeout), 'download')
-                    try:
-                        chunk = response.read(CHUNK_BYTES)
-                    except (OSError, http.client.HTTPException) as e:
-                        raise ImageError('downloading %s was cut off after %d bytes (%s); what came is kept and '
-                                         'the next run resumes it' % (self.image, have + taken, e), 'download')
-                    if not chunk:
-                        break
-                    target.write(chunk)
-                    taken += len(chunk)
+            if not (have and response.status == 206):
+                partial.seek(0)
+                partial.truncate()
+            while True:
+                if time.time() > deadline:
+                    raise ImageError('downloading %s took longer than download_timeout (%d s); what came is '
+                                     'kept and the next run resumes it' % (self.image, self.timeout), 'download')
+                try:
+                    chunk = response.read(CHUNK_BYTES)
+                except (OSError, http.client.HTTPException) as e:
+                    raise ImageError('downloading %s was cut off after %d bytes (%s); what came is kept and '
+                                     'the next run resumes it' % (self.image, have + taken, e), 'download')
+                if not chunk:
+                    break
+                partial.write(chunk)
+                taken += len(chunk)
         length = response.headers.get('Content-Length')
         if length is not None and taken < int(length):
             raise ImageError('downloading %s was cut off after %d of %s bytes; what came is kept and the next run '
                              'resumes it' % (self.image, taken, length), 'download')
         return taken
 
-    def verify(self):
-        """The partial file matches the checksum, or it goes and the task fails."""
+    def verify(self, partial):
+        """The partial file matches the checksum, or the task fails (and fetch removes it)."""
         if self.checksum is None:
             return
         algorithm, wanted = self.checksum
         digest = hashlib.new(algorithm)
-        with os.fdopen(self.root_dir.open_file(self.partial), 'rb') as f:
-            for chunk in iter(lambda: f.read(CHUNK_BYTES), b''):
-                digest.update(chunk)
+        partial.seek(0)
+        for chunk in iter(lambda: partial.read(CHUNK_BYTES), b''):
+            digest.update(chunk)
         if digest.hexdigest() != wanted:
-            self.root_dir.remove_file(self.partial)
             raise ImageError('%s has %s %s, not %s as checksum says: it was removed, nothing is kept; check the '
                              'checksum and the URL' % (self.image, algorithm, digest.hexdigest(), wanted), 'checksum')

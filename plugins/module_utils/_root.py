@@ -11,7 +11,10 @@ Every other layer asks this one; no other file builds a path under a root.
 import errno
 import json
 import os
+import pwd
 import re
+import signal
+import socket
 import stat
 import time
 import uuid
@@ -97,6 +100,10 @@ ROOT_MAX_LENGTH = SOCKET_PATH_MAX - len(LONGEST_SOCKET_SUFFIX)
 # libvirt's stored form of a definition); nothing else may use the prefix (a helper removes
 # such domains when it starts), and no listing shows one.
 PROBE_PREFIX = 'embedvirt-probe-'
+
+# Seconds a child that opens a file as a root's owner may take (an open on a stuck network
+# filesystem would block it).
+OPEN_AS_TIMEOUT = 30
 
 # Characters a root may not contain: libvirt's URI, systemd's unit syntax, QEMU's option
 # syntax or a shell would each read them differently, so they are refused everywhere alike.
@@ -324,6 +331,63 @@ class RootDir:
                             % (os.path.join(self.path, relative), limit))
         return data
 
+    def open_private(self, relative, resume=False):
+        """Descriptor (read and write) of a file below the root that only this process's user
+        may read and nobody else holds, for data not yet fit for the owner (an unverified
+        download): with resume, the one an earlier run left if it still is such a file (at its
+        end); else a new one (O_EXCL), whatever had its name removed first. It stays this
+        user's, mode 0600, until publish() gives it to the owner: the owner can neither read a
+        file of root's nor (fs.protected_hardlinks) link it."""
+        if resume:
+            try:
+                fd = self.open_file(relative, os.O_RDWR)
+            except (FileNotFoundError, RootError):
+                fd = None
+            if fd is not None:
+                st = os.fstat(fd)
+                if st.st_uid == os.geteuid() and st.st_nlink == 1 and not st.st_mode & 0o077:
+                    os.lseek(fd, 0, os.SEEK_END)
+                    return fd
+                os.close(fd)
+        self.remove_file(relative)
+        directory, name = os.path.split(relative)
+        dir_fd = self.subdir(directory)
+        try:
+            return os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                           dir_fd=dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def publish(self, fd, relative, target):
+        """Give the file fd of open_private (named relative) to the root's owner under the name
+        target in the same directory."""
+        if os.geteuid() == 0:
+            os.fchown(fd, self.uid, self.gid)
+        os.fsync(fd)
+        self._same_file(fd, relative, lambda name, dir_fd: os.rename(
+            name, os.path.basename(target), src_dir_fd=dir_fd, dst_dir_fd=dir_fd))
+
+    def discard(self, fd, relative):
+        """Destroy the file fd of open_private: its data first, so a hard link anyone made to
+        it keeps nothing, then its name."""
+        os.ftruncate(fd, 0)
+        self._same_file(fd, relative, lambda name, dir_fd: os.unlink(name, dir_fd=dir_fd))
+
+    def _same_file(self, fd, relative, action):
+        """action(name, directory descriptor) while relative still names the file fd; else
+        RootError (the owner moved something else there)."""
+        mine = os.fstat(fd)
+
+        def checked(name, dir_fd):
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            if (st.st_dev, st.st_ino) != (mine.st_dev, mine.st_ino):
+                raise RootError('%s was replaced while this task wrote it: run the task again'
+                                % os.path.join(self.path, relative))
+            action(name, dir_fd)
+        if not self._in_directory(relative, checked):
+            raise RootError('%s was removed while this task wrote it: run the task again'
+                            % os.path.join(self.path, relative))
+
     def write_file(self, relative, data, mode=0o600, replace=True):
         """Write a file below the root whole or not at all (see write_whole), owned by the
         root's owner; with replace=False only when it does not exist yet. Whether it wrote."""
@@ -363,6 +427,74 @@ def write_whole(dir_fd, name, write, mode, replace, owner=None):
             os.unlink(tmp, dir_fd=dir_fd)
         except FileNotFoundError:
             pass
+
+
+def open_regular(path):
+    """Descriptor for reading the regular file at path, as this process may open it. What is
+    there is looked at through a descriptor that only names it (O_PATH) before it is opened:
+    a FIFO would block, and opening a device can act."""
+    handle = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(handle).st_mode):
+            raise RootError('not a regular file (a FIFO, a device or a directory)')
+        return os.open('/proc/self/fd/%d' % handle, os.O_RDONLY | os.O_NOCTTY | os.O_CLOEXEC)
+    finally:
+        os.close(handle)
+
+
+def user_groups(uid, gid):
+    """The groups the user uid has when it logs in (gid, its primary group, among them)."""
+    try:
+        return os.getgrouplist(pwd.getpwuid(uid).pw_name, gid)
+    except KeyError:
+        return [gid]
+
+
+def open_as_user(path, uid, gid, timeout=OPEN_AS_TIMEOUT):
+    """open_regular(path) as the user uid (with gid and its groups) could: a task run as root
+    never reads for that user what it may not read itself (a file of root's, through a link or a
+    hard link or not). A forked child takes the user's ids, opens, and passes the descriptor
+    back; directly when this process is not root, or uid is root. OSError or RootError."""
+    if os.geteuid() != 0 or uid == 0:
+        return open_regular(path)
+    groups = user_groups(uid, gid)
+    ours, theirs = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:  # the child: system calls only, then _exit (no clean-up of the parent's state)
+        try:
+            ours.close()
+            try:
+                os.setgroups(groups)
+                os.setresgid(gid, gid, gid)
+                os.setresuid(uid, uid, uid)
+                socket.send_fds(theirs, [b'+'], [open_regular(path)])
+            except (OSError, RootError) as e:
+                theirs.sendall(b'-' + (e.strerror if isinstance(e, OSError) else str(e)).encode('utf-8', 'replace'))
+        finally:
+            os._exit(0)
+    theirs.close()
+    try:
+        ours.settimeout(timeout)
+        try:
+            message, fds, dummy, dummy = socket.recv_fds(ours, 4096, 1)
+        except socket.timeout:
+            raise RootError('opening it as uid %d took longer than %d s (a stuck network filesystem?)'
+                            % (uid, timeout))
+    finally:
+        ours.close()
+        end_child(pid)
+    if not fds:
+        raise RootError(message[1:].decode('utf-8', 'replace') or 'the process that opened it as uid %d died' % uid)
+    os.set_inheritable(fds[0], False)
+    return fds[0]
+
+
+def end_child(pid):
+    """Kill and reap a child; one stuck in the kernel for more than 5 s is left (a zombie)."""
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.time() + 5
+    while os.waitpid(pid, os.WNOHANG) == (0, 0) and time.time() < deadline:
+        time.sleep(0.01)
 
 
 def marker_fields(path, lifecycle):

@@ -6,7 +6,9 @@ import hashlib
 import http.server
 import os
 import re
+import stat
 import threading
+import time
 
 import pytest
 
@@ -24,6 +26,7 @@ class Server(http.server.ThreadingHTTPServer):
         super().__init__(('127.0.0.1', 0), Handler)
         self.cut = 0
         self.ranges = []
+        self.midway = None  # called when half a reply's body is sent
 
     @property
     def url(self):
@@ -45,6 +48,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.server.cut:
             body, self.server.cut = body[:self.server.cut], 0
             self.close_connection = True
+        if self.server.midway:
+            self.wfile.write(body[:len(body) // 2])
+            self.wfile.flush()
+            self.server.midway()
+            body = body[len(body) // 2:]
         self.wfile.write(body)
 
     def log_message(self, *args):
@@ -131,3 +139,114 @@ def test_cache_names_stay_inside_the_cache():
     assert _images.cache_name('http://h/x/../../etc/passwd', None) == 'passwd'
     assert _images.cache_name('http://h/.hidden', None) == '_hidden'
     assert _images.cache_name('/srv/a b/c;d.img', ('sha256', 'f' * 64)) == 'ffffffffffff-c_d.img'
+
+
+# --- a root of another user, the task running as root ---------------------------------
+NOBODY = 65534
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason='needs root to make a root of another user')
+
+
+@pytest.fixture
+def nobody_root(short_tmp):
+    """A root of uid 65534 in short_tmp, which that user may enter (so the files put there
+    are what it can and cannot read)."""
+    os.chmod(short_tmp, 0o755)
+    path = os.path.join(short_tmp, 'r')
+    os.mkdir(path, 0o700)
+    os.chown(path, NOBODY, NOBODY)
+    with EmbedRoot(path).open() as pinned:
+        os.close(pinned.subdir(BASE_IMAGES, create=True))
+        yield pinned
+
+
+def write(path, data, mode):
+    with open(path, 'wb') as f:
+        f.write(data)
+    os.chmod(path, mode)
+
+
+@needs_root
+def test_a_local_image_is_read_as_the_roots_owner(nobody_root, short_tmp):
+    secret = os.path.join(short_tmp, 'secret')
+    write(secret, IMAGE, 0o600)
+    os.symlink('/etc/shadow', os.path.join(short_tmp, 'shadow-link'))
+    os.link(secret, os.path.join(short_tmp, 'secret-link'))
+    for path in ('/etc/shadow', os.path.join(short_tmp, 'shadow-link'), secret, os.path.join(short_tmp, 'secret-link')):
+        with pytest.raises(_images.ImageError, match=r"cannot be read \(it is read as the root's owner, uid 65534\): "
+                           "Permission denied") as err:
+            _images.BaseImage(nobody_root, path, None, 60).fetch()
+        assert err.value.kind == 'image'
+        assert listing(nobody_root) == []
+    readable = os.path.join(short_tmp, 'readable')
+    write(readable, IMAGE, 0o644)
+    image = _images.BaseImage(nobody_root, readable, DIGEST, 60)
+    assert image.fetch() == len(IMAGE)
+    assert os.stat(image.path).st_uid == NOBODY and listing(nobody_root) == [image.name]
+
+
+@needs_root
+def test_a_fifo_or_a_device_is_refused_at_once(nobody_root, short_tmp):
+    fifo = os.path.join(short_tmp, 'fifo')
+    os.mkfifo(fifo, 0o666)
+    # A writer that comes late (O_RDWR never waits for a reader): an open that waited for it
+    # would take its empty stream.
+    writer = threading.Timer(3, lambda: os.close(os.open(fifo, os.O_RDWR)))
+    writer.start()
+    try:
+        for path in (fifo, '/dev/zero'):
+            started = time.time()
+            with pytest.raises(_images.ImageError, match='not a regular file'):
+                _images.BaseImage(nobody_root, path, None, 60).fetch()
+            assert time.time() - started < 2
+    finally:
+        writer.join()
+    assert listing(nobody_root) == []
+
+
+@needs_root
+def test_an_unverified_download_is_roots_until_its_checksum_matched(server, nobody_root):
+    server.cut = 1 << 20
+    image = _images.BaseImage(nobody_root, server.url, DIGEST, 60)
+    with pytest.raises(_images.ImageError, match='the next run resumes it'):
+        image.fetch()
+    partial = os.stat(os.path.join(nobody_root.path, image.partial))
+    assert (partial.st_uid, stat.S_IMODE(partial.st_mode)) == (0, 0o600)
+    image.fetch()
+    assert server.ranges == [None, 1 << 20]
+    assert os.stat(image.path).st_uid == NOBODY
+
+
+@needs_root
+def test_a_hard_link_to_a_partial_keeps_nothing_of_a_wrong_download(server, nobody_root, short_tmp):
+    wrong = 'sha256:' + '0' * 64
+    image = _images.BaseImage(nobody_root, server.url, wrong, 60)
+    kept = os.path.join(nobody_root.path, 'kept')
+
+    def link():  # what the owner could do while the download runs (fs.protected_hardlinks aside)
+        partial = os.path.join(nobody_root.path, image.partial)
+        for dummy in range(100):
+            if os.path.exists(partial):
+                break
+            time.sleep(0.05)
+        os.link(partial, kept)
+    server.midway = link
+    with pytest.raises(_images.ImageError, match='nothing is kept'):
+        image.fetch()
+    assert os.stat(kept).st_size == 0
+    assert listing(nobody_root) == []
+
+
+@needs_root
+def test_a_partial_the_owner_planted_is_not_written_into(nobody_root, short_tmp):
+    readable = os.path.join(short_tmp, 'readable')
+    write(readable, IMAGE, 0o644)
+    image = _images.BaseImage(nobody_root, readable, 'sha256:' + '0' * 64, 60)
+    planted = os.path.join(nobody_root.path, image.partial)
+    write(planted, b'', 0o644)
+    os.chown(planted, NOBODY, NOBODY)
+    kept = os.path.join(nobody_root.path, 'kept')
+    os.link(planted, kept)
+    with pytest.raises(_images.ImageError, match='nothing is kept'):
+        image.fetch()
+    assert os.stat(kept).st_size == 0
+    assert listing(nobody_root) == []
