@@ -361,13 +361,23 @@ class InstanceManager(Manager):
             self.module.fail("'%s' is the source of the linked clones %s: removing its disk would break theirs; "
                              "undefine the clones first" % (self.name, ', '.join(clones)), error_kind='clone_source')
         files = [self.disk, self.seed] + self.clone_overlays(current) + self.nvram(current)
+        # The same rule as creation's: a file named after this instance that another domain uses
+        # is that domain's (also when no domain of this name exists, as in an idempotent clean-up).
+        users = {}
+        for disk in self.module.helper.domain_disks():
+            if disk['domain'] != self.name and disk['path'] in files:
+                users.setdefault(disk['path'], set()).add(disk['domain'])
         if current is not None:
             self.run_domain_manager(dict(name=self.name, xml=None, state='undefined', autostart=None,
                                          shutdown_timeout=self.params['shutdown_timeout'], force=True,
                                          remove_snapshots=self.params['remove_snapshots']))
         with self.module.guard(self.root.open) as root_dir:
             for path in files:
-                self.remove_file(root_dir, os.path.relpath(path, self.root.path))
+                if path in users:
+                    self.module.warn("%s is kept: it is a disk of the domain(s) %s, not only of instance '%s'"
+                                     % (path, ', '.join(sorted(users[path])), self.name))
+                else:
+                    self.remove_file(root_dir, os.path.relpath(path, self.root.path))
             if self.params['remove_image'] and self.params['image']:
                 base = BaseImage(root_dir, self.params['image'], self.params['checksum'], 0)
                 if base.present() and self.act('remove %s' % base.path):

@@ -34,6 +34,9 @@ options:
       - V(undefined) removes the domain, its disk overlay, its seed and its NVRAM (a guest's data, with no
         undo). The cached base image stays unless O(remove_image=true). A linked clone's further overlays go too,
         never its source's disks. The source of linked clones is refused (its disks are what theirs are built on).
+      - With V(undefined), a file named after the instance (V(images/<name>.qcow2), V(images/<name>-cidata.img))
+        that another domain uses as a disk is kept, with a warning naming that domain. One no other domain uses is
+        removed also when no domain of that name exists: the leftovers of a create that failed half way go.
     type: str
     choices: [running, shutdown, destroyed, undefined]
     default: running
