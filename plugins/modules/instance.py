@@ -36,7 +36,8 @@ options:
         never its source's disks. The source of linked clones is refused (its disks are what theirs are built on).
       - With V(undefined), a file named after the instance (V(images/<name>.qcow2), V(images/<name>-cidata.img))
         that another domain uses as a disk is kept, with a warning naming that domain. One no other domain uses is
-        removed also when no domain of that name exists: the leftovers of a create that failed half way go.
+        removed also when no domain of that name exists, so a clean-up after a create that failed half way removes
+        its leftovers.
     type: str
     choices: [running, shutdown, destroyed, undefined]
     default: running
@@ -44,7 +45,10 @@ options:
     description:
       - The cloud image (qcow2 or raw), a path on the managed host or an V(http://) or V(https://) URL.
         Required unless O(state=undefined) or O(clone_from) is given.
-      - A download that is interrupted is resumed by the next run (HTTP range request).
+      - A local path is opened as the owner of the root (also when the task runs as root), so it must be a regular
+        file that user may read.
+      - A download that is interrupted is resumed by the next run (HTTP range request). Until its checksum
+        matched, a download or copy is a file of the task's user that the root's owner cannot read.
     type: str
   checksum:
     description:
