@@ -37,7 +37,7 @@ options:
       - With V(undefined), a file named after the instance (V(images/<name>.qcow2), V(images/<name>-cidata.img))
         that another domain uses as a disk is kept, with a warning naming that domain. One no other domain uses is
         removed also when no domain of that name exists, so a clean-up after a create that failed half way removes
-        its leftovers.
+        its leftovers. The NVRAM goes only with the domain that names it (libvirt makes it on a first start).
     type: str
     choices: [running, shutdown, destroyed, undefined]
     default: running
