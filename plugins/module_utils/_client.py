@@ -29,7 +29,7 @@ import subprocess
 import sys
 import time
 
-from ansible_collections.embedvirt.libvirt.plugins.module_utils import _helper, _protocol, _qemu_conf, _root, _versions
+from ansible_collections.embedvirt.libvirt.plugins.module_utils import _helper, _network, _protocol, _qemu_conf, _root, _versions
 # The helper's modules, shipped to it as one bundle (imported here so that AnsiballZ and the
 # SSH relay carry them; they need nothing beyond the standard library until the helper runs).
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper import (
@@ -37,7 +37,7 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper import (
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import Control, Operations
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import EmbedRoot, RootError
 
-HELPER_BUNDLE = (_protocol, _root, _versions, _helper, errors, drivers, domains, agent, secrets, snapshots, server)
+HELPER_BUNDLE = (_protocol, _root, _versions, _network, _helper, errors, drivers, domains, agent, secrets, snapshots, server)
 
 DEFAULT_IDLE_TIMEOUT = 300
 START_TIMEOUT = 120

@@ -182,3 +182,97 @@ def check_ports_free(forwards):
                                      'or 0.0.0.0, or one of the addresses ip -4 addr lists'
                                      % (where, forward['address']))
                 raise ValueError('%s cannot be bound: %s' % (where, e.strerror))
+
+
+
+# What a guest's agent reports is the guest's word. Enough for any real guest; the rest is cut.
+GUEST_INTERFACES_MAX = 64
+GUEST_ADDRESSES_MAX = 64
+GUEST_NAME_MAX = 256
+# libvirt's address types (VIR_IP_ADDR_TYPE_IPV4, _IPV6): our name, the IP version, the largest prefix.
+IP_TYPES = {0: ('ipv4', 4, 32), 1: ('ipv6', 6, 128)}
+# 0.0.0.0/8 is "this host on this network": connecting to it reaches the host itself.
+THIS_NETWORK = ipaddress.IPv4Network('0.0.0.0/8')
+# Where the kernel lists this host's own addresses (of its network namespace).
+FIB_TRIE = '/proc/net/fib_trie'
+IF_INET6 = '/proc/net/if_inet6'
+
+
+def guest_address_refusal(address, own_addresses=()):
+    """Why an address a guest reports must never be used to reach that guest, or None.
+
+    A guest may claim any address; one that is not the guest's own on a network (unspecified,
+    loopback, link-local, multicast, reserved or broadcast, also inside an IPv4-mapped IPv6
+    address) or that is an address of this host (own_addresses: the hypervisor's, the
+    controller's) would send the controller's SSH user, keys and become there instead.
+    """
+    try:
+        ip = ipaddress.ip_address(address if isinstance(address, str) and len(address) <= 64 else '')
+    except ValueError:
+        return 'not an IP address'
+    if getattr(ip, 'scope_id', None):
+        return 'scoped to an interface'  # 2001:db8::7%eth0 is reached through our own eth0
+    for candidate in (getattr(ip, 'ipv4_mapped', None), ip):  # the IPv4 one names the reason
+        if candidate is None:
+            continue
+        if candidate.is_unspecified or (candidate.version == 4 and candidate in THIS_NETWORK):
+            return 'unspecified'
+        for kind in ('loopback', 'link_local', 'multicast', 'reserved'):
+            if getattr(candidate, 'is_' + kind):
+                return kind.replace('_', '-')
+        if candidate in own_addresses:
+            return 'an address of the hypervisor or the controller'
+    return None
+
+
+def guest_interfaces(found, own_addresses):
+    """What a guest agent reports of its interfaces, as libvirt's interfaceAddresses gives it
+    ({name: {'hwaddr', 'addrs': [{'type', 'addr', 'prefix'}]}}), as a list of {'name', 'hwaddr', 'addresses'} sorted by name:
+    bounded, every value checked, and only the addresses guest_address_refusal lets through."""
+    if not isinstance(found, dict):
+        return []
+    names = sorted(name for name in found if isinstance(name, str))[:GUEST_INTERFACES_MAX]
+    interfaces = []
+    for name in names:
+        detail = found[name] if isinstance(found[name], dict) else {}
+        hwaddr, addrs = detail.get('hwaddr'), detail.get('addrs')
+        addresses = [guest_address(address, own_addresses)
+                     for address in (addrs if isinstance(addrs, list) else [])[:GUEST_ADDRESSES_MAX]]
+        interfaces.append({'name': name[:GUEST_NAME_MAX],
+                           'hwaddr': hwaddr if isinstance(hwaddr, str) and MAC_PATTERN.match(hwaddr) else None,
+                           'addresses': [address for address in addresses if address]})
+    return interfaces
+
+
+def guest_address(address, own_addresses):
+    """One address of guest_interfaces as {'type', 'address', 'prefix'}, or None to leave it out."""
+    kind = address.get('type') if isinstance(address, dict) else None
+    if isinstance(kind, bool) or kind not in IP_TYPES:
+        return None
+    name, version, prefix_max = IP_TYPES[kind]
+    prefix = address.get('prefix')
+    if isinstance(prefix, bool) or not isinstance(prefix, int) or not 0 <= prefix <= prefix_max \
+            or guest_address_refusal(address.get('addr'), own_addresses):
+        return None
+    ip = ipaddress.ip_address(address['addr'])
+    return {'type': name, 'address': str(ip), 'prefix': prefix} if ip.version == version else None
+
+
+def host_addresses():
+    """This host's own IPv4 and IPv6 addresses, as the kernel lists them."""
+    found = set()
+    with open(FIB_TRIE) as trie:
+        last = None
+        for line in trie:
+            # An address line ('|-- 192.0.2.2') comes before its kinds; 'host LOCAL' marks our own.
+            if '|--' in line:
+                last = line.split('|--', 1)[1].strip()
+            elif 'host LOCAL' in line and last:
+                found.add(ipaddress.IPv4Address(last))
+    try:
+        with open(IF_INET6) as inet6:
+            for line in inet6:
+                found.add(ipaddress.IPv6Address(int(line.split()[0], 16)))
+    except FileNotFoundError:  # a kernel without IPv6
+        pass
+    return found

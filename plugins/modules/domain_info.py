@@ -121,6 +121,11 @@ domains:
       description:
         - The guest's network interfaces as its guest agent reports them (the loopback too), sorted
           by name; empty when the agent does not answer (RV(domains[].interfaces_error) says why).
+        - What the guest reports is the guest's word, so it is checked - at most 64 interfaces of 64
+          addresses each, names cut at 256 characters, and only the addresses that can be the guest's -
+          never an unspecified, loopback, link-local, multicast, reserved or broadcast address (also
+          IPv4-mapped) nor one of the hypervisor's own; the loopback interface is listed without its
+          addresses.
       returned: for running domains, unless O(interfaces=false)
       type: list
       elements: dict

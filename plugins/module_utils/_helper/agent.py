@@ -16,6 +16,7 @@ import uuid
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.drivers import DriverUser
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.errors import (
     HelperError, explain_agent_error)
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._network import guest_interfaces, host_addresses
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import AGENT_CHUNK_BYTES
 
 AGENT_CALL_SECONDS = 30
@@ -59,7 +60,7 @@ class GuestAgent(DriverUser):
             time.sleep(0.5)
 
     def domain_interfaces(self, name):
-        """The guest's interfaces and addresses from its agent, sorted by name."""
+        """The guest's interfaces and addresses from its agent, sorted by name (_network.guest_interfaces)."""
         dom = self.domains.domain_required(name)
         libvirt = self.libvirt
         try:
@@ -74,12 +75,9 @@ class GuestAgent(DriverUser):
                 raise HelperError('no_domain', "domain '%s' is gone: %s" % (name, e),
                                   'check the name with embedvirt.libvirt.domain_info')
             raise explain_agent_error(str(e), name, 'guest-network-get-interfaces')
-        kinds = {libvirt.VIR_IP_ADDR_TYPE_IPV4: 'ipv4', libvirt.VIR_IP_ADDR_TYPE_IPV6: 'ipv6'}
-        return [{'name': interface, 'hwaddr': detail.get('hwaddr'),
-                 'addresses': [{'type': kinds.get(address['type'], str(address['type'])),
-                                'address': address['addr'], 'prefix': address['prefix']}
-                               for address in detail.get('addrs') or ()]}
-                for interface, detail in sorted(found.items())]
+        # The guest's word, checked here for every client: no address of this host, nor one
+        # that is nobody's, may become the address that a playbook or an inventory reaches it at.
+        return guest_interfaces(found, host_addresses())
 
     def guest_wait_agent(self, name, timeout):
         """Wait until the guest agent answers a ping; its info (version, enabled commands)."""

@@ -3,13 +3,15 @@
 
 """_network: a guest's card, QEMU's port forwards and whether their host ports are free."""
 
+import ipaddress
 import socket
 from xml.etree import ElementTree
 
 import pytest
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._network import (
-    QEMU_NAMESPACE, check_ports_free, forwarded_ports, interface_xml, stable_mac)
+    GUEST_ADDRESSES_MAX, GUEST_INTERFACES_MAX, GUEST_NAME_MAX, QEMU_NAMESPACE, check_ports_free, forwarded_ports,
+    guest_address_refusal, guest_interfaces, host_addresses, interface_xml, stable_mac)
 
 
 def domain(devices='', args=()):
@@ -113,3 +115,95 @@ def test_check_ports_free_names_a_taken_port_and_the_fix():
 def test_check_ports_free_names_an_address_that_is_not_here():
     with pytest.raises(ValueError, match='192.0.2.1 is not an address of this host'):
         check_ports_free([{'host': 2222, 'guest': 22, 'address': '192.0.2.1'}])
+
+
+OWN = {ipaddress.ip_address('198.51.100.1'), ipaddress.ip_address('2001:db8::1')}
+
+
+@pytest.mark.parametrize('address, refusal', [
+    ('10.0.2.15', None),
+    ('192.0.2.7', None),
+    ('2001:db8::7', None),
+    ('0.0.0.0', 'unspecified'),
+    ('0.1.2.3', 'unspecified'),
+    ('::', 'unspecified'),
+    ('127.0.0.1', 'loopback'),
+    ('127.0.0.2', 'loopback'),
+    ('::1', 'loopback'),
+    ('169.254.1.1', 'link-local'),
+    ('fe80::1', 'link-local'),
+    ('fe80::1%eth0', 'scoped to an interface'),
+    ('2001:db8::7%eth0', 'scoped to an interface'),
+    ('224.0.0.1', 'multicast'),
+    ('239.255.255.250', 'multicast'),
+    ('ff02::1', 'multicast'),
+    ('240.0.0.1', 'reserved'),
+    ('255.255.255.255', 'reserved'),
+    ('::ffff:127.0.0.1', 'loopback'),
+    ('::ffff:169.254.1.1', 'link-local'),
+    ('::ffff:0.0.0.0', 'unspecified'),
+    ('::ffff:10.0.2.15', 'reserved'),
+    ('::127.0.0.1', 'reserved'),
+    ('::ffff:198.51.100.1', 'an address of the hypervisor or the controller'),
+    ('198.51.100.1', 'an address of the hypervisor or the controller'),
+    ('2001:db8::1', 'an address of the hypervisor or the controller'),
+    ('2001:DB8::7', None),
+    ('010.0.2.15', 'not an IP address'),
+    ('10.0.2.15 ', 'not an IP address'),
+    ('localhost', 'not an IP address'),
+    ('', 'not an IP address'),
+    (None, 'not an IP address'),
+    (167772687, 'not an IP address'),
+    (['10.0.2.15'], 'not an IP address'),
+    ('1' * 100000, 'not an IP address'),
+])
+def test_only_an_address_that_can_be_the_guests_may_reach_it(address, refusal):
+    assert guest_address_refusal(address, OWN) == refusal
+
+
+def agent_address(addr, type_=0, prefix=24):
+    return {'type': type_, 'addr': addr, 'prefix': prefix}
+
+
+def test_guest_interfaces_keep_only_checked_values_of_the_guests_word():
+    found = {
+        'lo': {'hwaddr': '00:00:00:00:00:00', 'addrs': [agent_address('127.0.0.1', prefix=8), agent_address('::1', 1, 128)]},
+        'eth0': {'hwaddr': '52:54:00:12:34:56', 'addrs': [
+            agent_address('10.0.2.15'), agent_address('198.51.100.1', prefix=32), agent_address('169.254.1.1', prefix=16),
+            agent_address('2001:DB8:0::7', 1, 64), agent_address('fe80::1', 1, 64),
+            agent_address('10.0.2.16', prefix=33), agent_address('10.0.2.17', prefix=-1), agent_address('10.0.2.18', prefix='24'),
+            agent_address('10.0.2.19', prefix=True), agent_address('10.0.2.20', type_=1), agent_address('2001:db8::8', 0, 24),
+            agent_address('10.0.2.21', type_=7), agent_address('10.0.2.22', type_=False), 'nonsense', None]},
+        'eth1': {'hwaddr': 'X' * 1000, 'addrs': 'not a list'},
+        'eth2': 'not a dict',
+        7: {'addrs': [agent_address('10.0.2.30')]},
+        'n' * 1000: {'hwaddr': None, 'addrs': None},
+    }
+    assert guest_interfaces(found, OWN) == [
+        {'name': 'eth0', 'hwaddr': '52:54:00:12:34:56', 'addresses': [
+            {'type': 'ipv4', 'address': '10.0.2.15', 'prefix': 24}, {'type': 'ipv6', 'address': '2001:db8::7', 'prefix': 64}]},
+        {'name': 'eth1', 'hwaddr': None, 'addresses': []},
+        {'name': 'eth2', 'hwaddr': None, 'addresses': []},
+        {'name': 'lo', 'hwaddr': '00:00:00:00:00:00', 'addresses': []},
+        {'name': 'n' * GUEST_NAME_MAX, 'hwaddr': None, 'addresses': []},
+    ]
+    assert guest_interfaces(['eth0'], OWN) == guest_interfaces(None, OWN) == []
+
+
+def test_guest_interfaces_are_bounded_however_many_the_guest_reports():
+    many = [agent_address('10.%d.%d.1' % (n // 256, n % 256)) for n in range(10000)]
+    found = dict(('eth%05d' % n, {'hwaddr': None, 'addrs': many}) for n in range(10000))
+    interfaces = guest_interfaces(found, OWN)
+    assert len(interfaces) == GUEST_INTERFACES_MAX and interfaces[0]['name'] == 'eth00000'
+    assert all(len(interface['addresses']) == GUEST_ADDRESSES_MAX for interface in interfaces)
+
+
+def test_host_addresses_are_this_hosts_own_from_the_kernel():
+    own = host_addresses()
+    assert ipaddress.ip_address('127.0.0.1') in own
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.connect(('192.0.2.1', 9))  # no packet is sent: the kernel picks our source address
+        except OSError:
+            pytest.skip('no IPv4 route on this machine')
+        assert ipaddress.ip_address(sock.getsockname()[0]) in own
