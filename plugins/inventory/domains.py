@@ -17,6 +17,10 @@ description:
   - Groups - C(embedvirt_<state>) (for example C(embedvirt_running)), plus what C(groups) and
     C(keyed_groups) make.
   - The file must end in C(embedvirt.yml) or C(embedvirt.yaml).
+  - A domain whose name is a group of the inventory (C(all), C(ungrouped), C(embedvirt_<state>), a group
+    of another source or one that O(groups) or O(keyed_groups) make) or one of Ansible's names of the
+    controller (C(localhost), C(127.0.0.1), C(::1)) is left out, with a warning; the other domains and
+    roots stay.
   - Every value that comes from libvirt (the host name, C(ansible_embedvirt_domain), C(embedvirt_uuid),
     C(embedvirt_state)) is marked unsafe, so a C({{) in a domain name stays text and is never templated.
   - Roots on other hosts are listed over SSH (see O(hypervisor)), and their hosts get the variables that
@@ -61,9 +65,11 @@ options:
         address) for a root on this machine; for a root on a O(hypervisor), on that host when the forward
         listens there on every address or one of its own, and through it (an SSH C(ProxyCommand) in
         C(ansible_ssh_common_args)) when the forward listens on its loopback only. Any other guest is
-        reached at the first IPv4 address its guest agent reports that is not a loopback or link-local
-        one (a guest on a bridge). A running guest with neither keeps the guest agent connection, with a
-        warning; guests that are not running keep it silently.
+        reached at the first IPv4 address its guest agent reports (a guest on a bridge) that can be the
+        guest's - never an unspecified, loopback, link-local, multicast, reserved or broadcast address,
+        nor one of the hypervisor's or the controller's own addresses or the hypervisor's as its name
+        resolves here (a guest reports what it likes). A running guest with neither keeps the guest
+        agent connection, with a warning; guests that are not running keep it silently.
       - V(ssh) costs a request per running guest for its XML, plus a guest agent query for a guest without
         a forward to port 22 (milliseconds when the agent answers, at most 2 seconds when it is silent).
       - The SSH user, keys and host key checking are yours to set, with C(compose), group or host variables.
@@ -94,21 +100,27 @@ compose:
   ansible_user: "'debian'"
 '''
 
-from ansible.errors import AnsibleParserError
+from ansible import constants as C
+from ansible.errors import AnsibleError, AnsibleParserError
 from ansible.module_utils.common.text.converters import to_native
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 from ansible.utils.unsafe_proxy import wrap_var
 
 import ipaddress
 import shlex
+import socket
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._client import HelperClientError
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._network import ANY_ADDRESS, forwarded_ports
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._network import (
+    ANY_ADDRESS, forwarded_ports, guest_address_refusal, host_addresses)
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import DOMAIN_STATES
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import RootError
 from ansible_collections.embedvirt.libvirt.plugins.plugin_utils._hypervisor import helper_client
 
 # Where a root is: per root in `roots`, else the file's option of the same name.
 PLACEMENT = ('hypervisor', 'hypervisor_ssh_args', 'hypervisor_python')
+# The group of each state a domain can be in.
+STATE_GROUPS = tuple('embedvirt_%s' % state for state in DOMAIN_STATES)
 
 
 class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
@@ -178,6 +190,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 self.display.warning('domain %s is in roots %s and %s; keeping the first'
                                      % (host, seen[host], where))
                 continue
+            taken = self.name_taken(host)
+            if taken:
+                self.leave_out(host, where, taken)
+                continue
             seen[host] = where
             self.inventory.add_host(host)
             hostvars = {
@@ -205,8 +221,29 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             # What compose, groups and keyed_groups see: the host's variables, inventory_hostname too.
             variables = self.inventory.get_host(host).get_vars()
             self._set_composite_vars(self.get_option('compose'), variables, host, strict=strict)
-            self._add_host_to_composed_groups(self.get_option('groups'), variables, host, strict=strict)
-            self._add_host_to_keyed_groups(self.get_option('keyed_groups'), variables, host, strict=strict)
+            try:
+                self._add_host_to_composed_groups(self.get_option('groups'), variables, host, strict=strict)
+                self._add_host_to_keyed_groups(self.get_option('keyed_groups'), variables, host, strict=strict)
+            except AnsibleError:
+                if host not in self.inventory.groups:
+                    raise
+            if host in self.inventory.groups:  # groups or keyed_groups made a group of its very name
+                self.inventory.remove_host(self.inventory.get_host(host))
+                self.leave_out(host, where, 'a group of the inventory')
+
+    def name_taken(self, name):
+        """What a domain's name already means to Ansible, so that it cannot be a host; or None."""
+        if name in C.LOCALHOST:
+            # A host of that name would be the implicit localhost: delegate_to: localhost would go into the guest.
+            return "one of Ansible's names of the controller"
+        if name in STATE_GROUPS or name in self.inventory.groups:  # all and ungrouped are always there
+            return 'a group of the inventory'
+        return None
+
+    def leave_out(self, name, where, taken):
+        """One guest's name never fails the whole source (every root, every user's guests): it is skipped."""
+        self.display.warning('domain %s in root %s is left out of the inventory: its name is %s; rename the domain '
+                             'to make it a host' % (name, where, taken))
 
 
 def ssh_endpoint(client, name, root):
@@ -238,15 +275,25 @@ def ssh_endpoint(client, name, root):
         if e.kind in ('agent_unavailable', 'agent', 'not_running'):
             return None
         raise
+    # The helper left out what is not the guest's; here also the controller's own addresses
+    # and the hypervisor's as this controller reaches it (behind NAT it has others).
+    own = host_addresses() | hypervisor_addresses(root['hypervisor'])
     for interface in interfaces:
         for address in interface['addresses']:
-            try:
-                ip = ipaddress.IPv4Address(address['address'])
-            except ValueError:  # IPv6, or nonsense from the guest
-                continue
-            if not (ip.is_loopback or ip.is_link_local):
-                return {'ansible_host': str(ip)}
+            if address['type'] == 'ipv4' and not guest_address_refusal(address['address'], own):
+                return {'ansible_host': address['address']}
     return None
+
+
+def hypervisor_addresses(hypervisor):
+    """The addresses the name of a hypervisor ([user@]host) resolves to here; none for this machine."""
+    if not hypervisor:
+        return set()
+    try:
+        found = socket.getaddrinfo(hypervisor.rsplit('@', 1)[-1], None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):  # a name only ssh_config knows: SSH reached it, not an address
+        return set()
+    return set(ipaddress.ip_address(info[4][0].split('%', 1)[0]) for info in found)
 
 
 def describe(root):

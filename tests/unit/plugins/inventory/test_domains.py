@@ -15,7 +15,7 @@ from ansible.plugins.loader import inventory_loader
 
 from ansible_collections.embedvirt.libvirt.plugins.inventory import domains
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._client import HelperClient
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._network import QEMU_NAMESPACE, interface_xml
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._network import QEMU_NAMESPACE, host_addresses, interface_xml
 from ansible.template import Templar, trust_as_template
 from ansible.utils.display import Display
 
@@ -200,3 +200,41 @@ def test_a_forward_on_a_remote_hypervisor_is_reached_on_it_or_through_it(fake_he
         assert domains.ssh_endpoint(client, 'web', root) == expected
     finally:
         client.close()
+
+
+def test_connection_ssh_never_takes_an_address_that_cannot_be_the_guests(fake_helper, tmp_path):
+    # The helper leaves these out already (_network.guest_interfaces); the inventory checks again,
+    # with the controller's own addresses.
+    controller = sorted(str(ip) for ip in host_addresses() if ip.version == 4 and not ip.is_loopback)
+    fake_helper.add_domain('hostile', state='running', interfaces=interfaces(
+        ('ipv4', '0.0.0.0'), ('ipv4', '224.0.0.1'), ('ipv4', '255.255.255.255'), ('ipv6', '::ffff:127.0.0.1'),
+        *(('ipv4', address) for address in controller)))
+    data = inventory(tmp_path, roots=[fake_helper.root], connection='ssh')
+    assert ssh_vars(data, 'hostile') == {'ansible_connection': 'embedvirt.libvirt.guest_agent'}
+
+
+def test_a_guest_on_a_remote_hypervisor_cannot_claim_the_hypervisors_address(fake_helper):
+    fake_helper.add_domain('web', state='running', interfaces=interfaces(('ipv4', '198.51.100.9'), ('ipv4', '10.0.2.15')))
+    root = {'path': fake_helper.root, 'hypervisor': 'admin@198.51.100.9', 'hypervisor_ssh_args': None}
+    client = HelperClient(fake_helper.root, create=False)
+    try:
+        assert domains.ssh_endpoint(client, 'web', root) == {'ansible_host': '10.0.2.15'}
+    finally:
+        client.close()
+
+
+def test_a_name_that_is_a_group_or_the_controller_leaves_out_that_guest_only(fake_helper, tmp_path, monkeypatch):
+    taken = ['all', 'ungrouped', 'embedvirt_running', 'embedvirt_paused', 'localhost', '127.0.0.1', 'autostart_True']
+    for name in taken + ['web']:
+        fake_helper.add_domain(name, state='running', autostart=True)
+    warnings = []
+    monkeypatch.setattr(Display(), 'warning', lambda msg, *args, **kwargs: warnings.append(msg))
+    data = inventory(tmp_path, roots=[fake_helper.root],
+                     keyed_groups=[{'key': 'embedvirt_autostart | string', 'prefix': 'autostart'}])
+    data.reconcile_inventory()
+    assert sorted(data.hosts) == ['web'] and data.localhost is None
+    assert group_hosts(data, 'embedvirt_running') == group_hosts(data, 'autostart_True') == ['web']
+    assert sorted(warnings) == sorted(
+        'domain %s in root %s is left out of the inventory: its name is %s; rename the domain to make it a host'
+        % (name, fake_helper.root, "one of Ansible's names of the controller" if name in ('localhost', '127.0.0.1')
+           else 'a group of the inventory') for name in taken)
