@@ -30,6 +30,39 @@ AGENT_INPUT_DATA_BYTES = 64 * 1024
 ADDRESSES_AGENT_SECONDS = 2
 
 
+# What the guest agent answers is the guest's word (libvirt bounds a reply to 10 MB): its type
+# is checked before it is used, and a wrong one is the agent's error, not the helper's.
+def agent_return(reply, name, command):
+    """The 'return' value of an agent's reply, which must be a JSON object."""
+    try:
+        message = json.loads(reply)
+    except ValueError:
+        message = None
+    return guest_value(message, dict, name, command, 'reply').get('return')
+
+
+def guest_value(value, kind, name, command, what):
+    """value, when it is of kind (a type or a tuple of types; a bool is no int); else HelperError."""
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise wrong_answer(name, command, what, ' or '.join(
+            each.__name__ for each in (kind if isinstance(kind, tuple) else (kind,))), value)
+    return value
+
+
+def guest_base64(value, name, command, what):
+    """value, when it is base64 text; else HelperError."""
+    try:
+        base64.b64decode(guest_value(value, str, name, command, what), validate=True)
+    except ValueError:
+        raise wrong_answer(name, command, what, 'base64 text', value)
+    return value
+
+
+def wrong_answer(name, command, what, expected, value):
+    return HelperError('agent', "the guest agent of domain '%s' answered %s with a %s that is not %s: %.80r"
+                       % (name, command, what, expected, value), 'run a genuine qemu-guest-agent in the guest')
+
+
 class GuestAgent(DriverUser):
     """The guest agents of the root's running domains."""
 
@@ -48,7 +81,7 @@ class GuestAgent(DriverUser):
             started = time.time()
             try:
                 reply = self.drivers.libvirt_qemu.qemuAgentCommand(dom, json.dumps(request), int(timeout), 0)
-                return json.loads(reply).get('return')
+                return agent_return(reply, name, command)
             except self.libvirt.libvirtError as e:
                 # libvirt says this when the agent does not answer in time: its guest-sync
                 # before the command (5 s, a busy guest) or the command itself. A failure
@@ -85,7 +118,7 @@ class GuestAgent(DriverUser):
         while True:
             try:
                 self.agent(name, 'guest-ping', timeout=AGENT_CALL_SECONDS)
-                return self.agent(name, 'guest-info')
+                return guest_value(self.agent(name, 'guest-info'), dict, name, 'guest-info', 'reply')
             except HelperError as e:
                 if e.kind != 'agent_unavailable' or time.time() >= deadline:
                     if e.kind == 'agent_unavailable':
@@ -111,17 +144,20 @@ class GuestAgent(DriverUser):
             arguments['input-data'] = input_data
         if env:
             arguments['env'] = ['%s=%s' % item for item in sorted(env.items())]
-        pid = self.agent(name, 'guest-exec', arguments)['pid']
+        started = guest_value(self.agent(name, 'guest-exec', arguments), dict, name, 'guest-exec', 'reply')
+        pid = guest_value(started.get('pid'), int, name, 'guest-exec', 'pid')
         deadline = time.time() + timeout if timeout else None
         delay = 0.005
         while True:
-            status = self.agent(name, 'guest-exec-status', {'pid': pid})
+            command = 'guest-exec-status'
+            status = guest_value(self.agent(name, command, {'pid': pid}), dict, name, command, 'reply')
             if status.get('exited'):
+                signal = guest_value(status.get('signal'), (int, type(None)), name, command, 'signal')
                 return {
-                    'rc': status.get('exitcode', -status.get('signal', 0) or 0),
-                    'signal': status.get('signal'),
-                    'stdout': status.get('out-data', ''),
-                    'stderr': status.get('err-data', ''),
+                    'rc': guest_value(status.get('exitcode', -(signal or 0)), int, name, command, 'exitcode'),
+                    'signal': signal,
+                    'stdout': guest_base64(status.get('out-data', ''), name, command, 'out-data'),
+                    'stderr': guest_base64(status.get('err-data', ''), name, command, 'err-data'),
                     'truncated': bool(status.get('out-truncated') or status.get('err-truncated')),
                 }
             if deadline is not None and time.time() >= deadline:
@@ -132,7 +168,8 @@ class GuestAgent(DriverUser):
 
     def guest_file_write(self, name, path, data, append=False):
         """Write data (base64) to a file in the guest, in agent-sized chunks."""
-        handle = self.agent(name, 'guest-file-open', {'path': path, 'mode': 'ab' if append else 'wb'})
+        handle = guest_value(self.agent(name, 'guest-file-open', {'path': path, 'mode': 'ab' if append else 'wb'}),
+                             int, name, 'guest-file-open', 'handle')
         try:
             raw = base64.b64decode(data)
             for offset in range(0, len(raw), AGENT_CHUNK_BYTES) or [0]:
@@ -145,7 +182,8 @@ class GuestAgent(DriverUser):
 
     def guest_file_read(self, name, path, offset, length):
         """Read up to length bytes at offset of a file in the guest; data (base64) and eof."""
-        handle = self.agent(name, 'guest-file-open', {'path': path, 'mode': 'rb'})
+        handle = guest_value(self.agent(name, 'guest-file-open', {'path': path, 'mode': 'rb'}),
+                             int, name, 'guest-file-open', 'handle')
         parts = []
         eof = False
         try:
@@ -153,12 +191,15 @@ class GuestAgent(DriverUser):
                 self.agent(name, 'guest-file-seek', {'handle': handle, 'offset': offset, 'whence': 'set'})
             remaining = length
             while remaining > 0 and not eof:
-                reply = self.agent(name, 'guest-file-read',
-                                   {'handle': handle, 'count': min(remaining, AGENT_CHUNK_BYTES)})
-                chunk = base64.b64decode(reply.get('buf-b64', ''))
+                reply = guest_value(self.agent(name, 'guest-file-read',
+                                               {'handle': handle, 'count': min(remaining, AGENT_CHUNK_BYTES)}),
+                                    dict, name, 'guest-file-read', 'reply')
+                # Never more than asked, whatever the guest sends.
+                chunk = base64.b64decode(guest_base64(reply.get('buf-b64', ''), name, 'guest-file-read',
+                                                      'buf-b64'))[:remaining]
                 parts.append(chunk)
                 remaining -= len(chunk)
-                eof = reply.get('eof', False) or not chunk
+                eof = reply.get('eof') is True or not chunk
         finally:
             self.agent(name, 'guest-file-close', {'handle': handle})
         return {'data': base64.b64encode(b''.join(parts)).decode('ascii'), 'eof': eof}

@@ -302,3 +302,56 @@ def test_a_clone_is_not_defined_while_its_source_runs():
     part.find = lambda name: Source(False)
     part.refuse_running_source(clone)
     part.refuse_running_source(ElementTree.fromstring('<domain><name>plain</name></domain>'))
+
+
+def guest_answering(*answers):
+    """A GuestAgent whose agent calls return these answers in turn (what a guest may say)."""
+    guest = agent.GuestAgent(drivers.Drivers(None), None)
+    replies = iter(answers)
+    guest.agent = lambda name, command, arguments=None, timeout=None: next(replies)
+    return guest
+
+
+@pytest.mark.parametrize('reply, says', [
+    ('not json', 'reply that is not dict'),
+    ('[1, 2]', r'reply that is not dict: \[1, 2\]'),
+    ('"x"', "reply that is not dict: 'x'"),
+])
+def test_an_agent_reply_must_be_a_json_object(reply, says):
+    assert agent.agent_return('{"return": {"pid": 7}}', 'g', 'guest-exec') == {'pid': 7}
+    with pytest.raises(HelperError, match="guest agent of domain 'g' answered guest-exec with a " + says) as e:
+        agent.agent_return(reply, 'g', 'guest-exec')
+    assert e.value.kind == 'agent' and e.value.hint
+
+
+@pytest.mark.parametrize('answers, says', [
+    (['x'], 'reply that is not dict'),
+    ([{}], 'pid that is not int: None'),
+    ([{'pid': '7'}], "pid that is not int: '7'"),
+    ([{'pid': True}], 'pid that is not int: True'),
+    ([{'pid': 7}, None], 'reply that is not dict'),
+    ([{'pid': 7}, {'exited': True, 'exitcode': 'zero'}], "exitcode that is not int: 'zero'"),
+    ([{'pid': 7}, {'exited': True, 'signal': 'KILL'}], "signal that is not int or NoneType: 'KILL'"),
+    ([{'pid': 7}, {'exited': True, 'exitcode': 0, 'out-data': 'not base64!'}], "out-data that is not base64 text"),
+    ([{'pid': 7}, {'exited': True, 'exitcode': 0, 'err-data': ['x' * 10 ** 6]}], r"err-data that is not str: \['xxx"),
+])
+def test_a_command_fails_clearly_on_what_a_genuine_agent_never_answers(answers, says):
+    with pytest.raises(HelperError, match=says) as e:
+        guest_answering(*answers).guest_exec('g', ['true'], None, None, 10)
+    assert e.value.kind == 'agent' and len(e.value.message) < 300
+
+
+def test_a_command_result_from_the_agent():
+    result = guest_answering({'pid': 7}, {'exited': True, 'exitcode': 3, 'out-data': 'aGk='}).guest_exec(
+        'g', ['true'], None, None, 10)
+    assert result == {'rc': 3, 'signal': None, 'stdout': 'aGk=', 'stderr': '', 'truncated': False}
+    killed = guest_answering({'pid': 7}, {'exited': True, 'signal': 9}).guest_exec('g', ['true'], None, None, 10)
+    assert killed['rc'] == -9
+
+
+def test_a_file_read_never_returns_more_than_asked():
+    flood = base64.b64encode(b'x' * 1000).decode()
+    read = guest_answering(3, {'buf-b64': flood, 'eof': False}, None).guest_file_read('g', '/f', 0, 10)
+    assert base64.b64decode(read['data']) == b'x' * 10
+    with pytest.raises(HelperError, match='handle that is not int'):
+        guest_answering('3').guest_file_read('g', '/f', 0, 10)
