@@ -184,7 +184,6 @@ def check_ports_free(forwards):
                 raise ValueError('%s cannot be bound: %s' % (where, e.strerror))
 
 
-
 # What a guest's agent reports is the guest's word. Enough for any real guest; the rest is cut.
 GUEST_INTERFACES_MAX = 64
 GUEST_ADDRESSES_MAX = 64
@@ -227,8 +226,9 @@ def guest_address_refusal(address, own_addresses=()):
 
 def guest_interfaces(found, own_addresses):
     """What a guest agent reports of its interfaces, as libvirt's interfaceAddresses gives it
-    ({name: {'hwaddr', 'addrs': [{'type', 'addr', 'prefix'}]}}), as a list of {'name', 'hwaddr', 'addresses'} sorted by name:
-    bounded, every value checked, and only the addresses guest_address_refusal lets through."""
+    ({name: {'hwaddr', 'addrs': [{'type', 'addr', 'prefix'}]}}), as a list of {'name', 'hwaddr',
+    'addresses'} sorted by name: bounded, every value checked, and only the addresses that
+    guest_address_refusal lets through."""
     if not isinstance(found, dict):
         return []
     names = sorted(name for name in found if isinstance(name, str))[:GUEST_INTERFACES_MAX]
@@ -247,7 +247,7 @@ def guest_interfaces(found, own_addresses):
 def guest_address(address, own_addresses):
     """One address of guest_interfaces as {'type', 'address', 'prefix'}, or None to leave it out."""
     kind = address.get('type') if isinstance(address, dict) else None
-    if isinstance(kind, bool) or kind not in IP_TYPES:
+    if not isinstance(kind, int) or isinstance(kind, bool) or kind not in IP_TYPES:
         return None
     name, version, prefix_max = IP_TYPES[kind]
     prefix = address.get('prefix')
