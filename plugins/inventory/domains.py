@@ -108,11 +108,10 @@ from ansible.utils.unsafe_proxy import wrap_var
 
 import ipaddress
 import shlex
-import socket
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._client import HelperClientError
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._network import (
-    ANY_ADDRESS, forwarded_ports, guest_address_refusal, host_addresses)
+    ANY_ADDRESS, forwarded_ports, guest_address_refusal, host_addresses, name_addresses)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import DOMAIN_STATES
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import RootError
 from ansible_collections.embedvirt.libvirt.plugins.plugin_utils._hypervisor import helper_client
@@ -229,6 +228,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                     raise
             if host in self.inventory.groups:  # groups or keyed_groups made a group of its very name
                 self.inventory.remove_host(self.inventory.get_host(host))
+                del seen[host]
                 self.leave_out(host, where, 'a group of the inventory')
 
     def name_taken(self, name):
@@ -277,23 +277,12 @@ def ssh_endpoint(client, name, root):
         raise
     # The helper left out what is not the guest's; here also the controller's own addresses
     # and the hypervisor's as this controller reaches it (behind NAT it has others).
-    own = host_addresses() | hypervisor_addresses(root['hypervisor'])
+    own = host_addresses() | (name_addresses(root['hypervisor'].rsplit('@', 1)[-1]) if root['hypervisor'] else set())
     for interface in interfaces:
         for address in interface['addresses']:
             if address['type'] == 'ipv4' and not guest_address_refusal(address['address'], own):
                 return {'ansible_host': address['address']}
     return None
-
-
-def hypervisor_addresses(hypervisor):
-    """The addresses the name of a hypervisor ([user@]host) resolves to here; none for this machine."""
-    if not hypervisor:
-        return set()
-    try:
-        found = socket.getaddrinfo(hypervisor.rsplit('@', 1)[-1], None, proto=socket.IPPROTO_TCP)
-    except (OSError, UnicodeError):  # a name only ssh_config knows: SSH reached it, not an address
-        return set()
-    return set(ipaddress.ip_address(info[4][0].split('%', 1)[0]) for info in found)
 
 
 def describe(root):

@@ -18,6 +18,7 @@ privilege, so the same arguments serve a root run as root and one run as an ordi
 import errno
 import hashlib
 import ipaddress
+import os
 import re
 import socket
 from xml.etree import ElementTree
@@ -260,6 +261,8 @@ def guest_address(address, own_addresses):
 
 def host_addresses():
     """This host's own IPv4 and IPv6 addresses, as the kernel lists them."""
+    if not os.path.exists(FIB_TRIE):  # not Linux (a controller on macOS): what our name resolves to
+        return name_addresses(socket.gethostname())
     found = set()
     with open(FIB_TRIE) as trie:
         last = None
@@ -276,3 +279,12 @@ def host_addresses():
     except FileNotFoundError:  # a kernel without IPv6
         pass
     return found
+
+
+def name_addresses(name):
+    """The addresses a host name resolves to here; none when it does not resolve."""
+    try:
+        found = socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return set()
+    return set(ipaddress.ip_address(info[4][0].split('%', 1)[0]) for info in found)

@@ -11,7 +11,8 @@ import pytest
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._network import (
     GUEST_ADDRESSES_MAX, GUEST_INTERFACES_MAX, GUEST_NAME_MAX, QEMU_NAMESPACE, check_ports_free, forwarded_ports,
-    guest_address_refusal, guest_interfaces, host_addresses, interface_xml, stable_mac)
+    guest_address_refusal, guest_interfaces, host_addresses, interface_xml, name_addresses, stable_mac)
+from ansible_collections.embedvirt.libvirt.plugins.module_utils import _network
 
 
 def domain(devices='', args=()):
@@ -208,3 +209,10 @@ def test_host_addresses_are_this_hosts_own_from_the_kernel():
         except OSError:
             pytest.skip('no IPv4 route on this machine')
         assert ipaddress.ip_address(sock.getsockname()[0]) in own
+
+
+def test_a_controller_without_procs_network_files_knows_its_addresses_by_its_name(monkeypatch):
+    monkeypatch.setattr(_network, 'FIB_TRIE', '/nonexistent/fib_trie')
+    assert host_addresses() == name_addresses(socket.gethostname())
+    assert name_addresses('198.51.100.9') == {ipaddress.ip_address('198.51.100.9')}
+    assert name_addresses('x' * 300) == set()  # no such name: nothing, not an error
