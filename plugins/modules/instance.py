@@ -329,8 +329,8 @@ forwarded_ports:
 interfaces:
   description:
     - The guest's interfaces and addresses as its guest agent reports them; empty unless O(wait_for=agent).
-    - Checked as M(embedvirt.libvirt.domain_info) checks them (RV(embedvirt.libvirt.domain_info#module:domains[].interfaces)):
-      only addresses that can be the guest's, never one of the hypervisor's.
+    - Checked as M(embedvirt.libvirt.domain_info) checks them (RV(embedvirt.libvirt.domain_info#module:domains[].interfaces)),
+      so only addresses that can be the guest's, never one of the hypervisor's.
   returned: unless O(state=undefined)
   type: list
   elements: dict
