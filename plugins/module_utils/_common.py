@@ -181,6 +181,12 @@ class Manager:
         self.actions.append(action)
         return not self.module.check_mode
 
+    def refuse(self, problem):
+        """Fail the task with problem, an (error kind, problem, fix) of a rule the helper
+        checks too (before anything changes, in check mode too), unless it is None."""
+        if problem:
+            self.module.fail('%s. Fix: %s' % problem[1:], error_kind=problem[0])
+
 
 def describe_os_error(e, root):
     """An OSError as a sentence that names the path and the fix, not '[Errno N] ...'.

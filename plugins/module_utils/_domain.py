@@ -8,6 +8,8 @@
 from xml.etree import ElementTree
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._common import Manager
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.domains import (
+    AUTOSTART, START, clone_source_problem)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import ACTIVE_STATES
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import domain_name_problem
 
@@ -72,6 +74,7 @@ class DomainManager(Manager):
         if state == 'undefined':
             self.ensure_undefined(name)
         else:
+            self.refuse_clone_source(name)
             self.ensure_definition(name, xml)
             if params['autostart'] is not None:
                 self.ensure_autostart(name, params['autostart'])
@@ -121,6 +124,15 @@ class DomainManager(Manager):
             self.module.fail("domain '%s' is not defined in root %s: give xml to define it, or check "
                              "the name with embedvirt.libvirt.domain_info" % (name, self.params['root']),
                              error_kind='no_domain')
+
+    def refuse_clone_source(self, name):
+        """What the helper refuses for a source of linked clones, refused before anything changes."""
+        current = self.domain or {}
+        starts = self.params['state'] in ('running', 'paused') and current.get('state') not in ACTIVE_STATES
+        autostarts = self.params['autostart'] and not current.get('autostart')
+        if starts or autostarts:
+            self.refuse(clone_source_problem(name, self.module.helper.domain_clones(name=name),
+                                             START if starts else AUTOSTART))
 
     def ensure_definition(self, name, xml):
         if not xml:

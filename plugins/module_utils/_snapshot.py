@@ -8,7 +8,9 @@
 """Bring a domain's snapshot to the state a task asks for (the snapshot module)."""
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._common import Manager
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.snapshots import creation_problem
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.domains import (
+    REVERT, SNAPSHOT, clone_source_problem)
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.snapshots import creation_problem, name_problem
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import ACTIVE_STATES
 
 STATES = ['present', 'absent', 'reverted']
@@ -26,6 +28,8 @@ class SnapshotManager(Manager):
     def run(self):
         params = self.params
         domain, name = params['domain'], params['name']
+        # Every state: QEMU could take the name for another snapshot's (the helper checks again).
+        self.refuse(name_problem(name))
         self.domain = self.module.helper.domain_get(name=domain)
         if self.domain is None:
             self.module.fail("domain '%s' is not defined in root %s: check the name with "
@@ -45,6 +49,9 @@ class SnapshotManager(Manager):
     def find(self, name):
         return next((s for s in self.snapshots if s['name'] == name), None)
 
+    def refuse_clone_source(self, domain, action):
+        self.refuse(clone_source_problem(domain, self.module.helper.domain_clones(name=domain), action))
+
     def ensure_present(self, domain, name, existing):
         if existing is not None:
             return
@@ -54,9 +61,8 @@ class SnapshotManager(Manager):
         if memory is None:
             memory = running and not params['quiesce']  # quiescing is for a snapshot of the disks
         # The helper's own checks, made here too so that check mode predicts no snapshot it would refuse.
-        problem = creation_problem(domain, name, running, memory, params['quiesce'], self.domain['xml'])
-        if problem:
-            self.module.fail('%s. Fix: %s' % problem[1:], error_kind=problem[0])
+        self.refuse(creation_problem(domain, name, running, memory, params['quiesce'], self.domain['xml']))
+        self.refuse_clone_source(domain, SNAPSHOT)
         if self.act('create'):
             created = self.module.helper.snapshot_create(
                 name=domain, snapshot=name, description=params['description'], memory=memory,
@@ -89,6 +95,7 @@ class SnapshotManager(Manager):
         if existing is None:
             self.module.fail("domain '%s' has no snapshot '%s': list them with embedvirt.libvirt.domain_info "
                              "snapshots=true" % (domain, name), error_kind='no_snapshot')
+        self.refuse_clone_source(domain, REVERT)
         if self.act('revert'):
             self.domain = self.module.helper.snapshot_revert(name=domain, snapshot=name)
             self.snapshots = self.module.helper.snapshot_list(name=domain)

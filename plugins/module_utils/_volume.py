@@ -390,13 +390,12 @@ class VolumeManager(Manager):
                              'first' % (what, self.path, ', '.join(active)), error_kind='in_use')
         defined = sorted(set(d['domain'] for d in users))
         self.used_by = defined
-        if what == 'remove':
-            for domain in defined:
-                clones = self.module.helper.domain_clones(name=domain)
-                if clones:
-                    self.module.fail('refusing to remove %s: it is a disk of %s, the source of the linked clones %s, '
-                                     'whose disks are built on it; remove the clones first (embedvirt.libvirt.instance '
-                                     'state=undefined)' % (self.path, domain, ', '.join(clones)), error_kind='in_use')
+        for domain in defined:
+            clones = self.module.helper.domain_clones(name=domain)
+            if clones:
+                self.module.fail('refusing to %s %s: it is a disk of %s, the source of the linked clones %s, '
+                                 'whose disks are built on it; remove the clones first (embedvirt.libvirt.instance '
+                                 'state=undefined)' % (what, self.path, domain, ', '.join(clones)), error_kind='in_use')
         if defined and what == 'remove':
             self.module.warn('%s is named in the definition of domain(s) %s, which will not start '
                              'without it' % (self.path, ', '.join(defined)))

@@ -213,13 +213,13 @@ class Domains(DriverUser):
 
     def domain_create(self, xml, paused):
         tree, name_el = self.parse_definition(xml)
-        self.refuse_clone_source(name_el.text, 'starting it')
+        self.refuse_clone_source(name_el.text, START)
         self.refuse_running_source(tree)
         flags = self.libvirt.VIR_DOMAIN_START_PAUSED if paused else 0
         return self.domain_detail(self.qemu.createXML(xml, flags))
 
     def domain_start(self, name, paused):
-        self.refuse_clone_source(name, 'starting it')
+        self.refuse_clone_source(name, START)
         dom = self.domain_required(name)
         dom.createWithFlags(self.libvirt.VIR_DOMAIN_START_PAUSED if paused else 0)
         return self.domain_detail(dom)
@@ -292,25 +292,30 @@ class Domains(DriverUser):
         return sorted(clones)
 
     def refuse_running_source(self, tree):
-        """A linked clone is defined only while its source is off: the source may have started
-        since the client looked, and a running source changes the disk the clone is built on."""
+        """A linked clone is defined only while its source is off and does not start with the
+        root: the source may have changed since the client looked, and a running source changes
+        the disk the clone is built on."""
         marker = tree.find('metadata/' + CLONE_ELEMENT)
         source = self.find(marker.get('source')) if marker is not None and marker.get('source') else None
         if source is not None and source.isActive():
             raise HelperError('clone_source', "domain '%s' is a linked clone of '%s', which is running now: its disk "
                               "is changing under the clone" % (tree.findtext('name'), source.name()),
                               'shut the source down (state=shutdown) and run the task again')
+        if source is not None and source.isPersistent() and source.autostart():
+            raise HelperError('clone_source', "domain '%s' is a linked clone of '%s', which starts with the root "
+                              "(autostart)" % (tree.findtext('name'), source.name()),
+                              'set autostart=false on the source first')
 
     def refuse_clone_source(self, name, action):
-        """A source of linked clones stays as it was: its disk is what their disks are built on."""
-        clones = self.domain_clones(name)
-        if clones:
-            raise HelperError('clone_source', "domain '%s' is the source of the linked clones %s: %s would change "
-                              "the disk they are built on" % (name, ', '.join(clones), action),
-                              'remove the clones first (embedvirt.libvirt.instance state=undefined), or make a full '
-                              'copy of the source and use that')
+        """The rule every operation that would start or write a source of linked clones calls
+        (see clone_source_problem)."""
+        problem = clone_source_problem(name, self.domain_clones(name), action)
+        if problem:
+            raise HelperError(*problem)
 
     def domain_set_autostart(self, name, autostart):
+        if autostart:
+            self.refuse_clone_source(name, AUTOSTART)
         dom = self.domain_required(name)
         dom.setAutostart(1 if autostart else 0)
         return self.domain_detail(dom)
@@ -330,6 +335,73 @@ class Domains(DriverUser):
             for path in sorted(paths):
                 disks.append({'domain': summary['name'], 'state': summary['state'], 'path': path})
         return disks
+
+
+# The largest stored definition read for clone sources: libvirt's own are a few KiB.
+DEFINITION_LIMIT = 10 << 20
+# What refuse_clone_source says each refused action would do.
+START = 'starting it'
+AUTOSTART = 'starting it with the root (autostart)'
+SNAPSHOT = 'taking a snapshot, which is written inside its disks,'
+REVERT = 'reverting it to a snapshot'
+
+
+def clone_source_problem(name, clones, action):
+    """While linked clones of domain name exist, nothing may start it, mark it to start with
+    the root or write its disks: their disks are overlays on its. The helper checks it on every
+    such operation, modules before they change anything. (error kind, problem, fix), or None."""
+    if not clones:
+        return None
+    return ('clone_source', "domain '%s' is the source of the linked clones %s: %s would change the disk they are "
+            "built on" % (name, ', '.join(clones), action),
+            'remove the clones first (embedvirt.libvirt.instance state=undefined), or make a full copy of the source '
+            'and use that')
+
+
+def unmark_autostart_of_clone_sources(root):
+    """Take the autostart mark off every source of linked clones, before the QEMU driver opens.
+
+    libvirt starts the guests marked autostart inside that open, where refuse_clone_source
+    cannot run; a mark set by hand, restored from an archive or left by an older release would
+    start a source under its clones. Reads the stored definitions (bounded, no link followed;
+    one that cannot be read so is logged and left out); a mark removed is logged."""
+    with root.open() as root_dir:
+        try:
+            fd = root_dir.subdir(_root.AUTOSTART_DIR)
+        except FileNotFoundError:
+            return
+        try:
+            marked = set(name[:-len('.xml')] for name in os.listdir(fd) if name.endswith('.xml'))
+        finally:
+            os.close(fd)
+        if not marked:
+            return
+        for name in sorted(marked & clone_sources_on_disk(root_dir)):
+            root_dir.remove_file('%s/%s.xml' % (_root.AUTOSTART_DIR, name))
+            log.warning("domain %s is the source of linked clones: removed its autostart mark, so that the root's "
+                        "open does not start it under them", name)
+
+
+def clone_sources_on_disk(root_dir):
+    """The sources the stored definitions of linked clones name (see _instance.clone_metadata)."""
+    directory = _root.DEFINITION_DIRS[0]
+    fd = root_dir.subdir(directory)
+    try:
+        names = [name for name in os.listdir(fd) if name.endswith('.xml')]
+    finally:
+        os.close(fd)
+    sources = set()
+    for name in names:
+        try:
+            data = root_dir.read_file('%s/%s' % (directory, name), limit=DEFINITION_LIMIT)
+            marker = ElementTree.fromstring(data).find('metadata/' + CLONE_ELEMENT) if data is not None else None
+        except (_root.RootError, ElementTree.ParseError) as e:
+            # Not libvirt's: it writes plain files, of a few KiB.
+            log.warning('not reading %s/%s/%s for clone sources: %s', root_dir.path, directory, name, e)
+            continue
+        if marker is not None and marker.get('source'):
+            sources.add(marker.get('source'))
+    return sources
 
 
 def xml_escape(text):

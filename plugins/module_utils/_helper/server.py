@@ -29,14 +29,15 @@ import time
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils import _protocol
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.agent import GuestAgent
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.domains import Domains
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.domains import (
+    Domains, unmark_autostart_of_clone_sources)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.drivers import (
     Drivers, reset_runtime_state_after_reboot)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.errors import (
     HelperError, hint_for_libvirt_error)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.secrets import Secrets
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.snapshots import Snapshots
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import EmbedRoot
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import EmbedRoot, RootError
 
 POLL_SECONDS = 0.2
 # Connections waiting to be accepted: many parallel tasks connect at once.
@@ -95,6 +96,13 @@ class Helper:
         except OSError as e:
             raise HelperError(_protocol.ERROR_STORAGE, 'cannot record the boot in %s: %s' % (self.root.path, e),
                               hint_for_libvirt_error(str(e)))
+        try:
+            unmark_autostart_of_clone_sources(self.root)
+        except (RootError, OSError) as e:
+            # The open would start what could not be checked.
+            raise HelperError('root', 'cannot check the autostart marks of %s for sources of linked clones: %s'
+                              % (self.root.path, e), 'make etc/qemu and etc/qemu/autostart plain directories '
+                              'of the owner of the root again, as libvirt makes them')
         self.drivers.open()
         self.domains.clean_leftovers()
         if os.path.lexists(self.socket_path):

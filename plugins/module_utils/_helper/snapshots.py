@@ -20,6 +20,7 @@ import logging
 import time
 from xml.etree import ElementTree
 
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.domains import REVERT, SNAPSHOT
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.drivers import DriverUser
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.errors import HelperError, parse_xml
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import snapshot_name_problem
@@ -44,6 +45,10 @@ class Snapshots(DriverUser):
         return sorted(found, key=lambda s: (s['creation_time'], s['name']))
 
     def snapshot_required(self, dom, snapshot):
+        """The snapshot called so, once the name means that one snapshot to QEMU too."""
+        problem = name_problem(snapshot)
+        if problem:
+            raise HelperError(*problem)
         try:
             return dom.snapshotLookupByName(snapshot, 0)
         except self.libvirt.libvirtError as e:
@@ -61,6 +66,7 @@ class Snapshots(DriverUser):
         problem = creation_problem(name, snapshot, running, memory, quiesce, live)
         if problem:
             raise HelperError(*problem)
+        self.domains.refuse_clone_source(name, SNAPSHOT)
         if snapshot in dom.snapshotListNames(0):
             raise HelperError('exists', "domain '%s' already has a snapshot '%s'" % (name, snapshot),
                               'give another name, or delete it first (state=absent)')
@@ -133,9 +139,9 @@ class Snapshots(DriverUser):
         return reply.get('return')
 
     def snapshot_revert(self, name, snapshot):
-        self.domains.refuse_clone_source(name, 'reverting it')
         dom = self.domains.domain_required(name)
         snap = self.snapshot_required(dom, snapshot)
+        self.domains.refuse_clone_source(name, REVERT)
         flags = 0
         if dom.isActive() and not describe(snap.getXMLDesc(0), False)['memory']:
             flags = self.libvirt.VIR_DOMAIN_SNAPSHOT_REVERT_RUNNING  # a disk snapshot: restart it
@@ -147,13 +153,20 @@ class Snapshots(DriverUser):
         self.snapshot_required(dom, snapshot).delete(0)
 
 
+def name_problem(snapshot):
+    """What forbids a snapshot name in any operation (_root.snapshot_name_problem), as
+    (error kind, problem, fix), or None."""
+    problem = snapshot_name_problem(snapshot)
+    return ('name',) + problem if problem else None
+
+
 def creation_problem(name, snapshot, running, memory, quiesce, xml):
     """What forbids taking the snapshot of domain name (running or not, defined by xml), as
     (error kind, problem, fix), or None. The snapshot module asks before it acts (in check mode
     too), the helper again for every client."""
-    problem = snapshot_name_problem(snapshot)
+    problem = name_problem(snapshot)
     if problem:
-        return ('name',) + problem
+        return problem
     if memory and not running:
         return ('memory', "domain '%s' is not running: it has no memory state to save" % name,
                 'start the guest first, or set memory=false for a snapshot of its disks')

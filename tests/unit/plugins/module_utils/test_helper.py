@@ -227,6 +227,19 @@ def test_snapshot_names_that_are_not_one_plain_word_are_refused():
     assert _root.snapshot_name_problem('x' * 100) is None
 
 
+@pytest.mark.parametrize('name', ['1', '0', '01', '007', '42', '1' * 100])
+def test_snapshot_names_qemu_could_read_as_a_snapshot_id_are_refused(name):
+    # qcow2 looks a name up among the snapshots' ids (1, 2, ...) first: '1' would be another snapshot.
+    problem, fix = _root.snapshot_name_problem(name)
+    assert 'snapshot id' in problem and 'snap-%s' % name in fix
+    assert snapshots.name_problem(name)[0] == 'name'
+
+
+def test_snapshot_names_with_more_than_digits_are_kept():
+    for good in ('1a', 'a1', 'snap-1', '1.0', '1-2', '1:2', '1+1', '1@x', '1_'):
+        assert _root.snapshot_name_problem(good) is None
+
+
 class SnapshotDomain:
     """The libvirt domain snapshot_create sees; it records what it was asked to do."""
 
@@ -267,6 +280,113 @@ def test_the_helper_refuses_a_snapshot_it_cannot_take_before_it_touches_the_doma
     assert caught.value.kind == kind and caught.value.hint and dom.calls == []
 
 
+class NoLibvirt:
+    """A libvirt stand-in that fails the test on any use."""
+
+    def __getattr__(self, name):
+        raise AssertionError('libvirt used: %s' % name)
+
+
+@pytest.mark.parametrize('operation', ['snapshot_revert', 'snapshot_delete'])
+def test_the_helper_refuses_a_snapshot_name_qemu_reads_as_an_id_before_looking_it_up(operation):
+    dom = SnapshotDomain(False)
+    part = snapshots.Snapshots.__new__(snapshots.Snapshots)
+    part.domains = type('Domains', (), {'domain_required': staticmethod(lambda name: dom),
+                                        'refuse_clone_source': staticmethod(lambda name, action: None)})()
+    part.drivers = type('Drivers', (), {'libvirt': NoLibvirt()})()
+    with pytest.raises(HelperError) as caught:
+        getattr(part, operation)(name='web', snapshot='1')
+    assert caught.value.kind == 'name' and 'snapshot id' in caught.value.message and dom.calls == []
+
+
+def clone_source_domains(clones):
+    """Domains whose domain_clones finds clones (of any name), with a domain that records changes."""
+    dom = SnapshotDomain(False)
+    part = domains.Domains.__new__(domains.Domains)
+    part.domain_clones = lambda name: clones
+    part.domain_required = lambda name: dom
+    part.find = lambda name: dom
+    return part, dom
+
+
+@pytest.mark.parametrize('operation, args, says', [
+    ('domain_start', dict(name='web', paused=False), 'starting it would change'),
+    ('domain_create', dict(xml='<domain><name>web</name></domain>', paused=False), 'starting it would change'),
+    ('domain_set_autostart', dict(name='web', autostart=True), 'starting it with the root (autostart)'),
+])
+def test_the_helper_neither_starts_nor_marks_autostart_a_source_of_linked_clones(operation, args, says):
+    part, dom = clone_source_domains(['c1', 'c2'])
+    part.drivers = type('Drivers', (), {'root': _root.EmbedRoot('/srv/vms'), 'libvirt': NoLibvirt()})()
+    part.root = part.drivers.root
+    with pytest.raises(HelperError) as caught:
+        getattr(part, operation)(**args)
+    assert caught.value.kind == 'clone_source' and says in caught.value.message
+    assert 'c1, c2' in caught.value.message and 'remove the clones first' in caught.value.hint
+    assert dom.calls == []
+
+
+def test_a_source_of_linked_clones_may_lose_its_autostart_mark():
+    part, dom = clone_source_domains(['c1'])
+    part.domain_detail = lambda d: 'detail'
+    part.drivers = type('Drivers', (), {'libvirt': NoLibvirt()})()
+    assert part.domain_set_autostart('web', False) == 'detail' and dom.calls == ['setAutostart']
+
+
+@pytest.mark.parametrize('operation, args, says', [
+    ('snapshot_create', dict(snapshot='s1', description=None, memory=None, quiesce=False, timeout=60),
+     'taking a snapshot, which is written inside its disks'),
+    ('snapshot_revert', dict(snapshot='s1'), 'reverting it to a snapshot'),
+])
+def test_the_helper_neither_snapshots_nor_reverts_a_source_of_linked_clones(operation, args, says):
+    clones, dom = clone_source_domains(['c1'])
+    dom.snapshotLookupByName = lambda name, flags: 'snapshot s1'
+    part = snapshots.Snapshots.__new__(snapshots.Snapshots)
+    part.domains = clones
+    part.drivers = type('Drivers', (), {'libvirt': NoLibvirt()})()
+    with pytest.raises(HelperError) as caught:
+        getattr(part, operation)(name='web', **args)
+    assert caught.value.kind == 'clone_source' and says in caught.value.message and dom.calls == []
+
+
+def test_no_clones_no_problem():
+    assert domains.clone_source_problem('web', [], domains.START) is None
+
+
+def test_the_autostart_mark_of_a_source_of_linked_clones_goes_before_the_drivers_open(short_tmp, caplog):
+    definitions = os.path.join(short_tmp, 'etc', 'qemu')
+    os.makedirs(os.path.join(definitions, 'autostart'), mode=0o700)
+    os.chmod(os.path.join(short_tmp, 'etc'), 0o700)
+    clone = "<domain><name>%s</name><metadata><clone xmlns='%s' source='%s'/></metadata></domain>"
+    files = {
+        'tmpl.xml': '<domain><name>tmpl</name></domain>',
+        'c1.xml': clone % ('c1', _protocol.CLONE_NAMESPACE, 'tmpl'),
+        'plain.xml': '<domain><name>plain</name></domain>',
+        'broken.xml': '<domain><name>broken',
+        'big.xml': clone % ('big', _protocol.CLONE_NAMESPACE, 'plain') + ' ' * domains.DEFINITION_LIMIT,
+    }
+    for name, text in files.items():
+        with open(os.path.join(definitions, name), 'w') as f:
+            f.write(text)
+    # A definition of a clone of 'plain' through a link: libvirt loads no link either.
+    outside = os.path.join(short_tmp, 'outside.xml')
+    with open(outside, 'w') as f:
+        f.write(clone % ('c2', _protocol.CLONE_NAMESPACE, 'plain'))
+    os.symlink(outside, os.path.join(definitions, 'c2.xml'))
+    for name in ('tmpl', 'c1', 'plain'):
+        os.symlink(os.path.join(definitions, name + '.xml'), os.path.join(definitions, 'autostart', name + '.xml'))
+    with caplog.at_level(logging.WARNING, logger='embedvirt.helper'):
+        domains.unmark_autostart_of_clone_sources(_root.EmbedRoot(short_tmp))
+    assert sorted(os.listdir(os.path.join(definitions, 'autostart'))) == ['c1.xml', 'plain.xml']
+    assert sorted(os.listdir(definitions)) == sorted(list(files) + ['autostart', 'c2.xml'])
+    assert 'domain tmpl is the source of linked clones: removed its autostart mark' in caplog.text
+    assert 'broken.xml' in caplog.text and 'big.xml' in caplog.text and 'c2.xml' in caplog.text
+
+
+def test_a_root_without_autostart_marks_is_left_alone(short_tmp):
+    domains.unmark_autostart_of_clone_sources(_root.EmbedRoot(short_tmp))
+    assert os.listdir(short_tmp) == []
+
+
 def test_what_qemu_refuses_is_a_snapshot_error_with_a_fix_and_its_reply_in_the_log(caplog):
     class QemuMonitor:
         @staticmethod
@@ -281,13 +401,19 @@ def test_what_qemu_refuses_is_a_snapshot_error_with_a_fix_and_its_reply_in_the_l
     assert 'GenericError' in caplog.text
 
 
-def test_a_clone_is_not_defined_while_its_source_runs():
+def test_a_clone_is_not_defined_while_its_source_runs_or_autostarts():
     class Source:
-        def __init__(self, active):
-            self.active = active
+        def __init__(self, active, autostart=False):
+            self.active, self.marked = active, autostart
 
         def isActive(self):
             return self.active
+
+        def isPersistent(self):
+            return True
+
+        def autostart(self):
+            return self.marked
 
         def name(self):
             return 'tmpl'
@@ -299,6 +425,10 @@ def test_a_clone_is_not_defined_while_its_source_runs():
     with pytest.raises(HelperError, match="linked clone of 'tmpl', which is running now") as caught:
         part.refuse_running_source(clone)
     assert caught.value.kind == 'clone_source'
+    part.find = lambda name: Source(False, autostart=True)
+    with pytest.raises(HelperError, match="linked clone of 'tmpl', which starts with the root") as caught:
+        part.refuse_running_source(clone)
+    assert caught.value.kind == 'clone_source' and 'autostart=false' in caught.value.hint
     part.find = lambda name: Source(False)
     part.refuse_running_source(clone)
     part.refuse_running_source(ElementTree.fromstring('<domain><name>plain</name></domain>'))
