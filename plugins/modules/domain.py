@@ -50,6 +50,9 @@ options:
   autostart:
     description:
       - Whether the domain starts when its root's drivers start (when the root's helper starts).
+      - V(true) is refused (C(error_kind=clone_source)) on the source of linked clones, and so is starting it;
+        an autostart mark it got otherwise (by hand, an archive) is removed when the root's drivers open,
+        so that it does not start under its clones.
       - Left as it is when omitted.
     type: bool
   remove_snapshots:

@@ -68,9 +68,10 @@ options:
       - Everything else comes from this task's options, as for any instance, so the clone has its own seed
         (cloud-init sees a new instance id, O(name), and runs again), its own MAC (from O(name)), its own port
         forwards, and a new uuid. O(firmware) is not taken from the source either.
-      - While clones of it exist, the source cannot be started, reverted to a snapshot or removed with
-        O(state=undefined) (error_kind V(clone_source)), which would change or remove what their disks are
-        built on. Remove the clones first.
+      - While clones of it exist, the source cannot be started, marked O(autostart), snapshotted or reverted
+        to a snapshot, or removed with O(state=undefined) (error_kind V(clone_source)), which would change or
+        remove what their disks are built on; an autostart mark it got otherwise is removed when the root's
+        drivers open. Remove the clones first.
     type: str
   allow_unverified:
     description: Use a URL without O(checksum).

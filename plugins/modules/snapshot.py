@@ -30,11 +30,17 @@ options:
     description:
       - Name of the snapshot, 1 to 100 letters, digits, C(.), C(_), C(+), C(@), C(:) and C(-), starting with a letter or digit
         (libvirt makes a file name of it, and QEMU's monitor reads it as one word).
+      - Not digits only. QEMU looks a name up as a snapshot id first (it numbers the snapshots in a disk 1, 2,
+        and so on), so C(1) would revert to or delete whichever snapshot has id 1. Refused with
+        C(error_kind=name) in every O(state), before anything changes; a digits-only snapshot made by an
+        earlier release can be neither reverted nor deleted with this module.
     type: str
     required: true
   state:
     description:
-      - V(present) takes the snapshot unless the domain has one of that name (whatever it holds).
+      - V(present) takes the snapshot unless the domain has one of that name (whatever it holds). Refused
+        with C(error_kind=clone_source) while linked clones are built on the domain's disk (the snapshot is
+        written inside it).
       - V(absent) deletes it (its children stay, with its parent as theirs) and frees its space in the
         disks.
       - V(reverted) brings the domain back to the snapshot. Always a change. A memory snapshot resumes

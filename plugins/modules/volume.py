@@ -17,7 +17,8 @@ description:
     file inside the root are links, or whose directories belong to anyone but the root's owner, is
     refused (O(allow_outside_root) does not change that). New images there belong to the root's owner.
   - An existing image is never replaced or shrunk; one that differs from what is asked is an error.
-    Growing or removing an image that a running guest uses is refused, and so is growing a qcow2 image
+    Growing or removing an image that a running guest uses, or that is a disk of the source of linked
+    clones (their disks are built on it), is refused, and so is growing a qcow2 image
     that keeps its data in an external file (C(data_file)), since that file would grow too.
   - qemu-img is told the format of an existing image (qcow2 when it starts with the qcow2 header, else
     raw), never left to guess it, and every run of it is stopped after 300 seconds (a backing file that
