@@ -745,13 +745,7 @@ def domain_name_problem(name, root=None):
 
 def snapshot_name_problem(name):
     """What forbids giving libvirt this snapshot name (see SNAPSHOT_NAME), as (problem, fix), or None."""
-    if not (isinstance(name, str) and SNAPSHOT_NAME.fullmatch(name)):
-        return ('snapshot name %r is not usable: libvirt makes a file name of it and QEMU reads it as one word' % name,
-                'give 1 to 100 letters, digits and . _ + @ : -, starting with a letter or digit')
-    if name.isdigit():
-        # QEMU (qcow2's find_snapshot_by_id_or_name, behind loadvm and qemu-img snapshot -a/-d)
-        # compares a name with each snapshot's id first, and numbers them 1, 2, ... itself.
-        return ('snapshot name %r is not usable: QEMU looks a name of digits up as a snapshot id first, and would '
-                'revert to or delete the snapshot numbered so, whatever its name' % name,
-                'give a name with something other than digits in it, such as snap-%s' % name)
-    return None
+    if isinstance(name, str) and SNAPSHOT_NAME.fullmatch(name):
+        return None
+    return ('snapshot name %r is not usable: libvirt makes a file name of it and QEMU reads it as one word' % name,
+            'give 1 to 100 letters, digits and . _ + @ : -, starting with a letter or digit')

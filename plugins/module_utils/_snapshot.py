@@ -28,8 +28,8 @@ class SnapshotManager(Manager):
     def run(self):
         params = self.params
         domain, name = params['domain'], params['name']
-        # Every state: QEMU could take the name for another snapshot's (the helper checks again).
-        self.refuse(name_problem(name))
+        # Before anything: QEMU could take the name for another snapshot's (the helper checks again).
+        self.refuse(name_problem(name, deleting=params['state'] == 'absent'))
         self.domain = self.module.helper.domain_get(name=domain)
         if self.domain is None:
             self.module.fail("domain '%s' is not defined in root %s: check the name with "

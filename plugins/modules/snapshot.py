@@ -30,10 +30,10 @@ options:
     description:
       - Name of the snapshot, 1 to 100 letters, digits, C(.), C(_), C(+), C(@), C(:) and C(-), starting with a letter or digit
         (libvirt makes a file name of it, and QEMU's monitor reads it as one word).
-      - Not digits only. QEMU looks a name up as a snapshot id first (it numbers the snapshots in a disk 1, 2,
-        and so on), so C(1) would revert to or delete whichever snapshot has id 1. Refused with
-        C(error_kind=name) in every O(state), before anything changes; a digits-only snapshot made by an
-        earlier release can be neither reverted nor deleted with this module.
+      - Not digits only. QEMU's revert looks a name up as a snapshot id first (it numbers the snapshots in a
+        disk 1, 2, and so on), so reverting to C(1) would go to whichever snapshot has id 1. Refused with
+        C(error_kind=name) with O(state=present) and O(state=reverted), before anything changes; a snapshot
+        so named by an earlier release can still be deleted (O(state=absent), which QEMU looks up by name).
     type: str
     required: true
   state:

@@ -44,9 +44,9 @@ class Snapshots(DriverUser):
         # Parents are older than their children; a name breaks ties within one second.
         return sorted(found, key=lambda s: (s['creation_time'], s['name']))
 
-    def snapshot_required(self, dom, snapshot):
-        """The snapshot called so, once the name means that one snapshot to QEMU too."""
-        problem = name_problem(snapshot)
+    def snapshot_required(self, dom, snapshot, deleting=False):
+        """The snapshot called so, once the name means that one snapshot to QEMU too (see name_problem)."""
+        problem = name_problem(snapshot, deleting)
         if problem:
             raise HelperError(*problem)
         try:
@@ -150,14 +150,24 @@ class Snapshots(DriverUser):
 
     def snapshot_delete(self, name, snapshot):
         dom = self.domains.domain_required(name)
-        self.snapshot_required(dom, snapshot).delete(0)
+        self.snapshot_required(dom, snapshot, deleting=True).delete(0)
 
 
-def name_problem(snapshot):
-    """What forbids a snapshot name in any operation (_root.snapshot_name_problem), as
-    (error kind, problem, fix), or None."""
+def name_problem(snapshot, deleting=False):
+    """What forbids a snapshot name, as (error kind, problem, fix), or None: one plain word
+    (_root.snapshot_name_problem), and not digits only. QEMU's revert (qemu-img snapshot -a,
+    loadvm) compares the name with each snapshot's id first, and QEMU numbers them 1, 2, ...
+    itself; its delete (qemu-img snapshot -d, delvm) looks the name up among names only, so a
+    snapshot so named by an earlier release can still be deleted."""
     problem = snapshot_name_problem(snapshot)
-    return ('name',) + problem if problem else None
+    if problem:
+        return ('name',) + problem
+    if snapshot.isdigit() and not deleting:
+        return ('name', 'snapshot name %r is not usable: QEMU looks a name of digits up as a snapshot id first, and '
+                'would revert to the snapshot numbered so, whatever its name' % snapshot,
+                'give a name with something other than digits in it, such as snap-%s (a snapshot so named by an '
+                'earlier release can be deleted, state=absent, and taken again under such a name)' % snapshot)
+    return None
 
 
 def creation_problem(name, snapshot, running, memory, quiesce, xml):

@@ -228,16 +228,18 @@ def test_snapshot_names_that_are_not_one_plain_word_are_refused():
 
 
 @pytest.mark.parametrize('name', ['1', '0', '01', '007', '42', '1' * 100])
-def test_snapshot_names_qemu_could_read_as_a_snapshot_id_are_refused(name):
-    # qcow2 looks a name up among the snapshots' ids (1, 2, ...) first: '1' would be another snapshot.
-    problem, fix = _root.snapshot_name_problem(name)
-    assert 'snapshot id' in problem and 'snap-%s' % name in fix
-    assert snapshots.name_problem(name)[0] == 'name'
+def test_snapshot_names_qemu_could_read_as_a_snapshot_id_are_refused_but_to_delete(name):
+    # qcow2's revert looks a name up among the snapshots' ids (1, 2, ...) first: '1' would be
+    # another snapshot. Its delete looks names up by name only.
+    kind, problem, fix = snapshots.name_problem(name)
+    assert kind == 'name' and 'snapshot id' in problem and 'snap-%s' % name in fix and 'state=absent' in fix
+    assert snapshots.name_problem(name, deleting=True) is None
 
 
-def test_snapshot_names_with_more_than_digits_are_kept():
+def test_snapshot_names_with_more_than_digits_are_kept_and_one_plain_word_is_needed_to_delete_too():
     for good in ('1a', 'a1', 'snap-1', '1.0', '1-2', '1:2', '1+1', '1@x', '1_'):
-        assert _root.snapshot_name_problem(good) is None
+        assert snapshots.name_problem(good) is None
+    assert snapshots.name_problem('two words', deleting=True)[0] == 'name'
 
 
 class SnapshotDomain:
@@ -287,16 +289,19 @@ class NoLibvirt:
         raise AssertionError('libvirt used: %s' % name)
 
 
-@pytest.mark.parametrize('operation', ['snapshot_revert', 'snapshot_delete'])
-def test_the_helper_refuses_a_snapshot_name_qemu_reads_as_an_id_before_looking_it_up(operation):
+def test_the_helper_refuses_to_revert_to_a_snapshot_name_qemu_reads_as_an_id_and_deletes_it_by_name():
     dom = SnapshotDomain(False)
     part = snapshots.Snapshots.__new__(snapshots.Snapshots)
     part.domains = type('Domains', (), {'domain_required': staticmethod(lambda name: dom),
                                         'refuse_clone_source': staticmethod(lambda name, action: None)})()
     part.drivers = type('Drivers', (), {'libvirt': NoLibvirt()})()
     with pytest.raises(HelperError) as caught:
-        getattr(part, operation)(name='web', snapshot='1')
+        part.snapshot_revert(name='web', snapshot='1')
     assert caught.value.kind == 'name' and 'snapshot id' in caught.value.message and dom.calls == []
+    dom.snapshotLookupByName = lambda name, flags: type('Snapshot', (), {'delete': lambda self, flags: dom.calls.append(
+        'delete ' + name)})()
+    part.snapshot_delete(name='web', snapshot='1')
+    assert dom.calls == ['delete 1']
 
 
 def clone_source_domains(clones):
