@@ -25,6 +25,10 @@ AGENT_BUSY_SECONDS = 120
 REPEATABLE_AGENT_COMMANDS = ('guest-ping', 'guest-info', 'guest-exec-status')
 # Largest standard input (base64) sent inside a guest-exec message.
 AGENT_INPUT_DATA_BYTES = 64 * 1024
+# Where a larger input goes (a new directory of the agent's user, mode 0700, its file 'stdin'),
+# and how the command's shell takes it: open, remove both, then run the command on it.
+STDIN_DIRECTORY = '/tmp/.embedvirt-stdin-%s'
+STDIN_SCRIPT = 'exec <"$0/stdin" && rm -f -- "$0/stdin" && rmdir -- "$0" && exec "$@"'
 # How long a query of addresses waits for an agent that is connected but silent (libvirt's own
 # wait is 5 s), so that listing many guests stays quick.
 ADDRESSES_AGENT_SECONDS = 2
@@ -132,13 +136,28 @@ class GuestAgent(DriverUser):
         Polls guest-exec-status here, next to the agent, so a command costs the client one
         request however long it runs.
         """
-        if input_data and len(input_data) > AGENT_INPUT_DATA_BYTES:
-            # qemu-ga drops a guest-exec message this large (pipelined modules are); give the
-            # command its input from a file instead, which the shell unlinks once open.
-            path = '/tmp/.embedvirt-stdin-%s' % uuid.uuid4().hex
-            self.guest_file_write(name, path, input_data)
-            argv = ['/bin/sh', '-c', 'exec <"$0" && rm -f "$0" && exec "$@"', path] + list(argv)
-            input_data = None
+        if not input_data or len(input_data) <= AGENT_INPUT_DATA_BYTES:
+            return self.run(name, argv, input_data, env, timeout)
+        # qemu-ga drops a guest-exec message this large (pipelined modules are): the command
+        # reads its input from a file instead. guest-file-open makes files any guest user can
+        # read, so the file goes into a new directory only the agent's user may enter; the
+        # command's shell opens it and removes both before the command runs.
+        directory = STDIN_DIRECTORY % uuid.uuid4().hex
+        made = self.run(name, ['/bin/sh', '-c', 'umask 077 && mkdir -- "$0"', directory], None, None,
+                        AGENT_CALL_SECONDS)
+        if made['rc'] != 0:
+            raise HelperError('agent', 'could not make the directory %s for the input of a command in domain %s: %s'
+                              % (directory, name, base64.b64decode(made['stderr']).decode('utf-8', 'replace')),
+                              'check that /tmp in the guest is writable (and not full)')
+        try:
+            self.guest_file_write(name, directory + '/stdin', input_data)
+            return self.run(name, ['/bin/sh', '-c', STDIN_SCRIPT, directory] + list(argv), None, env, timeout)
+        except HelperError:
+            self.remove_quietly(name, directory)
+            raise
+
+    def run(self, name, argv, input_data, env, timeout):
+        """guest-exec of argv with input_data (base64, small), waited for."""
         arguments = {'path': argv[0], 'arg': list(argv[1:]), 'capture-output': True}
         if input_data:
             arguments['input-data'] = input_data
@@ -165,6 +184,14 @@ class GuestAgent(DriverUser):
                                   % (argv[0], timeout, name), 'raise the command timeout')
             time.sleep(delay)
             delay = min(delay * 2, 0.1)
+
+    def remove_quietly(self, name, directory):
+        """Remove a command's input directory after a failure, as far as the guest lets us: the
+        failure that led here is the one to report."""
+        try:
+            self.run(name, ['rm', '-rf', '--', directory], None, None, AGENT_CALL_SECONDS)
+        except HelperError:
+            pass
 
     def guest_file_write(self, name, path, data, append=False):
         """Write data (base64) to a file in the guest, in agent-sized chunks."""
