@@ -272,7 +272,7 @@ def ssh_endpoint(client, name, root):
     try:
         interfaces = client.domain_interfaces(name)
     except HelperClientError as e:
-        if e.kind in ('agent_unavailable', 'agent', 'not_running'):
+        if e.kind in ('agent_unavailable', 'agent', 'agent_reply', 'not_running'):
             return None
         raise
     # The helper left out what is not the guest's; here also the controller's own addresses

@@ -9,6 +9,7 @@
 programs and files in a running guest, through qemu-guest-agent."""
 
 import base64
+import binascii
 import json
 import time
 import uuid
@@ -17,7 +18,8 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.drivers 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.errors import (
     HelperError, explain_agent_error)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._network import guest_interfaces, host_addresses
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import AGENT_CHUNK_BYTES
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import (
+    AGENT_CHUNK_BYTES, CALL_SECONDS, MAX_MESSAGE_BYTES)
 
 AGENT_CALL_SECONDS = 30
 # How long a guest may be too busy to answer libvirt's sync before its agent counts as gone.
@@ -34,37 +36,107 @@ STDIN_SCRIPT = 'exec <"$0/stdin" && rm -f -- "$0/stdin" && rmdir -- "$0" && exec
 ADDRESSES_AGENT_SECONDS = 2
 
 
-# What the guest agent answers is the guest's word (libvirt bounds a reply to 10 MB): its type
-# is checked before it is used, and a wrong one is the agent's error, not the helper's.
+# What the guest agent answers is the guest's word (libvirt bounds a reply to 10 MB): every
+# value is checked before it is used, and a wrong one is the agent's error, not the helper's.
 def agent_return(reply, name, command):
     """The 'return' value of an agent's reply, which must be a JSON object."""
     try:
         message = json.loads(reply)
     except ValueError:
         message = None
-    return guest_value(message, dict, name, command, 'reply').get('return')
+    return checked_object(message, name, command).get('return')
 
 
-def guest_value(value, kind, name, command, what):
-    """value, when it is of kind (a type or a tuple of types; a bool is no int); else HelperError."""
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        raise wrong_answer(name, command, what, ' or '.join(
-            each.__name__ for each in (kind if isinstance(kind, tuple) else (kind,))), value)
+# What a guest's agent may answer (the guest is hostile: every value is checked before use).
+# A command's output, both streams, as much as a reply to the client carries in base64 (qemu-ga
+# itself keeps up to 16 MiB of each).
+EXEC_OUTPUT_BYTES = (MAX_MESSAGE_BYTES - 64 * 1024) // 4 * 3
+MAX_PID = 2 ** 31 - 1
+MAX_HANDLE = 2 ** 63 - 1
+# guest-info: qemu-ga has about 50 commands and a version like 7.2.0.
+MAX_AGENT_COMMANDS = 1000
+MAX_AGENT_NAME = 100
+
+
+def odd_reply(name, command, what):
+    """The error for an answer of a guest agent that its protocol does not allow."""
+    return HelperError('agent_reply', "the guest agent of domain '%s' answered %s with %s" % (name, command, what),
+                       'nothing of that answer was used; a guest controls its agent, so this guest runs a '
+                       'broken or hostile one: check qemu-guest-agent inside it')
+
+
+def checked_int(value, what, low, high, name, command):
+    """value, a whole number from low to high."""
+    if type(value) is not int or not low <= value <= high:  # pylint: disable=unidiomatic-typecheck (not a bool)
+        raise odd_reply(name, command, '%s %.40r (not a whole number from %d to %d)' % (what, value, low, high))
     return value
 
 
-def guest_base64(value, name, command, what):
-    """value, when it is base64 text; else HelperError."""
+def checked_bool(value, what, name, command):
+    """value, true or false."""
+    if not isinstance(value, bool):
+        raise odd_reply(name, command, '%s %.40r (not true or false)' % (what, value))
+    return value
+
+
+def checked_base64(value, what, most, name, command):
+    """The bytes of value (base64), at most most of them: its length is checked before
+    anything is decoded."""
+    if not isinstance(value, str) or len(value) > (most + 2) // 3 * 4:
+        raise odd_reply(name, command, '%s of %s (not base64 of at most %d bytes)'
+                        % (what, '%d characters' % len(value) if isinstance(value, str) else type(value).__name__,
+                           most))
     try:
-        base64.b64decode(guest_value(value, str, name, command, what), validate=True)
-    except ValueError:
-        raise wrong_answer(name, command, what, 'base64 text', value)
-    return value
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise odd_reply(name, command, '%s that is not base64' % what) from None
 
 
-def wrong_answer(name, command, what, expected, value):
-    return HelperError('agent', "the guest agent of domain '%s' answered %s with a %s that is not %s: %.80r"
-                       % (name, command, what, expected, value), 'run a genuine qemu-guest-agent in the guest')
+def checked_object(reply, name, command):
+    """reply, which must be a JSON object."""
+    if not isinstance(reply, dict):
+        raise odd_reply(name, command, '%.40r (not an object)' % (reply,))
+    return reply
+
+
+def exec_result(status, name):
+    """A finished guest-exec-status, checked: exit code (or minus the signal), output (base64)."""
+    command = 'guest-exec-status'
+    signal = checked_int(status['signal'], 'signal', 1, 127, name, command) if 'signal' in status else None
+    if 'exitcode' in status:
+        rc = checked_int(status['exitcode'], 'exitcode', 0, 255, name, command)
+    elif signal is not None:
+        rc = -signal
+    else:
+        raise odd_reply(name, command, 'neither an exit code nor a signal for an exited command')
+    stdout, stderr = (checked_base64(status.get(key, ''), key, EXEC_OUTPUT_BYTES, name, command)
+                      for key in ('out-data', 'err-data'))
+    if len(stdout) + len(stderr) > EXEC_OUTPUT_BYTES:
+        raise HelperError('output', 'a command in domain %s wrote %d bytes of output, more than the %d a reply carries'
+                          % (name, len(stdout) + len(stderr), EXEC_OUTPUT_BYTES),
+                          'redirect its output to a file in the guest and fetch that')
+    truncated = [checked_bool(status.get(key, False), key, name, command) for key in ('out-truncated', 'err-truncated')]
+    return {'rc': rc, 'signal': signal, 'stdout': base64.b64encode(stdout).decode('ascii'),
+            'stderr': base64.b64encode(stderr).decode('ascii'), 'truncated': any(truncated)}
+
+
+def agent_info(info, name):
+    """guest-info, checked: its version and the names of its commands, enabled or not."""
+    command = 'guest-info'
+    info = checked_object(info, name, command)
+    version = info.get('version')
+    listed = info.get('supported_commands')
+    if not isinstance(version, str) or len(version) > MAX_AGENT_NAME:
+        raise odd_reply(name, command, 'version %.40r (not a short string)' % (version,))
+    if not isinstance(listed, list) or len(listed) > MAX_AGENT_COMMANDS:
+        raise odd_reply(name, command, 'supported_commands that are not a list of at most %d' % MAX_AGENT_COMMANDS)
+    commands = []
+    for entry in listed:
+        entry = checked_object(entry, name, command)
+        if not isinstance(entry.get('name'), str) or len(entry['name']) > MAX_AGENT_NAME:
+            raise odd_reply(name, command, 'a command named %.40r (not a short string)' % (entry.get('name'),))
+        commands.append({'name': entry['name'], 'enabled': checked_bool(entry.get('enabled'), 'enabled', name, command)})
+    return {'version': version, 'supported_commands': commands}
 
 
 class GuestAgent(DriverUser):
@@ -122,7 +194,7 @@ class GuestAgent(DriverUser):
         while True:
             try:
                 self.agent(name, 'guest-ping', timeout=AGENT_CALL_SECONDS)
-                return guest_value(self.agent(name, 'guest-info'), dict, name, 'guest-info', 'reply')
+                return agent_info(self.agent(name, 'guest-info'), name)
             except HelperError as e:
                 if e.kind != 'agent_unavailable' or time.time() >= deadline:
                     if e.kind == 'agent_unavailable':
@@ -163,23 +235,16 @@ class GuestAgent(DriverUser):
             arguments['input-data'] = input_data
         if env:
             arguments['env'] = ['%s=%s' % item for item in sorted(env.items())]
-        started = guest_value(self.agent(name, 'guest-exec', arguments), dict, name, 'guest-exec', 'reply')
-        pid = guest_value(started.get('pid'), int, name, 'guest-exec', 'pid')
-        deadline = time.time() + timeout if timeout else None
+        pid = checked_int(checked_object(self.agent(name, 'guest-exec', arguments), name, 'guest-exec').get('pid'),
+                          'pid', 1, MAX_PID, name, 'guest-exec')
+        timeout = timeout or CALL_SECONDS  # a guest that never says "exited" is not waited for forever
+        deadline = time.time() + timeout
         delay = 0.005
         while True:
-            command = 'guest-exec-status'
-            status = guest_value(self.agent(name, command, {'pid': pid}), dict, name, command, 'reply')
-            if status.get('exited'):
-                signal = guest_value(status.get('signal'), (int, type(None)), name, command, 'signal')
-                return {
-                    'rc': guest_value(status.get('exitcode', -(signal or 0)), int, name, command, 'exitcode'),
-                    'signal': signal,
-                    'stdout': guest_base64(status.get('out-data', ''), name, command, 'out-data'),
-                    'stderr': guest_base64(status.get('err-data', ''), name, command, 'err-data'),
-                    'truncated': bool(status.get('out-truncated') or status.get('err-truncated')),
-                }
-            if deadline is not None and time.time() >= deadline:
+            status = checked_object(self.agent(name, 'guest-exec-status', {'pid': pid}), name, 'guest-exec-status')
+            if checked_bool(status.get('exited'), 'exited', name, 'guest-exec-status'):
+                return exec_result(status, name)
+            if time.time() >= deadline:
                 raise HelperError('timeout', 'command %s did not finish within %s s in domain %s'
                                   % (argv[0], timeout, name), 'raise the command timeout')
             time.sleep(delay)
@@ -193,40 +258,50 @@ class GuestAgent(DriverUser):
         except HelperError:
             pass
 
+    def open_file(self, name, path, mode):
+        """guest-file-open; the handle."""
+        return checked_int(self.agent(name, 'guest-file-open', {'path': path, 'mode': mode}), 'handle', 0,
+                           MAX_HANDLE, name, 'guest-file-open')
+
     def guest_file_write(self, name, path, data, append=False):
         """Write data (base64) to a file in the guest, in agent-sized chunks."""
-        handle = guest_value(self.agent(name, 'guest-file-open', {'path': path, 'mode': 'ab' if append else 'wb'}),
-                             int, name, 'guest-file-open', 'handle')
+        handle = self.open_file(name, path, 'ab' if append else 'wb')
         try:
             raw = base64.b64decode(data)
             for offset in range(0, len(raw), AGENT_CHUNK_BYTES) or [0]:
                 chunk = raw[offset:offset + AGENT_CHUNK_BYTES]
-                self.agent(name, 'guest-file-write',
-                           {'handle': handle, 'buf-b64': base64.b64encode(chunk).decode('ascii')})
+                reply = checked_object(self.agent(name, 'guest-file-write', {
+                    'handle': handle, 'buf-b64': base64.b64encode(chunk).decode('ascii')}), name, 'guest-file-write')
+                written = checked_int(reply.get('count'), 'count', 0, len(chunk), name, 'guest-file-write')
+                if written != len(chunk):
+                    raise HelperError('agent', 'the guest agent of domain %s wrote %d of %d bytes to %s'
+                                      % (name, offset + written, len(raw), path),
+                                      'check the free space of that file system in the guest')
         finally:
             self.agent(name, 'guest-file-close', {'handle': handle})
         return {'written': len(raw)}
 
     def guest_file_read(self, name, path, offset, length):
         """Read up to length bytes at offset of a file in the guest; data (base64) and eof."""
-        handle = guest_value(self.agent(name, 'guest-file-open', {'path': path, 'mode': 'rb'}),
-                             int, name, 'guest-file-open', 'handle')
+        handle = self.open_file(name, path, 'rb')
         parts = []
         eof = False
         try:
             if offset:
-                self.agent(name, 'guest-file-seek', {'handle': handle, 'offset': offset, 'whence': 'set'})
+                reply = checked_object(self.agent(name, 'guest-file-seek',
+                                                  {'handle': handle, 'offset': offset, 'whence': 'set'}),
+                                       name, 'guest-file-seek')
+                checked_int(reply.get('position'), 'position', offset, offset, name, 'guest-file-seek')
             remaining = length
             while remaining > 0 and not eof:
-                reply = guest_value(self.agent(name, 'guest-file-read',
-                                               {'handle': handle, 'count': min(remaining, AGENT_CHUNK_BYTES)}),
-                                    dict, name, 'guest-file-read', 'reply')
-                # Never more than asked, whatever the guest sends.
-                chunk = base64.b64decode(guest_base64(reply.get('buf-b64', ''), name, 'guest-file-read',
-                                                      'buf-b64'))[:remaining]
+                count = min(remaining, AGENT_CHUNK_BYTES)
+                reply = checked_object(self.agent(name, 'guest-file-read', {'handle': handle, 'count': count}),
+                                       name, 'guest-file-read')
+                chunk = checked_base64(reply.get('buf-b64', ''), 'buf-b64', count, name, 'guest-file-read')
+                checked_int(reply.get('count'), 'count', len(chunk), len(chunk), name, 'guest-file-read')
                 parts.append(chunk)
                 remaining -= len(chunk)
-                eof = reply.get('eof') is True or not chunk
+                eof = checked_bool(reply.get('eof', False), 'eof', name, 'guest-file-read') or not chunk
         finally:
             self.agent(name, 'guest-file-close', {'handle': handle})
         return {'data': base64.b64encode(b''.join(parts)).decode('ascii'), 'eof': eof}
