@@ -211,9 +211,11 @@ class GuestAgent(DriverUser):
         if not input_data or len(input_data) <= AGENT_INPUT_DATA_BYTES:
             return self.run(name, argv, input_data, env, timeout)
         # qemu-ga drops a guest-exec message this large (pipelined modules are): the command
-        # reads its input from a file instead. guest-file-open makes files any guest user can
-        # read, so the file goes into a new directory only the agent's user may enter; the
-        # command's shell opens it and removes both before the command runs.
+        # reads its input from a file instead. guest-file-open creates files with mode 0666
+        # whatever the umask (any guest user could read the module's arguments, or rewrite the
+        # module before it runs as root), so the file goes into a new directory only the
+        # agent's user may enter; the command's shell opens it and removes both before the
+        # command runs (become comes after, and gets the open input).
         directory = STDIN_DIRECTORY % uuid.uuid4().hex
         made = self.run(name, ['/bin/sh', '-c', 'umask 077 && mkdir -- "$0"', directory], None, None,
                         AGENT_CALL_SECONDS)
