@@ -131,6 +131,11 @@ options:
 notes:
   - The guest agent commands used are C(guest-ping), C(guest-info), C(guest-exec), C(guest-exec-status),
     C(guest-file-open), C(guest-file-read), C(guest-file-write), C(guest-file-seek) and C(guest-file-close).
+  - A command's input (with pipelining, the module and its arguments) larger than one guest agent message is
+    written to C(/tmp/.embedvirt-stdin-*/stdin) in the guest, in a new directory only the agent's user can enter
+    (mode 0700), and removed with it before the command runs; other users of the guest never see it.
+  - Every value the guest agent returns is checked before use (a guest controls its agent); an answer outside its
+    protocol fails the task, naming what the agent answered.
   - Commands run as the user of the guest agent, root on every distribution. Become (for example
     C(become_user) with sudo or su) therefore needs no password; a become password is never sent, so
     it cannot end up in a command's input.
