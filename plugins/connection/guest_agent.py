@@ -156,6 +156,7 @@ EXAMPLES = r'''
 import base64
 import hashlib
 import os
+import tempfile
 
 from ansible.errors import AnsibleConnectionFailure, AnsibleError, AnsibleFileNotFound
 from ansible.module_utils.common.text.converters import to_bytes, to_native, to_text
@@ -261,18 +262,31 @@ class Connection(ConnectionBase):
     def fetch_file(self, in_path, out_path):
         super().fetch_file(in_path, out_path)
         display.vvv('FETCH %s TO %s' % (in_path, out_path), host=self.get_option('domain'))
-        digest = hashlib.sha256()
-        size = 0
-        with open(to_bytes(out_path, errors='surrogate_or_strict'), 'wb') as f:
-            while True:
-                reply = self.call(self.client.guest_file_read, path=in_path, offset=size, length=TRANSFER_BYTES)
-                chunk = base64.b64decode(reply['data'])
-                f.write(chunk)
-                digest.update(chunk)
-                size += len(chunk)
-                if reply['eof'] or not chunk:
-                    break
-        self.verify(in_path, digest.hexdigest(), size)
+        # Into a new file next to out_path, renamed over it once verified: a transfer that fails
+        # keeps what was there and leaves no part of a file.
+        local = to_bytes(out_path, errors='surrogate_or_strict')
+        fd, partial = tempfile.mkstemp(dir=os.path.dirname(local) or b'.', prefix=b'.%s.' % os.path.basename(local),
+                                       suffix=b'.part')
+        try:
+            digest = hashlib.sha256()
+            size = 0
+            with os.fdopen(fd, 'wb') as f:
+                while True:
+                    reply = self.call(self.client.guest_file_read, path=in_path, offset=size, length=TRANSFER_BYTES)
+                    chunk = base64.b64decode(reply['data'])
+                    f.write(chunk)
+                    digest.update(chunk)
+                    size += len(chunk)
+                    if reply['eof'] or not chunk:
+                        break
+            self.verify(in_path, digest.hexdigest(), size)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(partial, 0o666 & ~umask)  # what open() would have given a new file
+            os.replace(partial, local)
+        except BaseException:
+            os.unlink(partial)
+            raise
 
     def verify(self, guest_path, sha256, size):
         """Compare a file in the guest with what was sent or received."""

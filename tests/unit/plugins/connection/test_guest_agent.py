@@ -16,6 +16,7 @@ from ansible.plugins.loader import connection_loader
 
 from ansible_collections.embedvirt.libvirt.plugins.connection import guest_agent
 from ansible_collections.embedvirt.libvirt.plugins.connection.guest_agent import TRANSFER_BYTES
+from ansible_collections.embedvirt.libvirt.tests.unit.plugins.fake_helper import FakeError
 
 NAME = 'ünïcødé ✓ file.bin'
 # More than one request's worth (3 MiB), and not a whole number of them.
@@ -152,3 +153,34 @@ def test_a_missing_root_fails_the_connection_naming_it(fake_helper):
     with pytest.raises(AnsibleConnectionFailure, match="root '%s' does not exist" % missing):
         connection(missing).exec_command('true')
     assert not os.path.exists(missing)
+
+
+@pytest.mark.parametrize('failing', ['read', 'verify'])
+def test_a_fetch_that_fails_keeps_the_local_file_there_was_and_leaves_no_partial_one(guest, conn, tmp_path, monkeypatch,
+                                                                                     failing):
+    guest.files['/tmp/' + NAME] = BIG
+    local = tmp_path / NAME
+    local.write_bytes(b'what the user had')
+    read = guest.guest_file_read
+
+    def failing_after_the_first_chunk(name, path, offset, length):
+        if offset and failing == 'read':
+            raise FakeError('agent', 'the guest agent went away')
+        if offset:
+            guest.files[path] = b'changed meanwhile'  # what the guest then says does not match
+        return read(name, path, offset, length)
+    monkeypatch.setattr(guest, 'guest_file_read', failing_after_the_first_chunk)
+    with pytest.raises(AnsibleError):
+        conn.fetch_file('/tmp/' + NAME, str(local))
+    assert local.read_bytes() == b'what the user had'
+    assert os.listdir(str(tmp_path)) == [NAME]
+
+
+def test_a_fetched_file_gets_the_mode_a_new_file_gets(guest, conn, tmp_path):
+    guest.files['/tmp/x'] = b'x'
+    old = os.umask(0o027)
+    try:
+        conn.fetch_file('/tmp/x', str(tmp_path / 'x'))
+    finally:
+        os.umask(old)
+    assert oct((tmp_path / 'x').stat().st_mode & 0o777) == '0o640' and os.listdir(str(tmp_path)) == ['x']
