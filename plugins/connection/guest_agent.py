@@ -134,6 +134,8 @@ notes:
   - A command's input (with pipelining, the module and its arguments) larger than one guest agent message is
     written to C(/tmp/.embedvirt-stdin-*/stdin) in the guest, in a new directory only the agent's user can enter
     (mode 0700), and removed with it before the command runs; other users of the guest never see it.
+  - Files put into the guest (module files, the source of C(copy)) lose the write permission of group and others
+    that the guest agent gives a new file (mode 0666 whatever the umask).
   - Every value the guest agent returns is checked before use (a guest controls its agent); an answer outside its
     protocol fails the task, naming what the agent answered.
   - Commands run as the user of the guest agent, root on every distribution. Become (for example
@@ -178,6 +180,10 @@ BASE_ENVIRONMENT = {'PATH': '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/
 # HOME, and Ansible's remote temporary directory (~/.ansible/tmp) then stays a literal '~'
 # that files are put to and modules cannot find.
 DEFAULT_HOME = ': "${HOME:=/root}"; export HOME; '
+# How put_file checks a file it wrote, which qemu-ga creates with mode 0666 whatever the umask:
+# it takes away the write permission of group and others (Ansible's remote temporary directory
+# keeps it private meanwhile), then prints its sha256sum.
+PUT_CHECKSUM = 'chmod go-w -- "$0" && exec sha256sum -- "$0"'
 
 
 class Connection(ConnectionBase):
@@ -257,7 +263,7 @@ class Connection(ConnectionBase):
                 digest.update(chunk)
                 size += len(chunk)
                 first = False
-        self.verify(out_path, digest.hexdigest(), size)
+        self.verify(out_path, digest.hexdigest(), size, PUT_CHECKSUM)
 
     def fetch_file(self, in_path, out_path):
         super().fetch_file(in_path, out_path)
@@ -279,7 +285,7 @@ class Connection(ConnectionBase):
                     size += len(chunk)
                     if reply['eof'] or not chunk:
                         break
-            self.verify(in_path, digest.hexdigest(), size)
+            self.verify(in_path, digest.hexdigest(), size, 'exec sha256sum -- "$0"')
             umask = os.umask(0)
             os.umask(umask)
             os.chmod(partial, 0o666 & ~umask)  # what open() would have given a new file
@@ -288,9 +294,10 @@ class Connection(ConnectionBase):
             os.unlink(partial)
             raise
 
-    def verify(self, guest_path, sha256, size):
-        """Compare a file in the guest with what was sent or received."""
-        result = self.call(self.client.guest_exec, argv=['sha256sum', guest_path],
+    def verify(self, guest_path, sha256, size, script):
+        """Compare a file in the guest with what was sent or received: script (of the path in $0)
+        prints its sha256sum."""
+        result = self.call(self.client.guest_exec, argv=['/bin/sh', '-c', script, guest_path],
                            timeout=self.get_option('command_timeout'))
         seen = to_text(base64.b64decode(result['stdout'])).split(' ', 1)[0]
         if result['rc'] != 0 or seen != sha256:

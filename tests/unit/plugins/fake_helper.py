@@ -267,10 +267,10 @@ class FakeHelper:
     def guest_exec(self, name, argv, input_data, env, timeout):
         self.running_guest(name)
         stdin = base64.b64decode(input_data) if input_data else b''
-        if argv[0] == 'sha256sum':  # what the connection verifies transfers with
-            data = self.files.get(argv[1])
+        if argv[:2] == ['/bin/sh', '-c'] and 'sha256sum' in argv[2]:  # what the connection verifies transfers with
+            data = self.files.get(argv[3])
             rc, out, err = (1, b'', b'sha256sum: No such file\n') if data is None else (
-                0, ('%s  %s\n' % (hashlib.sha256(data).hexdigest(), argv[1])).encode(), b'')
+                0, ('%s  %s\n' % (hashlib.sha256(data).hexdigest(), argv[3])).encode(), b'')
         else:
             rc, out, err = self.command(argv, stdin, env)
         return {'rc': rc, 'signal': None, 'stdout': base64.b64encode(out).decode('ascii'),

@@ -82,7 +82,17 @@ def test_put_file_sends_a_big_file_in_chunks_and_verifies_it(guest, conn, tmp_pa
     conn.put_file(str(local), '/tmp/' + NAME)
     assert guest.files['/tmp/' + NAME] == BIG
     assert [args['append'] for args in guest.args_of('guest_file_write')] == [False, True]
-    assert guest.args_of('guest_exec')[-1]['argv'] == ['sha256sum', '/tmp/' + NAME]
+    assert guest.args_of('guest_exec')[-1]['argv'] == ['/bin/sh', '-c', guest_agent.PUT_CHECKSUM, '/tmp/' + NAME]
+
+
+def test_a_put_file_loses_the_write_permission_for_others_that_the_agent_gives_it(tmp_path):
+    # What the guest runs after put_file: qemu-ga creates files with mode 0666 whatever the umask.
+    put = tmp_path / 'put'
+    put.write_bytes(b'module')
+    put.chmod(0o666)
+    done = subprocess.run(['/bin/sh', '-c', guest_agent.PUT_CHECKSUM, str(put)], capture_output=True, check=True)
+    assert done.stdout.split()[0].decode() == hashlib.sha256(b'module').hexdigest()
+    assert oct(put.stat().st_mode & 0o777) == '0o644'
 
 
 def test_put_file_of_an_empty_file_makes_an_empty_file(guest, conn, tmp_path):
