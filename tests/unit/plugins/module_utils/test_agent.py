@@ -63,8 +63,8 @@ def test_a_command_returns_its_checked_exit_code_and_output():
     ({'exited': True, 'exitcode': 0, 'out-data': '!!!!'}, 'out-data that is not base64'),
     ({'exited': True, 'exitcode': 0, 'err-data': ['x']}, 'err-data of list (not base64'),
     ({'exited': True, 'exitcode': 0, 'out-data': 'QUJD' * (agent.EXEC_OUTPUT_BYTES // 3 + 1)},
-     'out-data of %d characters (not base64 of at most %d bytes)' % ((agent.EXEC_OUTPUT_BYTES // 3 + 1) * 4,
-                                                                      agent.EXEC_OUTPUT_BYTES)),
+     'out-data of %d characters (not base64 of at most %d bytes)'
+     % ((agent.EXEC_OUTPUT_BYTES // 3 + 1) * 4, agent.EXEC_OUTPUT_BYTES)),
     ({'exited': True, 'exitcode': 0, 'out-truncated': 'no'}, "out-truncated 'no'"),
     ([1, 2], '[1, 2] (not an object)'),
 ])
@@ -125,8 +125,8 @@ def test_a_file_is_read_in_chunks_of_the_agent():
 @pytest.mark.parametrize('answer, says', [
     # more than asked for: a guest must not make the helper hold more than it asked for
     (lambda arguments: {'count': arguments['count'] + 1, 'buf-b64': b64(b'x' * (arguments['count'] + 3))},
-     'buf-b64 of %d characters (not base64 of at most %d bytes)' % ((AGENT_CHUNK_BYTES + 3 + 2) // 3 * 4,
-                                                                     AGENT_CHUNK_BYTES)),
+     'buf-b64 of %d characters (not base64 of at most %d bytes)'
+     % ((AGENT_CHUNK_BYTES + 3 + 2) // 3 * 4, AGENT_CHUNK_BYTES)),
     (reads(b'abc', count_of=lambda chunk: len(chunk) + 1), 'count 4 (not a whole number from 3 to 3)'),
     (reads(b'abc', eof='maybe'), "eof 'maybe'"),
     (lambda arguments: {'count': 1, 'buf-b64': 'Y'}, 'buf-b64 that is not base64'),
