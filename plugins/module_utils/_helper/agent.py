@@ -67,7 +67,7 @@ def odd_reply(name, command, what):
 
 def checked_int(value, what, low, high, name, command):
     """value, a whole number from low to high."""
-    if type(value) is not int or not low <= value <= high:  # pylint: disable=unidiomatic-typecheck (not a bool)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise odd_reply(name, command, '%s %.40r (not a whole number from %d to %d)' % (what, value, low, high))
     return value
 

@@ -188,7 +188,7 @@ BIG_INPUT = b64(b'm' * (agent.AGENT_INPUT_DATA_BYTES + 1))
 def test_a_large_input_goes_through_a_new_private_directory_that_the_command_removes():
     guest = ScriptedAgent(guest_file_write=lambda arguments: {'count': len(base64.b64decode(arguments['buf-b64']))})
     guest.guest_exec('web', ['/bin/sh', '-c', 'cat'], BIG_INPUT, None, 5)
-    (_, made), = [call for call in guest.calls if call[0] == 'guest-exec' and call[1]['arg'][1].startswith('umask')]
+    made, = [args for command, args in guest.calls if command == 'guest-exec' and args['arg'][1].startswith('umask')]
     directory = made['arg'][2]
     assert made['arg'][:2] == ['-c', 'umask 077 && mkdir -- "$0"'] and directory.startswith('/tmp/.embedvirt-stdin-')
     assert ('guest-file-open', {'path': directory + '/stdin', 'mode': 'wb'}) in guest.calls
