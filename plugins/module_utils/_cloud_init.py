@@ -33,14 +33,25 @@ OPTIONS = ('user_data', 'meta_data', 'network_config', 'hostname', 'ssh_authoriz
 # python3 does not pull in python3-yaml (priority optional), and a seed's bytes must not depend
 # on what a host happens to have installed, or a task would report changes on one host and not
 # on another. The subset below is block collections in the given order, strings quoted as JSON
-# (a JSON string is a YAML double-quoted scalar) or, with line breaks, as literal blocks, which
-# YAML 1.1 (PyYAML's safe_load in cloud-init) reads back unchanged.
+# (a JSON string is a YAML double-quoted scalar) or, with line breaks, as literal blocks, keys of
+# any scalar type, which YAML 1.1 (PyYAML's safe_load in cloud-init) reads back with the same
+# types and values; what it could not read back so is refused by its path, never changed.
 #
 # The characters YAML 1.1 lets stand in a scalar as they are, less its line breaks other
 # than \n (NEL, LS, PS) and the byte order mark; the rest are written as escapes.
 _PRINTABLE = '\t\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff'
 _UNPRINTABLE = re.compile('[^%s]' % _PRINTABLE)
 _LITERAL = re.compile('(?=[^ \t\n])[%s]*\n[%s]*' % (_PRINTABLE, _PRINTABLE))
+# A lone surrogate (a Python string may hold one) has no UTF-8 form: cloud-init could not write it.
+_SURROGATE = re.compile('[\ud800-\udfff]')
+# YAML reads an implicit key ("key: value") of at most 1024 characters; a longer one is written as
+# an explicit key ("? key", then ": value" on the next line).
+MAX_SIMPLE_KEY = 1024
+# Nested lists and dicts deeper than this are refused, not left to Python's recursion limit (here
+# and in PyYAML's composer in the guest); cloud-init's formats nest a few levels.
+MAX_DEPTH = 100
+# Python's int() and str() refuse longer integers (sys.int_info.default_max_str_digits, 3.11 on).
+MAX_DIGITS = 4300
 
 SECTOR = 512
 LABEL = b'CIDATA     '
@@ -149,12 +160,19 @@ def to_yaml(value, where):
 
 def _block(value, indent, where):
     """The lines of a non-empty dict or list in block style, at `indent` spaces."""
+    if indent // 2 >= MAX_DEPTH:
+        raise ValueError('%s is nested more than %d levels deep, which cloud-init does not need: flatten it'
+                         % (where, MAX_DEPTH))
     pad = ' ' * indent
     if isinstance(value, dict):
         for key, item in value.items():
-            if not isinstance(key, str):
-                raise ValueError('%s has the key %r, which is not a string: quote it' % (where, key))
-            yield from _entry(pad + _quoted(key) + ':', item, indent, '%s.%s' % (where, key))
+            written = _key(key, where)
+            if len(written) < MAX_SIMPLE_KEY:
+                head = pad + written + ':'
+            else:
+                yield pad + '? ' + written
+                head = pad + ':'
+            yield from _entry(head, item, indent, '%s.%s' % (where, key))
     else:
         for index, item in enumerate(value):
             yield from _entry(pad + '-', item, indent, '%s[%d]' % (where, index))
@@ -174,12 +192,36 @@ def _entry(head, item, indent, where):
         yield from (head + ' ' + _scalar(item, indent + 2, where)).split('\n')
 
 
+def _key(key, where):
+    """A key as written: a string quoted, None, a boolean or a number as its scalar (which YAML reads
+    back as the same type)."""
+    if isinstance(key, str):
+        _check_text(key, "%s has the key %r, which" % (where, key))
+        return _quoted(key)
+    if key is None or isinstance(key, (bool, int, float)):
+        return _scalar(key, 0, '%s has a key that' % where)
+    raise ValueError('%s has the key %r, a %s: give a string, number, boolean or null as a key'
+                     % (where, key, type(key).__name__))
+
+
+def _check_text(text, what):
+    """Refuses text that has no UTF-8 form; `what` begins the message ("x.y", "x has the key 'k', which")."""
+    surrogate = _SURROGATE.search(text)
+    if surrogate:
+        raise ValueError('%s holds the lone surrogate U+%04X at character %d, which UTF-8 cannot encode and '
+                         'cloud-init could not write: give the character itself (a surrogate pair joined)'
+                         % (what, ord(surrogate.group()), surrogate.start()))
+
+
 def _scalar(value, indent, where):
     if value is None:
         return 'null'
     if isinstance(value, bool):
         return 'true' if value else 'false'
     if isinstance(value, int):
+        if abs(value) >= 10 ** MAX_DIGITS:
+            raise ValueError('%s is an integer of more than %d digits, which Python reads only as text (in the '
+                             'guest too): give it as a string' % (where, MAX_DIGITS))
         return str(value)
     if isinstance(value, float):
         if math.isnan(value):
@@ -190,6 +232,7 @@ def _scalar(value, indent, where):
         # YAML 1.1 reads 1e+16 as a string: its floats have a dot.
         return text if '.' in text or 'e' not in text else text.replace('e', '.0e')
     if isinstance(value, str):
+        _check_text(value, where)
         if _LITERAL.fullmatch(value):
             return _literal(value, indent)
         return _quoted(value)

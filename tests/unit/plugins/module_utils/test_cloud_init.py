@@ -7,13 +7,14 @@ FAT12 image read back by mtools, dosfstools' fsck, blkid and a small reader writ
 
 import math
 import os
-import random
+import re
 import shutil
 import struct
 import subprocess
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils import _cloud_init as cloud_init
 
@@ -100,7 +101,7 @@ def test_the_same_options_give_the_same_bytes():
     (dict(meta_data='instance-id: x'), 'meta_data is a str: give a dict'),
     (dict(network_config={'ethernets': {}}), 'has no version: add version: 1 or version: 2'),
     (dict(network_config=[1]), 'network_config is a list: give a dict or YAML text'),
-    (dict(user_data={1: 'x'}), 'user_data has the key 1, which is not a string: quote it'),
+    (dict(user_data={(1, 2): 'x'}), 'user_data has the key (1, 2), a tuple: give a string, number, boolean or null'),
     (dict(user_data={'a': [{'b': {1, 2}}]}), 'cloud_init.user_data.a[0].b is a set, which YAML cannot hold'),
     (dict(vendor_data='x'), 'cloud_init has no option vendor_data: use user_data, meta_data'),
 ])
@@ -112,58 +113,6 @@ def test_problems_name_the_option_and_the_fix(given, says):
 
 # --- YAML -----------------------------------------------------------------------------------
 
-# Strings YAML would take for something else if they were written plain, and characters it
-# does not let stand in a scalar.
-TRICKY = ['', ' ', 'yes', 'No', 'on', 'null', '~', '1e3', '0x1F', '010', '1_000', '12:30', '.inf', '- a', 'a: b',
-          '#x', 'a #b', '"', "'", '\\', '{', '[x]', '*a', '&a', '!tag', '%', '@', '`', '|', '>', '---', '...',
-          '\t', '\n', '\r\n', 'a\n', 'a\n\n', 'a\n\n\n', '\na', ' a\nb', '\ta\nb', 'a\n b\n', 'a\n  \n',
-          'a\r\nb', '\x00', '\x07', '\x1b[0m', '\x7f', '\x85', '\x9f', '\xa0', '\u2028', '\u2029', '\ufeff',
-          '\ufffe', '\uffff', 'é', '日本', '😀', 'a\n😀\n', 'a\n---\n...\n', 'a\n# b\n', 'a\n\tb\n', 'x' * 300]
-ALPHABET = ''.join(sorted(set(''.join(TRICKY)))) + 'ab :-#\n'
-SCALARS = [None, True, False, 0, -7, 2 ** 70, 0.1, -0.0, 1e16, 1.5e-7, 1e300, float('inf')]
-
-
-def random_text(rng):
-    if rng.random() < 0.5:
-        return rng.choice(TRICKY)
-    return ''.join(rng.choice(ALPHABET) for _char in range(rng.randrange(12)))
-
-
-def random_value(rng, depth=0):
-    kind = rng.choice(['scalar', 'text', 'text', 'dict', 'list', 'tuple'] if depth < 3 else ['scalar', 'text'])
-    if kind == 'scalar':
-        return rng.choice(SCALARS)
-    if kind == 'text':
-        return random_text(rng)
-    items = [random_value(rng, depth + 1) for _item in range(rng.randrange(4))]
-    if kind == 'dict':
-        return {random_text(rng): item for item in items}
-    return items if kind == 'list' else tuple(items)
-
-
-def as_loaded(value):
-    """What YAML gives back for a value: a tuple is a list."""
-    if isinstance(value, dict):
-        return {key: as_loaded(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [as_loaded(item) for item in value]
-    return value
-
-
-@pytest.mark.parametrize('text', TRICKY)
-def test_every_string_reads_back_unchanged_as_value_and_as_key(text):
-    written = cloud_init.to_yaml({text: [text, {text: text}]}, 'x')
-    assert yaml.safe_load(written) == {text: [text, {text: text}]}, written
-
-
-def test_random_documents_read_back_unchanged():
-    rng = random.Random(11)
-    for _document in range(3000):
-        value = {'k': random_value(rng)}
-        written = cloud_init.to_yaml(value, 'x')
-        assert yaml.safe_load(written) == as_loaded(value), written
-
-
 def test_numbers_and_constants_keep_their_types():
     value = {'a': 1e16, 'b': -1e-300, 'c': float('-inf'), 'd': float('nan'), 'e': True, 'f': None, 'g': 0, 'h': -0.0}
     read = yaml.safe_load(cloud_init.to_yaml(value, 'x'))
@@ -173,6 +122,108 @@ def test_numbers_and_constants_keep_their_types():
 
 def test_multi_line_text_is_a_literal_block():
     assert cloud_init.to_yaml({'run': ['echo a\necho b\n']}, 'x') == '"run":\n  - |\n    echo a\n    echo b\n'
+
+
+# What YAML 1.1 reads as something other than the string written plain (booleans, nulls,
+# numbers, dates, the value and merge keys), YAML's indicators, and every kind of line break,
+# blank and character a scalar cannot hold as it is.
+SPECIAL_TEXT = ['yes', 'no', 'on', 'off', 'y', 'n', 'Y', 'N', '~', 'null', 'Null', 'NULL', 'true', 'False', 'TRUE',
+                '1', '-1', '+1', '0x1f', '0o17', '017', '0b101', '1_000', '1.5', '.5', '1e3', '1.0e+3', '.inf',
+                '-.Inf', '.NaN', '1:20', '1:20:30.5', '2001-12-14', '2001-12-14t21:59:43.10-05:00', '=', '<<',
+                '-', '?', ':', ',', '[', ']', '{', '}', '&', '*', '!', '|', '>', "'", '"', '%', '@', '`', '#',
+                'a #b', 'a: b', 'a:', '- a', '? a', '--- a', '...', ' a', 'a ', '\t', 'a\t', '\ta', '\n', 'a\n',
+                'a\n\n', 'a\n\n\n', '\n\na', 'a\nb', 'a \nb ', 'a\n \n', '\r', 'a\rb', 'a\r\n', '\x85', 'a\u2028b',
+                'a\u2029', '\ufeff', '\ufeffa', '\x00', '\x01', '\x1b', '\x7f', '\x9f', '\ufffe', '\uffff', '\U0001f600',
+                '\U0010ffff', '\\', '\\n', '\\/', '\\u2028', ' ', '010', '12:30', '#x', '[x]', '*a',
+                '&a', '!tag', '---', '\r\n', '\na', ' a\nb', '\ta\nb', 'a\n b\n', 'a\r\nb', '\x07', '\x1b[0m',
+                '\xa0', '\u2029', 'é', '日本', 'a\n😀\n', 'a\n---\n...\n', 'a\n# b\n', 'a\n\tb\n', 'x' * 300]
+SPECIAL_CHARS = sorted(set(''.join(SPECIAL_TEXT)))
+texts = st.one_of(st.sampled_from(SPECIAL_TEXT),
+                  st.text(st.one_of(st.sampled_from(SPECIAL_CHARS), st.characters(exclude_categories=['Cs'])), max_size=12),
+                  # Longer than the 1024 characters of a YAML implicit key.
+                  st.builds(lambda text, times: text * times, st.sampled_from(['k', '\\', '\n', 'a\n', '\u2028']),
+                            st.integers(1000, 1100)))
+scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.integers(-2 ** 70, 2 ** 70), st.floats(), texts,
+                    st.sampled_from([0.1, -0.0, 1e16, 1.5e-7, 1e300, 5e-324, float('inf'), float('-inf')]))
+keys = st.one_of(texts, st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False))
+documents = st.dictionaries(keys, st.recursive(
+    scalars, lambda inner: st.one_of(st.lists(inner, max_size=4), st.lists(inner, max_size=3).map(tuple),
+                                     st.dictionaries(keys, inner, max_size=4)), max_leaves=20), max_size=4)
+
+
+def same(given, read):
+    """Whether YAML read back `given` exactly: the same types (a tuple reads as a list), values
+    and order, -0.0 and nan included (Python's == has True == 1 == 1.0 and nan != nan)."""
+    if isinstance(given, tuple):
+        given = list(given)
+    if type(given) is not type(read):  # pylint: disable=unidiomatic-typecheck
+        return False
+    if isinstance(given, dict):
+        return len(given) == len(read) and all(same(*pair) and same(given[pair[0]], read[pair[1]])
+                                               for pair in zip(given, read))
+    if isinstance(given, list):
+        return len(given) == len(read) and all(same(*items) for items in zip(given, read))
+    if isinstance(given, float):
+        return repr(given) == repr(read)
+    return given == read
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=list(HealthCheck))
+@given(documents)
+def test_every_document_reads_back_exactly_with_yaml_1_1(document):
+    written = cloud_init.to_yaml(document, 'x')
+    assert same(document, yaml.safe_load(written)), written
+
+
+@pytest.mark.parametrize('text', SPECIAL_TEXT)
+def test_every_special_string_reads_back_exactly_as_value_and_as_key(text):
+    document = {text: [text, {text: text}, [text]], 'v': text}
+    assert same(document, yaml.safe_load(cloud_init.to_yaml(document, 'x')))
+
+
+@pytest.mark.parametrize('key', [None, True, False, 0, -7, 2 ** 70, 10 ** 1100, 1.5, -0.0, float('inf'), '"' * 600,
+                                 '\u2028' * 200] + ['k' * length for length in range(1018, 1028)])
+def test_keys_of_every_scalar_type_and_length_read_back_exactly(key):
+    document = {key: {key: [{key: key}]}, 'next': 1}
+    assert same(document, yaml.safe_load(cloud_init.to_yaml(document, 'x')))
+
+
+def nested(depth):
+    value = 'leaf'
+    for level in range(depth):
+        value = [value] if level % 2 else {'k': value}
+    return value
+
+
+def test_nesting_reads_back_exactly_up_to_the_bound_and_is_refused_beyond_by_its_path():
+    document = {'top': nested(cloud_init.MAX_DEPTH - 1)}
+    assert same(document, yaml.safe_load(cloud_init.to_yaml(document, 'x')))
+    with pytest.raises(ValueError) as raised:
+        cloud_init.to_yaml({'top': nested(cloud_init.MAX_DEPTH)}, 'cloud_init.user_data')
+    assert re.match(r'cloud_init\.user_data\.top(\.k|\[0\]){%d} is nested more than %d levels deep'
+                    % (cloud_init.MAX_DEPTH - 1, cloud_init.MAX_DEPTH), str(raised.value)), raised.value
+    with pytest.raises(ValueError):
+        cloud_init.to_yaml({'top': nested(5000)}, 'x')
+
+
+@pytest.mark.parametrize('sign', [1, -1])
+def test_integers_python_reads_only_as_text_are_refused_by_their_path(sign):
+    longest = {'a': [sign * (10 ** cloud_init.MAX_DIGITS - 1)]}
+    assert same(longest, yaml.safe_load(cloud_init.to_yaml(longest, 'x')))
+    with pytest.raises(ValueError) as raised:
+        cloud_init.to_yaml({'a': [sign * 10 ** cloud_init.MAX_DIGITS]}, 'cloud_init.user_data')
+    assert str(raised.value).startswith('cloud_init.user_data.a[0] is an integer of more than 4300 digits')
+
+
+@pytest.mark.parametrize('document, path', [
+    ({'a': ['ok', 'x\ud800y']}, 'cloud_init.user_data.a[1]'),
+    ({'a': {'b\udfff': 1}}, "cloud_init.user_data.a has the key 'b\\udfff'"),
+    ({'a': '\udbff\udc00'}, 'cloud_init.user_data.a'),
+])
+def test_lone_surrogates_are_refused_by_their_path(document, path):
+    with pytest.raises(ValueError) as raised:
+        cloud_init.to_yaml(document, 'cloud_init.user_data')
+    assert str(raised.value).startswith(path) and 'UTF-8' in str(raised.value), raised.value
 
 
 # --- FAT image ------------------------------------------------------------------------------
