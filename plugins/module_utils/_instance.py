@@ -229,10 +229,13 @@ class InstanceManager(Manager):
                              error_kind='in_use')
         try:
             self.network = _network.interface_xml(params['network'], self.name)
+        except ValueError as e:
+            self.module.fail(str(e), error_kind='value')
+        try:
             self.files = _cloud_init.render(params['cloud_init'] or {}, self.name)
             self.seed_bytes = _cloud_init.fat_image(self.files)
         except ValueError as e:
-            self.module.fail(str(e), error_kind='value')
+            self.module.fail(str(e), error_kind='cloud_init')
         if params['state'] == 'running' and (current is None or current['state'] not in ACTIVE_STATES):
             try:
                 _network.check_ports_free((params['network'] or {}).get('port_forwards') or [])
