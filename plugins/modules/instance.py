@@ -118,7 +118,12 @@ options:
     choices: [auto, kvm, tcg]
     default: auto
   cloud_init:
-    description: What the seed gives cloud-init.
+    description:
+      - What the seed gives cloud-init. Dicts are written as YAML that cloud-init reads back with exactly the
+        given keys, values and types (a string V(yes) or V(017) stays a string).
+      - A value YAML cannot carry exactly (a string with a lone surrogate, lists and dicts nested more than 100
+        levels deep, an integer of more than 4300 digits) fails the task with C(error_kind=cloud_init), naming
+        its path.
     type: dict
     suboptions:
       user_data:
