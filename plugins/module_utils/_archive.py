@@ -22,6 +22,7 @@ to its owner and renames it into place. A failure leaves nothing behind.
 import ctypes
 import fnmatch
 import grp
+import gzip
 import hashlib
 import io
 import json
@@ -42,7 +43,7 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils._lifecycle impor
     DirStack, RootLifecycle, delete_tree, enclosing_root, mount_points, proven_marker, qemu_processes)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import ACTIVE_STATES
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import (
-    ARCHIVED_EMPTY, AUTOSTART_DIR, MARKER_NAME, NAMES_ROOT, NOT_ARCHIVED, SAVE_DIR, RootDir, RootError,
+    ARCHIVED_EMPTY, AUTOSTART_DIR, MARKER_NAME, NAMES_ROOT, NOT_ARCHIVED, QEMU_CONF, SAVE_DIR, RootDir, RootError,
     check_root_path, open_dir_path, write_marker, write_whole)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._volume import QCOW2_MAGIC
 
@@ -51,8 +52,10 @@ FORMAT_VERSION = 1
 MANIFEST = 'manifest.json'
 MEMBER_PREFIX = 'root/'
 ARCHIVE_MODE = 0o600  # it holds the root's secret values
-# Bounds on what a restore holds in memory: the manifest, and a file whose text is rewritten.
-MANIFEST_LIMIT = 64 << 20
+# Bounds on what a restore holds in memory: the manifest (about 170 bytes an entry), and a file
+# whose text is rewritten.
+MANIFEST_LIMIT = 4 << 20
+ENTRIES_LIMIT = 20000
 REWRITE_LIMIT = 16 << 20
 CHUNK = 1 << 20
 # A restored file skips (leaves a hole for) each block of zeros this large: raw images stay sparse.
@@ -64,13 +67,35 @@ RESTORED_MODE_MASK = 0o755
 QCOW2_BACKING_FORMAT = 0xE2792ACA
 QCOW2_DATA_FILE = 0x44415441
 QCOW2_BACKING_MAX = 1023
+# The cluster sizes qemu accepts: 512 bytes to 2 MiB.
+QCOW2_CLUSTER_BITS = (9, 21)
 QCOW2_HEAD = 64 << 10
 RENAME_NOREPLACE = 1
 # What reading a damaged or foreign archive raises.
-READ_ERRORS = (tarfile.TarError, EOFError, zlib.error, UnicodeError)
+READ_ERRORS = (tarfile.TarError, EOFError, zlib.error, UnicodeError, gzip.BadGzipFile)
+# The tar format our writer (tarfile, PAX format) emits: 512-byte blocks in records of 20, and
+# a PAX header before a member only for a long or non-ASCII path or a size of 8 GiB or more.
+BLOCK = 512
+RECORD = 20 * BLOCK
+PAX_KEYS = ('path', 'size', 'mtime', 'hdrcharset')
+PAX_LIMIT = 8 << 10
+REGULAR = 'file'
+# deflate never packs more than 1032 bytes in one: an archive declaring more lies.
+DEFLATE_RATIO = 1032
 # Characters of a path, as a root may have them (check_root_path); a root's path in a text
 # ends before anything else.
 PATH_BYTES = rb'A-Za-z0-9._+@\x80-\xff-'
+
+
+# What a root of root's may hold from an archive that is not root's own (check_for_root):
+# qemu.conf settings root_dir writes itself, and no definition element that runs a host
+# program, hands QEMU a host device or passes it options of its own.
+ROOT_QEMU_CONF_KEYS = ('user', 'group', 'stdio_handler', 'security_driver', 'cgroup_controllers', 'namespaces')
+ROOT_REFUSED_TAGS = ('script', 'downscript', 'hostdev')
+QEMU_NAMESPACE = '{http://libvirt.org/schemas/domain/qemu/1.0}'
+# Free text in a definition: not read as paths.
+FREE_TEXT = ('metadata', 'description', 'title')
+EMULATOR_NAME = re.compile(r'^qemu-(system-[A-Za-z0-9_]+|kvm)$')
 
 
 class ArchiveError(Exception):
@@ -132,7 +157,7 @@ def qcow2_header(read):
         backing = read(backing_offset, min(backing_size, 4096)).decode('utf-8', 'surrogateescape')
     return dict(backing=backing, format=backing_format if backing else None, encrypted=encrypted,
                 data_file=data_file, backing_offset=backing_offset, backing_size=backing_size,
-                cluster_size=1 << min(cluster_bits, 31))
+                cluster_size=1 << cluster_bits if QCOW2_CLUSTER_BITS[0] <= cluster_bits <= QCOW2_CLUSTER_BITS[1] else None)
 
 
 def moved_backing(header, old, new):
@@ -143,6 +168,12 @@ def moved_backing(header, old, new):
     backing = header['backing'] if header else None
     if not backing:
         return None
+    if (header['cluster_size'] is None or header['backing_size'] > QCOW2_BACKING_MAX
+            or header['backing_offset'] + header['backing_size'] > header['cluster_size']):
+        raise ArchiveError('an image has a qcow2 header whose backing file name (%d bytes at %d) does not fit in its '
+                           'first cluster, or whose cluster size is not one qemu takes: qemu would refuse it; convert '
+                           'it (qemu-img convert -O qcow2) and archive again'
+                           % (header['backing_size'], header['backing_offset']))
     if '..' in backing.split('/'):
         raise ArchiveError("an image names its backing file through '..' (%s): a restore rewrites whole paths only; "
                            "rebase the image to a plain path (qemu-img rebase -u) and archive again" % backing)
@@ -173,6 +204,99 @@ def boot_files(xml):
     return found + ([nvram.get('template')] if nvram is not None and nvram.get('template') else [])
 
 
+def never_archived(path, kind):
+    """Whether scan() leaves path out of every archive: below a directory archived empty, a running
+    guest's directory, a managed-save image (its definition would bypass every check)."""
+    parent = os.path.dirname(path)
+    return (any(path.startswith(empty + '/') for empty in ARCHIVED_EMPTY)
+            or any(matches('/'.join(path.split('/')[:pattern.count('/') + 1]), pattern) for pattern in NOT_ARCHIVED)
+            or (parent == SAVE_DIR and kind == 'file'))
+
+
+def check_budget(manifest, archive_size, free, where):
+    """ArchiveError unless what the manifest declares is as much as an archive of archive_size
+    bytes can hold and fits in free bytes: checked before a member is read, it bounds the work."""
+    need = sum(e['size'] for e in manifest['files'] if e['type'] == 'file')
+    if need > DEFLATE_RATIO * archive_size:
+        raise ArchiveError('its manifest declares %d bytes, more than gzip can hold in its %d: it was not written by '
+                           'root_dir' % (need, archive_size))
+    if need > free:
+        raise ArchiveError('%s has %d bytes free, and the archive holds %d bytes: free space there, or restore '
+                           'elsewhere' % (where, free, need))
+
+
+def check_for_root(relative, data, root):
+    """ArchiveError unless a file of an archive not root's own, as restored at root, is fit for a
+    root of root's, whose guests run as root: no definition may name a program or a file outside
+    the root, and qemu.conf may hold root_dir's own settings only, none naming a path."""
+    problem = qemu_conf_problem(data) if relative == QEMU_CONF else definition_problem(data, root)
+    if problem:
+        raise ArchiveError("its %s %s, and the restored root would be root's: QEMU and libvirt would act on it as root. "
+                           "Restore it with owner= the user whose root it was, or remove that from the root and "
+                           "archive it again" % (relative, problem))
+
+
+def qemu_conf_problem(data):
+    """Why a qemu.conf is not fit for a root of root's, or None."""
+    for token in re.findall(r'"[^"\n]*"|\'[^\'\n]*\'|#[^\n]*|[^"\'#]+|.', data.decode('utf-8', 'replace')):
+        if token.startswith('#'):
+            continue
+        if token in ('"', "'"):
+            return 'has a quote that does not end on its line'
+        if '/' in token:
+            return 'names the path %s' % token.strip()[:200]
+        for key in re.findall(r'([A-Za-z_][A-Za-z0-9_]*)\s*=', token):
+            if key not in ROOT_QEMU_CONF_KEYS:
+                return 'sets %s, a setting root_dir does not write' % key
+    return None
+
+
+def definition_problem(data, root):
+    """Why a definition (domain, snapshot, checkpoint, secret XML) is not fit for a root of root's, or None."""
+    if b'<!DOCTYPE' in data or b'<!ENTITY' in data:
+        return 'has a DOCTYPE or an entity'
+    try:
+        todo = [ElementTree.fromstring(data)]
+    except ElementTree.ParseError as e:
+        return 'is not XML (%s)' % e
+    while todo:
+        element = todo.pop()
+        tag = element.tag if isinstance(element.tag, str) else ''
+        if tag in FREE_TEXT:
+            continue
+        if tag.startswith(QEMU_NAMESPACE) or tag in ROOT_REFUSED_TAGS:
+            return 'has a <%s> element, which runs a host program, hands over a host device or passes QEMU options' % (
+                tag[len(QEMU_NAMESPACE):] if tag.startswith(QEMU_NAMESPACE) else tag)
+        text = (element.text or '').strip()
+        if tag == 'emulator':
+            if not root_program(text):
+                return ('names the emulator %s, which is not a qemu-system-* or qemu-kvm of root\'s in directories '
+                        'only root may write' % text[:200])
+            text = ''
+        for value in list(element.attrib.values()) + [text]:
+            if '/' in value and (moved_path(value, root, root) is None or '..' in value.split('/')):
+                return 'names %s, outside the root' % value[:200]
+        todo.extend(element)
+    return None
+
+
+def root_program(path):
+    """Whether path is a QEMU emulator only root could have put there: a qemu-system-* or qemu-kvm
+    file at its real path, of root's, that group and others cannot write, in directories alike."""
+    if not path.startswith('/') or os.path.realpath(path) != path or not EMULATOR_NAME.match(os.path.basename(path)):
+        return False
+    while True:
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return False
+        if st.st_uid != 0 or st.st_mode & 0o022:
+            return False
+        if path == '/':
+            return True
+        path = os.path.dirname(path)
+
+
 def check_relative(path):
     if (not isinstance(path, str) or not path or path.startswith('/') or '\0' in path
             or any(name in ('', '.', '..') for name in path.split('/'))):
@@ -195,12 +319,18 @@ def check_manifest(manifest):
     entries = manifest.get('files')
     if not isinstance(entries, list) or not isinstance(manifest.get('mode'), int):
         raise ArchiveError('its manifest has no list of files or no mode')
+    if len(entries) > ENTRIES_LIMIT:
+        raise ArchiveError('its manifest lists %d files and directories, more than the %d of a root this release '
+                           'archives' % (len(entries), ENTRIES_LIMIT))
     kinds = {}
     for entry in entries:
         if not isinstance(entry, dict):
-            raise ArchiveError('its manifest lists %r, which is not a file entry' % (entry,))
+            raise ArchiveError('its manifest lists a %s, which is not a file entry' % type(entry).__name__)
         path, kind = entry.get('path'), entry.get('type')
         check_relative(path)
+        if never_archived(path, kind):
+            raise ArchiveError('its manifest lists %s, which an archive of root_dir never holds (runtime state, a '
+                               'managed-save image): it was not made by root_dir' % path)
         if path in kinds:
             raise ArchiveError('its manifest lists %s twice' % path)
         parent = os.path.dirname(path)
@@ -241,37 +371,147 @@ def summary(manifest, files=None):
 def read_archive(fileobj):
     """Generator: the manifest of a gzip tar archive, then (file entry, stream of its data) for
     each member, each checked to be the member its manifest lists next (name, type, size).
-    ArchiveError for anything else: a missing or unlisted member, a link, a device."""
+    ArchiveError for anything else: a missing or unlisted member, a link, a device, a tar
+    header of a kind our writer never emits. Only what the manifest lists is read, in bounded
+    chunks: no header's declared size is ever allocated."""
     try:
-        with tarfile.open(fileobj=fileobj, mode='r|gz') as tar:
-            first = tar.next()
-            if first is None or first.name != MANIFEST or first.type != tarfile.REGTYPE or first.size > MANIFEST_LIMIT:
-                raise ArchiveError('it is not an archive of a root made by embedvirt.libvirt (its first member is '
-                                   'not %s)' % MANIFEST)
-            try:
-                manifest = json.loads(tar.extractfile(first).read())
-            except ValueError:
-                raise ArchiveError('its manifest is not JSON')
-            files = check_manifest(manifest)
-            yield manifest
-            for entry in files:
-                expected = MEMBER_PREFIX + entry['path']
-                member = tar.next()
-                if member is None:
-                    raise ArchiveError('it lacks the member %s its manifest lists' % expected)
-                if member.name != expected:
-                    raise ArchiveError('its member %s is not the next its manifest lists (%s): unlisted, repeated or '
-                                       'out of order' % (member.name, expected))
-                if member.type != tarfile.REGTYPE:
-                    raise ArchiveError('its member %s is a link, device or directory, not a file' % member.name)
-                if member.size != entry['size']:
-                    raise ArchiveError('its member %s has %d bytes, its manifest says %d' % (member.name, member.size, entry['size']))
-                yield entry, tar.extractfile(member)
-            extra = tar.next()
-            if extra is not None:
-                raise ArchiveError('its member %s is not in its manifest' % extra.name)
+        tar = TarStream(gzip.GzipFile(fileobj=fileobj, mode='rb'))
+        first = tar.next()
+        if first is None or first[0] != MANIFEST or first[1] != REGULAR or first[2] > MANIFEST_LIMIT:
+            raise ArchiveError('it is not an archive of a root made by embedvirt.libvirt (its first member is '
+                               'not %s of at most %d bytes)' % (MANIFEST, MANIFEST_LIMIT))
+        manifest = parse_manifest(tar.read_data(first[2]))
+        files = check_manifest(manifest)
+        yield manifest
+        for entry in files:
+            expected = MEMBER_PREFIX + entry['path']
+            member = tar.next()
+            if member is None:
+                raise ArchiveError('it lacks the member %s its manifest lists' % expected)
+            name, kind, size = member
+            if name != expected:
+                raise ArchiveError('its member %s is not the next its manifest lists (%s): unlisted, repeated or '
+                                   'out of order' % (name, expected))
+            if kind != REGULAR:
+                raise ArchiveError('its member %s is a link, device or directory (tar type %r), not a file' % (name, kind))
+            if size != entry['size']:
+                raise ArchiveError('its member %s has %d bytes, its manifest says %d' % (name, size, entry['size']))
+            yield entry, MemberStream(tar)
+        extra = tar.next()
+        if extra is not None:
+            raise ArchiveError('its member %s is not in its manifest' % extra[0])
+        tar.end()
     except READ_ERRORS as e:
-        raise ArchiveError('it is not a readable gzip tar file (%s)' % e)
+        # Not gzip's message, which quotes the file's first bytes.
+        raise ArchiveError('it is not a readable gzip tar file (%s)' % ('not gzip' if isinstance(e, gzip.BadGzipFile) else e))
+
+
+def parse_manifest(data):
+    """The manifest's JSON, parsed only when its containers are as few as a manifest of ENTRIES_LIMIT
+    entries has (a megabyte of '[]' would be millions of Python lists)."""
+    if data.count(b'{') + data.count(b'[') > 2 * ENTRIES_LIMIT + 16:
+        raise ArchiveError('its manifest holds more lists and objects than one of %d files' % ENTRIES_LIMIT)
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):
+        raise ArchiveError('its manifest is not JSON')
+
+
+def octal(field):
+    """A ustar number field: octal digits ended by NUL or space (base-256 numbers are refused)."""
+    digits = field.rstrip(b'\0 ').lstrip(b' ')
+    if not re.match(rb'^[0-7]{0,12}$', digits):
+        raise ArchiveError('it has a tar header whose number field %r is not octal' % field)
+    return int(digits or b'0', 8)
+
+
+def pax_records(data):
+    """{key: value} of a PAX extended header, the keys our writer emits only."""
+    records = {}
+    while data:
+        length, _space, rest = data.partition(b' ')
+        if not length.isdigit() or not 0 < int(length) <= len(data) or data[int(length) - 1:int(length)] != b'\n':
+            raise ArchiveError('it has a malformed PAX header')
+        key, equals, value = rest[:int(length) - len(length) - 2].partition(b'=')
+        if not equals or key.decode('ascii', 'replace') not in PAX_KEYS:
+            raise ArchiveError('it has a PAX header record %r, which root_dir never writes (GNU sparse files and other '
+                               'tar extensions are refused)' % key[:40])
+        records[key.decode()] = value.decode('utf-8', 'surrogateescape')
+        data = data[int(length):]
+    return records
+
+
+class TarStream:
+    """A strict reader of the tar files our writer makes (tarfile, PAX format): regular files,
+    each after at most one PAX header of a path or size; every header bounded and checked
+    before it is believed. tarfile's own reader would allocate a PAX or GNU long-name header
+    whole and present a sparse member at its declared size."""
+
+    def __init__(self, f):
+        self.f = f
+        self.data = 0  # what is left of the current member's data
+        self.pad = 0  # and of the zeros after it, to its last block
+
+    def read(self, size):
+        """Exactly size bytes of the stream (the caller bounds size); ArchiveError when it ends."""
+        data = self.f.read(size)
+        if len(data) != size:
+            raise ArchiveError('it ends within a member: it was cut off')
+        return data
+
+    def read_data(self, size):
+        """At most size bytes of the current member's data; b'' at its end."""
+        data = self.read(min(size, self.data))
+        self.data -= len(data)
+        return data
+
+    def next(self):
+        """(name, kind, size) of the next member, or None at the end of the archive."""
+        while self.data:
+            self.read_data(CHUNK)
+        self.read(self.pad)
+        pax = {}
+        while True:
+            block = self.read(BLOCK)
+            if block == bytes(BLOCK):
+                if pax:
+                    raise ArchiveError('it has a PAX header followed by no member')
+                return None
+            if block[257:265] != b'ustar\x0000':
+                raise ArchiveError('it has a tar header that is not POSIX ustar')
+            if octal(block[148:156]) != sum(block[:148]) + 32 * 8 + sum(block[156:]):
+                raise ArchiveError('it has a tar header whose checksum is wrong')
+            kind, size = block[156:157], octal(block[124:136])
+            if kind != b'x':
+                break
+            if pax or size > PAX_LIMIT:
+                raise ArchiveError('it has a PAX header of %d bytes, or two in a row: root_dir writes one of at most '
+                                   '%d bytes' % (size, PAX_LIMIT))
+            pax = pax_records(self.read(size))
+            self.read(-size % BLOCK)
+        prefix, name = block[345:500].rstrip(b'\0'), block[:100].rstrip(b'\0')
+        name = pax.get('path') or (prefix + b'/' + name if prefix else name).decode('utf-8', 'surrogateescape')
+        if kind not in (b'0', b'\0'):
+            return name, kind.decode('ascii', 'replace'), 0
+        if 'size' in pax:
+            if not pax['size'].isdigit():
+                raise ArchiveError('it has a PAX header whose size %r is not a number' % pax['size'][:40])
+            size = int(pax['size'])
+        self.data, self.pad = size, -size % BLOCK
+        return name, REGULAR, size
+
+    def end(self):
+        """After the end-of-archive block: nothing but the zeros that pad the last record."""
+        rest = self.f.read(RECORD + 1)
+        if len(rest) > RECORD or rest.count(0) != len(rest):
+            raise ArchiveError('it has data after its end')
+
+
+class MemberStream:
+    """The data of a TarStream's current member, as a file object."""
+
+    def __init__(self, tar):
+        self.read = tar.read_data
 
 
 def copy_member(entry, stream, write=None):
@@ -634,8 +874,7 @@ class RootRestore(Manager):
             self.module.fail("the directory %s, in which the root is restored, does not exist: create it first"
                              % os.path.dirname(self.path), error_kind='root')
         with self.open_src(src) as archive:
-            manifest, files = self.checked(self.verify, archive)
-            uid, gid = self.owner_ids(manifest)
+            manifest, files, uid, gid = self.checked(self.verify, archive)
             old = manifest['root']
             self.act('restore %s from %s' % (self.path, src))
             if not self.module.check_mode:
@@ -652,7 +891,7 @@ class RootRestore(Manager):
 
     def open_src(self, src):
         """The archive, opened through its directory's descriptor (links on the way only of root's or
-        the caller's), never through a link itself, never blocking on a FIFO, a regular file."""
+        the caller's), never through a link itself, never blocking on a FIFO, a regular file of one link."""
         directory, name = os.path.split(src)
         try:
             dir_fd = open_dir_path(directory)
@@ -664,17 +903,29 @@ class RootRestore(Manager):
             self.module.fail("cannot read src '%s' (%s): give the path of an archive root_dir state=archived wrote, "
                              "not a link, in a directory only root or its owner may change"
                              % (src, getattr(e, 'strerror', None) or e), error_kind='src')
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             os.close(fd)
             self.module.fail("src '%s' is not a regular file: give the path of an archive root_dir state=archived "
                              "wrote" % src, error_kind='src')
+        if st.st_nlink != 1:
+            # A hard link in a user's directory could make root read a file that user cannot.
+            os.close(fd)
+            self.module.fail("src '%s' has %d hard links: give the path of a copy of the archive (cp), not a link"
+                             % (src, st.st_nlink), error_kind='src')
         return os.fdopen(fd, 'rb')
 
-    def owner_ids(self, manifest):
+    def owner_ids(self, manifest, src_uid):
         """uid and gid of the restored root: as asked, else the archived root's owner (a user's root stays
-        the user's: its qemu.conf and definitions are what that user wrote), who must exist here."""
+        the user's: its qemu.conf and definitions are what that user wrote), who must exist here. The
+        manifest names that owner only in an archive of root's (or of the task's user): anyone may
+        write a manifest."""
         params = self.params
         owner = manifest.get('owner')
+        if not params['owner'] and src_uid not in (0, os.geteuid()):
+            self.module.fail("src '%s' belongs to uid %d, not to root: the owner its manifest names (%s) is that user's "
+                             "word; give owner= for the restored root (the user whose root it was, to restore it as "
+                             "theirs)" % (params['src'], src_uid, owner), error_kind='owner')
         if params['owner'] or owner in (None, 'root'):
             uid, gid = RootLifecycle(self.module).owner_ids(None)
             if uid == 0 and owner not in (None, 'root'):
@@ -696,14 +947,26 @@ class RootRestore(Manager):
             self.module.fail("src '%s' is refused, nothing was written: %s" % (self.params['src'], e), error_kind='archive')
 
     def verify(self, archive):
-        """(manifest, file entries) once every member matched the manifest."""
+        """(manifest, file entries, uid, gid) once every member matched the manifest. The archive must
+        fit where it is restored (checked before any member is read), and a root of root's holds
+        only what root may run, unless root's own archive of a root of root's."""
+        src = os.fstat(archive.fileno())
         members = read_archive(archive)
         manifest = next(members)
+        where = os.path.dirname(self.path)
+        fs = os.statvfs(where)
+        check_budget(manifest, src.st_size, fs.f_bavail * fs.f_frsize, where)
+        uid, gid = self.owner_ids(manifest, src.st_uid)
+        untrusted = uid == 0 and (src.st_uid != 0 or manifest.get('owner') not in (None, 'root'))
         files = []
         for entry, stream in members:
-            head = copy_member(entry, stream)
-            if (names_root(entry['path']) or entry['path'] == MARKER_NAME) and entry['size'] > REWRITE_LIMIT:
+            rewritten = names_root(entry['path'])
+            if (rewritten or entry['path'] == MARKER_NAME) and entry['size'] > REWRITE_LIMIT:
                 raise ArchiveError('its %s has %d bytes, more than such a file of libvirt holds' % (entry['path'], entry['size']))
+            chunks = []
+            head = copy_member(entry, stream, chunks.append if untrusted and rewritten else None)
+            if chunks:
+                check_for_root(entry['path'], rewrite_paths(b''.join(chunks), manifest['root'], self.path)[0], self.path)
             header = qcow2_header(lambda offset, length, head=head: head[offset:offset + length])
             if header and header['data_file']:
                 raise ArchiveError('its image %s keeps its data in an external file, which QEMU would open wherever '
@@ -711,17 +974,12 @@ class RootRestore(Manager):
                                    % entry['path'])
             moved_backing(header, manifest['root'], self.path)
             files.append(entry)
-        return manifest, files
+        return manifest, files, uid, gid
 
     def restore(self, archive, manifest, uid, gid):
         parent_path, name = os.path.split(self.path)
         parent = open_dir_path(parent_path)
         try:
-            need = sum(e['size'] for e in manifest['files'] if e['type'] == 'file')
-            fs = os.fstatvfs(parent)
-            if fs.f_bavail * fs.f_frsize < need:
-                raise RootError('%s has %d bytes free, and the archive holds %d bytes: free space there, or restore '
-                                'elsewhere' % (parent_path, fs.f_bavail * fs.f_frsize, need))
             # Only its maker may enter it until it is complete and its owner's.
             tmp = '.%s.restore-%s' % (name, uuid.uuid4().hex[:8])
             os.mkdir(tmp, 0o700, dir_fd=parent)

@@ -52,6 +52,19 @@ description:
     on the archive's images), gives the tree to O(owner) and O(group) and renames it into place. A failure
     leaves nothing behind. Logs keep the old paths. An image with an external data file, or whose backing
     file name goes through C(..), is refused.
+  - An archive is untrusted input, read by a strict reader of the tar files O(state=archived) writes - regular
+    files, each after at most one PAX header (of at most 8 KiB) for a long path or a size of 8 GiB or more;
+    GNU long names, sparse members and other tar extensions are refused, and nothing a header declares is
+    allocated. The manifest may have 4 MiB and 20000 entries, and must not list runtime state or managed-save
+    images. What it declares must fit in the restore's filesystem and in what gzip can hold in the archive's
+    size (1032 bytes a byte); both are checked before any member is read, in check mode too.
+  - A manifest is its writer's word. O(owner) must be given to restore an archive file that neither root nor the
+    task's user owns. A restore that makes a root of root's from an archive that is not root's own archive of
+    a root of root's refuses (V(archive) error) definitions naming an C(<emulator>) other than a
+    C(qemu-system-*) or C(qemu-kvm) of root's in directories only root may write, any file outside the
+    new root (disk, kernel, initrd, loader, socket...), C(<hostdev>), C(<script>) and C(qemu:) elements,
+    and C(qemu.conf) settings other than those root_dir writes or naming a path: its guests would run as
+    root. Restore such an archive with O(owner) the user whose root it was.
   - The C(embedvirt.libvirt.root) role uses this module and adds the boot service, whose unit name and
     command line this module returns (RV(boot_unit)).
 options:
@@ -79,7 +92,9 @@ options:
         the task.
       - With O(state=restored), the owner of the restored root and all its files. When not given, the owner
         of the archived root (its name in the manifest), who must have an account here; a user's root is never
-        made root's unless asked (its C(qemu.conf) and definitions are what that user wrote).
+        made root's unless asked (its C(qemu.conf) and definitions are what that user wrote). Required
+        (V(owner) error) when the archive file belongs to neither root nor the task's user: anyone may
+        write a manifest that names root.
         Restore a root whose guests ran as an ordinary user to such a user, or set O(qemu_conf) afterwards.
     type: str
   group:

@@ -15,12 +15,16 @@ import stat
 import struct
 import subprocess
 import tarfile
+import time
+import tracemalloc
+import zlib
 
 import pytest
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._archive import (
-    FORMAT, FORMAT_VERSION, MANIFEST, ArchiveError, RootRestore, boot_files, check_manifest, copy_member, moved_backing,
-    moved_path, names_root, qcow2_header, read_archive, rewrite_paths, scan, set_backing_name)
+    FORMAT, FORMAT_VERSION, MANIFEST, ArchiveError, RootRestore, boot_files, check_budget, check_for_root, check_manifest,
+    copy_member, moved_backing, moved_path, names_root, qcow2_header, read_archive, rewrite_paths, scan, set_backing_name)
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._qemu_conf import render, settings_for
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import RootDir, RootError, open_dir_path
 
 OLD = '/srv/vms'
@@ -276,7 +280,7 @@ def test_a_backing_name_through_dotdot_or_too_long_for_its_header_is_refused():
     assert moved_backing(header, '/srv/other', '/srv/new') is None
     assert moved_backing(qcow2_header(reader(qcow2('b.qcow2'))), '/srv/old', '/srv/new') is None
     with pytest.raises(ArchiveError, match='would not fit'):
-        moved_backing(dict(header, cluster_size=header['backing_offset'] + 20), '/srv/old', '/srv/new')
+        moved_backing(dict(header, cluster_size=header['backing_offset'] + 23), '/srv/old', '/srv/newer')
 
 
 @pytest.mark.skipif(shutil.which('qemu-img') is None, reason='needs qemu-img')
@@ -460,3 +464,187 @@ def test_a_failed_restore_leaves_nothing(short_tmp, fail):
         RootRestore(FakeModule(new)).restore(io.BytesIO(data), manifest, os.geteuid(), os.getegid())
     assert ("through '..'" if fail == 'backing' else 'it changed while it was restored') in str(err.value)
     assert os.listdir(short_tmp) == []
+
+
+# --- hostile archives: refused in bounded memory and time ---------------------------------------
+def tar_header(name, size, kind=tarfile.REGTYPE):
+    info = tarfile.TarInfo(name)
+    info.size, info.type = size, kind
+    return info.tobuf(tarfile.USTAR_FORMAT)
+
+
+def padded(data):
+    return data + bytes(-len(data) % 512)
+
+
+def pax(records):
+    data = b''
+    for key, value in records.items():
+        record = ' %s=%s\n' % (key, value)
+        length = len(record)
+        while len(str(length)) + len(record) != length:
+            length = len(str(length)) + len(record)
+        data += ('%d%s' % (length, record)).encode()
+    return tar_header('././@PaxHeader', len(data), tarfile.XHDTYPE) + padded(data)
+
+
+def gzipped(*parts):
+    """A gzip stream of the parts, each bytes or (block, count): count copies of block, compressed once
+    and repeated (after a full flush, deflate refers to nothing before): a gzip bomb costs the test nothing."""
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
+    out, crc, size = [b'\x1f\x8b\x08\0\0\0\0\0\0\xff'], 0, 0
+    for part in parts:
+        block, count = part if isinstance(part, tuple) else (part, 1)
+        out.append((compressor.compress(block) + compressor.flush(zlib.Z_FULL_FLUSH)) * count)
+        for _copy in range(count):
+            crc = zlib.crc32(block, crc)
+        size += len(block) * count
+    out += [compressor.flush(), struct.pack('<II', crc, size & 0xffffffff)]
+    return b''.join(out)
+
+
+def member(name, data):
+    return tar_header(name, len(data)) + padded(data)
+
+
+def manifest_member(manifest):
+    return member(MANIFEST, json.dumps(manifest).encode())
+
+
+def huge_manifest(size):
+    """The good manifest and its first two members, its image declared of size bytes."""
+    manifest = good_manifest()
+    manifest['files'][-1].update(size=size)
+    return manifest_member(manifest) + b''.join(member('root/' + p, FILES[p]) for p in ('.embedvirt-root', 'etc/qemu/g.xml'))
+
+
+MIB = 1 << 20
+
+
+@pytest.mark.parametrize('data, says', [
+    # Extension headers declaring 64 MiB that the stream really holds (tarfile reads them whole).
+    (gzipped(tar_header('././@PaxHeader', 64 * MIB, tarfile.XHDTYPE), (bytes(MIB), 64)), 'PAX header of 67108864 bytes'),
+    (gzipped(tar_header('././@LongLink', 64 * MIB, tarfile.GNUTYPE_LONGNAME), (bytes(MIB), 64)),
+     'its first member is not manifest.json'),
+    # A sparse member of 16 GiB (tarfile would present, and copy_member hash, 16 GiB of zeros).
+    (gzipped(huge_manifest(16 << 30), pax({'GNU.sparse.major': 1, 'GNU.sparse.minor': 0, 'GNU.sparse.realsize': 16 << 30,
+                                           'GNU.sparse.name': 'root/images/g.qcow2'}),
+             member('root/images/g.qcow2', b'0\n'), bytes(1024)), "PAX header record b'GNU.sparse.major'"),
+    # A manifest of a million empty objects, and one nested a million deep.
+    (gzipped(member(MANIFEST, b'[' + b','.join([b'{}'] * 1000000) + b']')), 'more lists and objects'),
+    (gzipped(tar_header(MANIFEST, 2 * MIB) + b'[' * 2 * MIB), 'more lists and objects'),
+    (gzipped(tar_header(MANIFEST, 64 * MIB), (bytes(MIB), 64)), 'its first member is not manifest.json'),
+])
+def test_a_hostile_archive_is_refused_in_bounded_memory_and_time(data, says):
+    assert len(data) < 4 * MIB
+    tracemalloc.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(Exception) as err:
+            verify(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * MIB and time.monotonic() - started < 5
+    assert err.type is ArchiveError and says in str(err.value)
+
+
+def test_a_member_is_read_in_bounded_chunks_whatever_its_size():
+    """A gzip bomb of a member: 1 GiB of zeros in 1 MiB, read and hashed chunk by chunk."""
+    data = gzipped(huge_manifest(1 << 30), tar_header('root/images/g.qcow2', 1 << 30), (bytes(16 * MIB), 64), bytes(1024))
+    tracemalloc.start()
+    try:
+        with pytest.raises(ArchiveError, match='does not have the sha256'):
+            verify(data)
+        assert tracemalloc.get_traced_memory()[1] < 8 * MIB
+    finally:
+        tracemalloc.stop()
+
+
+def test_what_a_manifest_declares_is_checked_against_the_archive_and_free_space():
+    manifest = good_manifest()
+    manifest['files'][-1].update(size=1 << 40)
+    with pytest.raises(ArchiveError, match='more than gzip can hold'):
+        check_budget(manifest, MIB, 1 << 50, '/srv')
+    with pytest.raises(ArchiveError, match='/srv has 1000 bytes free'):
+        check_budget(good_manifest(), MIB, 1000, '/srv')
+    check_budget(good_manifest(), MIB, MIB, '/srv')
+
+
+def test_a_restore_refuses_what_the_manifest_declares_before_it_reads_the_members(short_tmp):
+    """1 GiB of zeros in the archive, and a manifest that declares 8 GiB: refused before any is read."""
+    manifest = good_manifest()
+    manifest['files'][-1].update(size=(8 << 30) - 1)
+    manifest['owner'] = 'nobody'
+    path = os.path.join(short_tmp, 'a.tar.gz')
+    with open(path, 'wb') as f:
+        f.write(gzipped(manifest_member(manifest), b''.join(member('root/' + p, FILES[p]) for p in ('.embedvirt-root', 'etc/qemu/g.xml')),
+                        tar_header('root/images/g.qcow2', (8 << 30) - 1), (bytes(16 * MIB), 64)))
+    module = FakeModule(os.path.join(short_tmp, 'new'))
+    module.params.update(owner=None, group=None)
+    started = time.monotonic()
+    with open(path, 'rb') as archive:
+        with pytest.raises(ArchiveError, match='more than gzip can hold'):
+            RootRestore(module).verify(archive)
+    assert time.monotonic() - started < 1
+
+
+def test_a_qcow2_header_declaring_more_than_its_first_cluster_is_refused():
+    """qemu takes a backing name of 1023 bytes at most, in the first cluster (512 B to 2 MiB): a header
+    declaring 2 GiB would have set_backing_name allocate and write 2 GiB."""
+    data = bytearray(qcow2('/srv/old/images/b.qcow2'))
+    for field, value in ((16, struct.pack('>I', 1 << 31)), (20, struct.pack('>I', 31))):
+        changed = bytearray(data)
+        changed[field:field + 4] = value
+        with pytest.raises(ArchiveError, match='qemu would refuse it'):
+            moved_backing(qcow2_header(reader(bytes(changed))), '/srv/old', '/srv/new')
+
+
+# --- what a root of root's takes from an archive that is not root's own ---------------------------
+DOMAIN = '''<domain type='qemu'><name>g</name><description>see /etc/x</description>
+<metadata><x:os xmlns:x='http://libosinfo.org/xmlns/libvirt/domain/1.0' id='http://debian.org/debian/12'/></metadata>
+<devices><emulator>%s</emulator><disk type='file'><source file='%s'/></disk></devices></domain>'''
+EMULATOR = '/usr/bin/qemu-system-x86_64'
+
+
+@pytest.mark.parametrize('relative, data, says', [
+    ('etc/qemu/g.xml', DOMAIN % ('/tmp/evil', '/new/images/g.qcow2'), 'names the emulator /tmp/evil'),
+    ('etc/qemu/g.xml', DOMAIN % ('/new/bin/qemu-system-x86_64', '/new/images/g.qcow2'), 'names the emulator'),
+    ('etc/qemu/g.xml', DOMAIN % (EMULATOR, '/etc/shadow'), 'names /etc/shadow, outside the root'),
+    ('etc/qemu/g.xml', DOMAIN % (EMULATOR, '/new/../etc/shadow'), 'outside the root'),
+    ('etc/qemu/g.xml', "<domain><os><kernel>/boot/vmlinuz</kernel></os></domain>", 'names /boot/vmlinuz'),
+    ('etc/qemu/g.xml', "<domain xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'><qemu:commandline>"
+     "<qemu:arg value='-plugin'/></qemu:commandline></domain>", 'has a <commandline> element'),
+    ('etc/qemu/g.xml', "<domain><devices><hostdev mode='subsystem'/></devices></domain>", 'has a <hostdev> element'),
+    ('etc/qemu/g.xml', "<domain><devices><interface type='ethernet'><script path='evil'/></interface></devices>"
+     "</domain>", 'has a <script> element'),
+    ('etc/qemu/g.xml', "<!DOCTYPE d [<!ENTITY e '/etc/shadow'>]><domain>&e;</domain>", 'has a DOCTYPE'),
+    ('lib/qemu/snapshot/g/s.xml', '<domainsnapshot>%s</domainsnapshot>' % (DOMAIN % ('/tmp/evil', '/new/x')),
+     'names the emulator /tmp/evil'),
+    ('etc/qemu.conf', render(settings_for(1000, dict(extra={'bridge_helper': '"/tmp/evil"'}))), 'sets bridge_helper'),
+    ('etc/qemu.conf', render(settings_for(1000, dict(extra={'lock_manager': '"lockd"'}))), 'sets lock_manager'),
+    ('etc/qemu.conf', render(settings_for(1000, dict(security_driver='/x'))), 'names the path "/x"'),
+    ('etc/qemu.conf', 'user = "root"\ngroup = "root\nbridge_helper = "/tmp/evil"', 'a quote that does not end'),
+])
+def test_a_root_of_roots_refuses_programs_and_files_outside_it(relative, data, says):
+    with pytest.raises(ArchiveError) as err:
+        check_for_root(relative, data.encode(), '/new')
+    assert says in str(err.value) and 'owner=' in str(err.value)
+
+
+@pytest.mark.parametrize('relative, data', [
+    ('etc/qemu/g.xml', DOMAIN % (EMULATOR, '/new/images/g.qcow2')),
+    ('etc/qemu.conf', render(settings_for(0))),
+    ('etc/qemu.conf', render(settings_for(1000))),
+    ('etc/secrets/s.xml', "<secret><usage type='volume'><volume>/new/images/e.qcow2</volume></usage></secret>"),
+])
+def test_a_root_of_roots_takes_what_names_only_the_root_and_qemu(relative, data):
+    if not os.path.exists(EMULATOR):
+        pytest.skip('needs ' + EMULATOR)
+    check_for_root(relative, data.encode(), '/new')
+
+
+def test_what_is_not_gzip_is_refused_without_quoting_it():
+    with pytest.raises(ArchiveError) as err:
+        verify(b'root:$y$secret:19000:0:99999:7:::\n')
+    assert 'root' not in str(err.value) and "b'ro'" not in str(err.value)
