@@ -319,6 +319,9 @@ def check_manifest(manifest):
     entries = manifest.get('files')
     if not isinstance(entries, list) or not isinstance(manifest.get('mode'), int):
         raise ArchiveError('its manifest has no list of files or no mode')
+    outside = manifest.get('outside', [])
+    if not isinstance(outside, list) or len(outside) > ENTRIES_LIMIT or not all(isinstance(p, str) for p in outside):
+        raise ArchiveError('its manifest has no valid list of the files outside the root')
     if len(entries) > ENTRIES_LIMIT:
         raise ArchiveError('its manifest lists %d files and directories, more than the %d of a root this release '
                            'archives' % (len(entries), ENTRIES_LIMIT))

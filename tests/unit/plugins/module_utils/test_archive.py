@@ -155,6 +155,11 @@ def tampered(change):
     (tampered(lambda m: m['files'].pop(5)), 'names etc/qemu/g.xml, which it does not hold'),
     (tampered(lambda m: m['files'].pop(0)), 'lists no .embedvirt-root'),
     (tampered(lambda m: m.update(files={})), 'no list of files'),
+    (tampered(lambda m: m.update(outside=[{}])), 'no valid list of the files outside the root'),
+    (tampered(lambda m: m.update(files=m['files'] * 3000)), 'more than the 20000 of a root'),
+    (tampered(lambda m: m['files'].append(entry('run/qemu/g.xml', b'x'))), 'run/qemu/g.xml, which an archive of root_dir never holds'),
+    (tampered(lambda m: m['files'].append(entry('lib/qemu/save/g.save', b'x'))), 'lib/qemu/save/g.save, which an archive'),
+    (tampered(lambda m: m['files'].append(dict(path='lib/qemu/domain-1-g', type='dir', mode=0o700))), 'never holds'),
 ])
 def test_a_tampered_manifest_is_refused(manifest, says):
     with pytest.raises(ArchiveError) as err:
