@@ -423,7 +423,7 @@ def parse_manifest(data):
 def octal(field):
     """A ustar number field: octal digits ended by NUL or space (base-256 numbers are refused)."""
     digits = field.rstrip(b'\0 ').lstrip(b' ')
-    if not re.match(rb'^[0-7]{0,12}$', digits):
+    if not re.fullmatch(rb'[0-7]{0,12}', digits):
         raise ArchiveError('it has a tar header whose number field %r is not octal' % field)
     return int(digits or b'0', 8)
 
