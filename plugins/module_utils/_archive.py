@@ -918,17 +918,18 @@ class RootRestore(Manager):
                              % (src, st.st_nlink), error_kind='src')
         return os.fdopen(fd, 'rb')
 
-    def owner_ids(self, manifest, src_uid):
+    def owner_ids(self, manifest, src, writer):
         """uid and gid of the restored root: as asked, else the archived root's owner (a user's root stays
         the user's: its qemu.conf and definitions are what that user wrote), who must exist here. The
-        manifest names that owner only in an archive of root's (or of the task's user): anyone may
-        write a manifest."""
+        manifest names that owner only when root or the task's user wrote the archive (writer): anyone
+        may write a manifest."""
         params = self.params
         owner = manifest.get('owner')
-        if not params['owner'] and src_uid not in (0, os.geteuid()):
-            self.module.fail("src '%s' belongs to uid %d, not to root: the owner its manifest names (%s) is that user's "
-                             "word; give owner= for the restored root (the user whose root it was, to restore it as "
-                             "theirs)" % (params['src'], src_uid, owner), error_kind='owner')
+        if not params['owner'] and writer is None:
+            self.module.fail("src '%s' belongs to uid %d (mode %04o), not to root alone: the owner its manifest names "
+                             "(%s) is the word of whoever may write it; give owner= for the restored root (the user "
+                             "whose root it was, to restore it as theirs)"
+                             % (params['src'], src.st_uid, stat.S_IMODE(src.st_mode), owner), error_kind='owner')
         if params['owner'] or owner in (None, 'root'):
             uid, gid = RootLifecycle(self.module).owner_ids(None)
             if uid == 0 and owner not in (None, 'root'):
@@ -959,8 +960,10 @@ class RootRestore(Manager):
         where = os.path.dirname(self.path)
         fs = os.statvfs(where)
         check_budget(manifest, src.st_size, fs.f_bavail * fs.f_frsize, where)
-        uid, gid = self.owner_ids(manifest, src.st_uid)
-        untrusted = uid == 0 and (src.st_uid != 0 or manifest.get('owner') not in (None, 'root'))
+        # Only the task's user or root wrote a file of theirs that nobody else may write.
+        writer = src.st_uid if src.st_uid in (0, os.geteuid()) and not src.st_mode & 0o022 else None
+        uid, gid = self.owner_ids(manifest, src, writer)
+        untrusted = uid == 0 and (writer != 0 or manifest.get('owner') not in (None, 'root'))
         files = []
         for entry, stream in members:
             rewritten = names_root(entry['path'])

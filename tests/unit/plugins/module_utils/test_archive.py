@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import os
+import pwd
 import shutil
 import socket
 import stat
@@ -411,6 +412,13 @@ class FakeModule:
         self.check_mode = False
         self.client = type('Client', (), {'root': type('Root', (), {'path': path})})()
 
+    def fail(self, msg, **kwargs):
+        raise Failed(msg, kwargs)
+
+
+class Failed(Exception):
+    """What FakeModule.fail raises: (msg, the other fields)."""
+
 
 def restorable(old, backing='/images/base.qcow2'):
     """(manifest, archive bytes) of a root at old: a domain XML, a marker, an autostart link and a
@@ -653,3 +661,23 @@ def test_what_is_not_gzip_is_refused_without_quoting_it():
     with pytest.raises(ArchiveError) as err:
         verify(b'root:$y$secret:19000:0:99999:7:::\n')
     assert 'root' not in str(err.value) and "b'ro'" not in str(err.value)
+
+
+@pytest.mark.parametrize('mode, says', [(0o600, None), (0o644, None), (0o620, 'not to root alone'), (0o606, 'not to root alone')])
+def test_a_manifest_names_the_owner_only_in_an_archive_nobody_else_may_write(short_tmp, mode, says):
+    manifest = good_manifest()
+    manifest['owner'] = 'nobody'
+    path = os.path.join(short_tmp, 'a.tar.gz')
+    with open(path, 'wb') as f:
+        f.write(make_archive(manifest))
+    os.chmod(path, mode)
+    module = FakeModule(os.path.join(short_tmp, 'new'))
+    module.params.update(owner=None, group=None)
+    with open(path, 'rb') as archive:
+        if says is None:
+            assert RootRestore(module).verify(archive)[2] == pwd.getpwnam('nobody').pw_uid
+        else:
+            with pytest.raises(Failed) as err:
+                RootRestore(module).verify(archive)
+            assert says in err.value.args[0] and 'give owner=' in err.value.args[0]
+            assert err.value.args[1] == dict(error_kind='owner')
