@@ -63,7 +63,7 @@ description:
     a root of root's refuses (V(archive) error) definitions naming an C(<emulator>) other than a
     C(qemu-system-*) or C(qemu-kvm) of root's in directories only root may write, any file outside the
     new root (disk, kernel, initrd, loader, socket...), C(<hostdev>), C(<script>) and C(qemu:) elements,
-    and C(qemu.conf) settings other than those root_dir writes or naming a path: its guests would run as
+    and C(qemu.conf) settings other than those root_dir writes or naming a path, as its guests would run as
     root. Restore such an archive with O(owner) the user whose root it was.
   - The C(embedvirt.libvirt.root) role uses this module and adds the boot service, whose unit name and
     command line this module returns (RV(boot_unit)).
@@ -93,7 +93,7 @@ options:
       - With O(state=restored), the owner of the restored root and all its files. When not given, the owner
         of the archived root (its name in the manifest), who must have an account here; a user's root is never
         made root's unless asked (its C(qemu.conf) and definitions are what that user wrote). Required
-        (V(owner) error) when the archive file belongs to neither root nor the task's user: anyone may
+        (V(owner) error) when the archive file belongs to neither root nor the task's user, as anyone may
         write a manifest that names root.
         Restore a root whose guests ran as an ordinary user to such a user, or set O(qemu_conf) afterwards.
     type: str
