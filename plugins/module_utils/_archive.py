@@ -410,10 +410,10 @@ def read_archive(fileobj):
 
 
 def parse_manifest(data):
-    """The manifest's JSON, parsed only when its containers are as few as a manifest of ENTRIES_LIMIT
-    entries has (a megabyte of '[]' would be millions of Python lists)."""
-    if data.count(b'{') + data.count(b'[') > 2 * ENTRIES_LIMIT + 16:
-        raise ArchiveError('its manifest holds more lists and objects than one of %d files' % ENTRIES_LIMIT)
+    """The manifest's JSON, parsed only when its containers and values are as few as a manifest of
+    ENTRIES_LIMIT entries has (a megabyte of '[]' or '1.5,' would be a million Python objects)."""
+    if data.count(b'{') + data.count(b'[') > 2 * ENTRIES_LIMIT + 16 or data.count(b',') > 10 * ENTRIES_LIMIT:
+        raise ArchiveError('its manifest holds more lists, objects or values than one of %d files' % ENTRIES_LIMIT)
     try:
         return json.loads(data)
     except (ValueError, RecursionError):

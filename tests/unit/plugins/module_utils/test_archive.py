@@ -543,9 +543,10 @@ MIB = 1 << 20
     (gzipped(huge_manifest(16 << 30), pax({'GNU.sparse.major': 1, 'GNU.sparse.minor': 0, 'GNU.sparse.realsize': 16 << 30,
                                            'GNU.sparse.name': 'root/images/g.qcow2'}),
              member('root/images/g.qcow2', b'0\n'), bytes(1024)), "PAX header record b'GNU.sparse.major'"),
-    # A manifest of a million empty objects, and one nested a million deep.
-    (gzipped(member(MANIFEST, b'[' + b','.join([b'{}'] * 1000000) + b']')), 'more lists and objects'),
-    (gzipped(tar_header(MANIFEST, 2 * MIB) + b'[' * 2 * MIB), 'more lists and objects'),
+    # A manifest of a million empty objects, of a million numbers, and one nested two million deep.
+    (gzipped(member(MANIFEST, b'[' + b','.join([b'{}'] * 1000000) + b']')), 'more lists, objects or values'),
+    (gzipped(member(MANIFEST, b'[' + b','.join([b'1.5'] * 1000000) + b']')), 'more lists, objects or values'),
+    (gzipped(tar_header(MANIFEST, 2 * MIB) + b'[' * 2 * MIB), 'more lists, objects or values'),
     (gzipped(tar_header(MANIFEST, 64 * MIB), (bytes(MIB), 64)), 'its first member is not manifest.json'),
 ])
 def test_a_hostile_archive_is_refused_in_bounded_memory_and_time(data, says):
