@@ -96,6 +96,8 @@ QEMU_NAMESPACE = '{http://libvirt.org/schemas/domain/qemu/1.0}'
 # Free text in a definition: not read as paths.
 FREE_TEXT = ('metadata', 'description', 'title')
 EMULATOR_NAME = re.compile(r'^qemu-(system-[A-Za-z0-9_]+|kvm)$')
+# A definition checked is parsed whole: a megabyte of '<a/>' is already 250000 Python objects.
+DEFINITION_LIMIT = 1 << 20
 
 
 class ArchiveError(Exception):
@@ -253,6 +255,8 @@ def qemu_conf_problem(data):
 
 def definition_problem(data, root):
     """Why a definition (domain, snapshot, checkpoint, secret XML) is not fit for a root of root's, or None."""
+    if len(data) > DEFINITION_LIMIT:
+        return 'has %d bytes, more than a definition of libvirt holds' % len(data)
     if b'<!DOCTYPE' in data or b'<!ENTITY' in data:
         return 'has a DOCTYPE or an entity'
     try:

@@ -59,11 +59,11 @@ description:
     images. What it declares must fit in the restore's filesystem and in what gzip can hold in the archive's
     size (1032 bytes a byte); both are checked before any member is read, in check mode too.
   - A manifest is its writer's word. O(owner) must be given to restore an archive file that neither root nor the
-    task's user owns. A restore that makes a root of root's from an archive that is not root's own archive of
+    task's user owns, or that group or others may write. A restore that makes a root of root's from an archive that is not root's own archive of
     a root of root's refuses (V(archive) error) definitions naming an C(<emulator>) other than a
     C(qemu-system-*) or C(qemu-kvm) of root's in directories only root may write, any file outside the
     new root (disk, kernel, initrd, loader, socket...), C(<hostdev>), C(<script>) and C(qemu:) elements,
-    and C(qemu.conf) settings other than those root_dir writes or naming a path, as its guests would run as
+    definitions over 1 MiB, and C(qemu.conf) settings other than those root_dir writes or naming a path, as its guests would run as
     root. Restore such an archive with O(owner) the user whose root it was.
   - The C(embedvirt.libvirt.root) role uses this module and adds the boot service, whose unit name and
     command line this module returns (RV(boot_unit)).
@@ -93,7 +93,8 @@ options:
       - With O(state=restored), the owner of the restored root and all its files. When not given, the owner
         of the archived root (its name in the manifest), who must have an account here; a user's root is never
         made root's unless asked (its C(qemu.conf) and definitions are what that user wrote). Required
-        (V(owner) error) when the archive file belongs to neither root nor the task's user, as anyone may
+        (V(owner) error) when the archive file belongs to neither root nor the task's user, or group or others may write
+        it, as anyone may
         write a manifest that names root.
         Restore a root whose guests ran as an ordinary user to such a user, or set O(qemu_conf) afterwards.
     type: str
@@ -210,7 +211,8 @@ options:
     default: false
   src:
     description:
-      - With O(state=restored), the archive to restore (written by O(state=archived), format version 1).
+      - With O(state=restored), the archive to restore (written by O(state=archived), format version 1), a
+        regular file with one link (a hard link could be a file the task's user cannot read).
       - Restored at O(root), which obeys the rules of every root (at most 27 bytes long, and so on); the
         guests' files outside the old root (RV(manifest.outside)) are not in the archive and must be at the
         same paths; a warning names those missing. No helper is needed; the first task on the restored root

@@ -633,6 +633,8 @@ EMULATOR = '/usr/bin/qemu-system-x86_64'
     ('etc/qemu/g.xml', "<domain><devices><interface type='ethernet'><script path='evil'/></interface></devices>"
      "</domain>", 'has a <script> element'),
     ('etc/qemu/g.xml', "<!DOCTYPE d [<!ENTITY e '/etc/shadow'>]><domain>&e;</domain>", 'has a DOCTYPE'),
+    pytest.param('etc/qemu/g.xml', '<domain>%s</domain>' % ('<a/>' * 1000000), 'more than a definition of libvirt holds',
+                 id='a million elements'),
     ('lib/qemu/snapshot/g/s.xml', '<domainsnapshot>%s</domainsnapshot>' % (DOMAIN % ('/tmp/evil', '/new/x')),
      'names the emulator /tmp/evil'),
     ('etc/qemu.conf', render(settings_for(1000, dict(extra={'bridge_helper': '"/tmp/evil"'}))), 'sets bridge_helper'),
