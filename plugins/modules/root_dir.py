@@ -93,9 +93,8 @@ options:
       - With O(state=restored), the owner of the restored root and all its files. When not given, the owner
         of the archived root (its name in the manifest), who must have an account here; a user's root is never
         made root's unless asked (its C(qemu.conf) and definitions are what that user wrote). Required
-        (V(owner) error) when the archive file belongs to neither root nor the task's user, or group or others may write
-        it, as anyone may
-        write a manifest that names root.
+        (V(owner) error) when the archive file belongs to neither root nor the task's user, or group or
+        others may write it, as anyone may write a manifest that names root.
         Restore a root whose guests ran as an ordinary user to such a user, or set O(qemu_conf) afterwards.
     type: str
   group:
