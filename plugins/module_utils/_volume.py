@@ -8,6 +8,7 @@
 import json
 import os
 import stat
+import struct
 
 from ansible.module_utils.common.text.formatters import human_to_bytes
 
@@ -24,6 +25,10 @@ QEMU_IMG_TIMEOUT = 300
 # Exit codes of timeout(1) when it stopped the command (TERM, then KILL after --kill-after).
 TIMED_OUT = (124, 137)
 QCOW2_MAGIC = b'QFI\xfb'
+QCOW2_BACKING_FORMAT = 0xE2792ACA
+QCOW2_DATA_FILE = 0x44415441
+# The cluster sizes qemu accepts: 512 bytes to 2 MiB.
+QCOW2_CLUSTER_BITS = (9, 21)
 
 
 class VolumeManager(Manager):
@@ -418,3 +423,35 @@ def render(volume):
     if volume is None:
         return ''
     return ''.join('%s: %s\n' % (key, volume[key]) for key in sorted(volume))
+
+
+def qcow2_header(read):
+    """{backing, format, encrypted, data_file, backing_offset, backing_size, cluster_size} of a
+    qcow2 image (read(offset, length) gives its bytes), or None when it is not one. backing and
+    format are None when it has no backing file; data_file says whether it keeps its data in
+    an external file."""
+    head = read(0, 104)
+    if len(head) < 72 or head[:4] != QCOW2_MAGIC:
+        return None
+    version, backing_offset, backing_size, cluster_bits = struct.unpack('>IQII', head[4:24])
+    encrypted = struct.unpack('>I', head[32:36])[0] != 0
+    data_file = False
+    offset = struct.unpack('>I', head[100:104])[0] if version >= 3 and len(head) >= 104 else 72
+    backing_format = None
+    for _extension in range(64):  # the header extensions, each (type, length, data padded to 8)
+        extension = read(offset, 8)
+        if len(extension) < 8:
+            break
+        kind, length = struct.unpack('>II', extension)
+        if kind == 0:
+            break
+        if kind == QCOW2_BACKING_FORMAT:
+            backing_format = read(offset + 8, min(length, 64)).decode('ascii', 'replace')
+        data_file = data_file or kind == QCOW2_DATA_FILE
+        offset += 8 + (length + 7) // 8 * 8
+    backing = None
+    if backing_offset and backing_size:
+        backing = read(backing_offset, min(backing_size, 4096)).decode('utf-8', 'surrogateescape')
+    return dict(backing=backing, format=backing_format if backing else None, encrypted=encrypted,
+                data_file=data_file, backing_offset=backing_offset, backing_size=backing_size,
+                cluster_size=1 << cluster_bits if QCOW2_CLUSTER_BITS[0] <= cluster_bits <= QCOW2_CLUSTER_BITS[1] else None)
