@@ -15,6 +15,7 @@ source from starting while the clone exists."""
 
 import os
 import socket
+import stat
 import string
 import time
 from xml.etree import ElementTree
@@ -25,8 +26,8 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils._domain import D
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._images import BaseImage, ImageError, is_url, parse_checksum
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import ACTIVE_STATES, CLONE_ELEMENT, CLONE_NAMESPACE
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import (
-    BASE_IMAGES, CONSOLE_DIR, IMAGES, NVRAM_DIR, domain_name_problem)
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._volume import VolumeManager
+    BASE_IMAGES, CONSOLE_DIR, IMAGES, NVRAM_DIR, RootError, domain_name_problem)
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._volume import VolumeManager, qcow2_header
 
 # What the module's state means for the domain.
 DOMAIN_STATES = {'running': 'running', 'shutdown': 'shutdown', 'destroyed': 'destroyed', 'undefined': 'undefined'}
@@ -383,8 +384,13 @@ class InstanceManager(Manager):
                     self.remove_file(root_dir, os.path.relpath(path, self.root.path))
             if self.params['remove_image'] and self.params['image']:
                 base = BaseImage(root_dir, self.params['image'], self.params['checksum'], 0)
-                if base.present() and self.act('remove %s' % base.path):
-                    base.remove()
+                if base.present():
+                    built_on = images_built_on(root_dir, base.relative)
+                    if built_on:
+                        self.module.warn('%s is kept: %s %s built on it' % (
+                            base.path, ', '.join(built_on), 'is' if len(built_on) == 1 else 'are'))
+                    elif self.act('remove %s' % base.path):
+                        base.remove()
 
     def clone_overlays(self, domain):
         """A linked clone's further disks, images/<name>-<target>.qcow2 (never its source's)."""
@@ -464,3 +470,34 @@ def wait_for_ssh(module, forward, timeout):
             module.fail('no SSH server answered on %s:%d within %d s: see the console log, raise wait_timeout, or '
                         'check that the image runs sshd' % (address[0], address[1], timeout), error_kind='timeout')
         time.sleep(1)
+
+
+def images_built_on(root_dir, relative):
+    """The files directly in images/ (other instances' disks, templates) whose qcow2 backing
+    file is relative, a file below the root: removing it would break them. A regular file
+    whose header cannot be read counts too (what it is built on is unknown); links and
+    directories are no disks of this collection. Reads headers only, through checked
+    directories, never through a link."""
+    target = os.path.join(root_dir.path, relative)
+    images_fd = root_dir.subdir(IMAGES)
+    try:
+        names = sorted(name for name in os.listdir(images_fd)
+                       if stat.S_ISREG(os.stat(name, dir_fd=images_fd, follow_symlinks=False).st_mode))
+    finally:
+        os.close(images_fd)
+    built_on = []
+    for name in names:
+        image = os.path.join(IMAGES, name)
+        try:
+            fd = root_dir.open_file(image)
+        except (OSError, RootError) as e:
+            built_on.append('%s (which could not be read: %s)' % (image, e))
+            continue
+        try:
+            header = qcow2_header(lambda offset, length: os.pread(fd, length, offset))
+        finally:
+            os.close(fd)
+        backing = header and header['backing']
+        if backing and os.path.normpath(os.path.join(root_dir.path, IMAGES, backing)) == target:
+            built_on.append(image)
+    return built_on

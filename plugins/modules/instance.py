@@ -78,7 +78,10 @@ options:
     type: bool
     default: false
   remove_image:
-    description: With O(state=undefined), also remove the cached base image of O(image).
+    description:
+      - With O(state=undefined), also remove the cached base image of O(image).
+      - It is kept, with a warning naming them, while other files in C(images/) (other instances' disks,
+        templates) are built on it.
     type: bool
     default: false
   remove_snapshots:

@@ -230,5 +230,3 @@ def test_an_agent_reply_must_be_a_json_object(reply, says):
     with pytest.raises(HelperError, match="guest agent of domain 'g' answered guest-exec with " + says) as e:
         agent.agent_return(reply, 'g', 'guest-exec')
     assert e.value.kind == 'agent_reply' and e.value.hint
-
-

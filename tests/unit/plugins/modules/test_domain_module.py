@@ -30,7 +30,8 @@ def test_check_mode_predicts_and_changes_nothing(fake_helper):
     result = run(fake_helper, xml=XML, state='running', autostart=True, check_mode=True)
     assert result['changed'] and result['actions'] == ['define', 'autostart', 'start']
     assert result['domain']['state'] == 'running' and result['domain']['autostart']
-    assert fake_helper.ops() == ['domain_plan'] and fake_helper.domains == {}
+    # Reading only: whether it is a source of linked clones, which would refuse the start.
+    assert fake_helper.ops() == ['domain_plan', 'domain_clones'] and fake_helper.domains == {}
 
 
 def test_diff_shows_state_first(fake_helper):
@@ -111,7 +112,7 @@ def test_a_definition_this_task_made_goes_again_when_a_later_step_fails(fake_hel
     result = run(fake_helper, xml=XML, state='running')
     assert result['failed'] and result['error_kind'] == 'libvirt'
     assert 'the definition this task made was removed again' in result['msg']
-    assert fake_helper.ops() == ['domain_plan', 'domain_define', 'domain_start', 'domain_undefine']
+    assert fake_helper.ops() == ['domain_plan', 'domain_clones', 'domain_define', 'domain_start', 'domain_undefine']
     assert fake_helper.domains == {}
 
 
