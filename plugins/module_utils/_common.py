@@ -27,6 +27,7 @@ EMPTY_ROOT_READS = {
     Operations.domain_plan.operation: lambda args: dict(current=None, wanted_xml=args['xml'], define_xml=args['xml']),
     Operations.domain_list.operation: lambda args: [],
     Operations.domain_disks.operation: lambda args: [],
+    Operations.domain_clones.operation: lambda args: [],
     Operations.secret_get.operation: lambda args: None,
     Operations.domain_get.operation: lambda args: None,
 }

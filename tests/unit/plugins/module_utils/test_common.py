@@ -66,6 +66,7 @@ def test_check_mode_reads_answer_as_an_empty_root_and_the_result_says_it_would_b
     plan = module.helper.domain_plan(name='web', xml='<domain/>')
     assert plan == {'current': None, 'wanted_xml': '<domain/>', 'define_xml': '<domain/>'}
     assert module.helper.secret_get(uuid=None) is None
+    assert module.helper.domain_clones(name='web') == []  # a start or autostart asks first
     module.exit(changed=True, actions=['define'])
     assert module.module.exited['actions'] == ['create root /tmp/evt-missing', 'define']
     assert 'does not exist' in module.module.exited['msg']
