@@ -44,7 +44,7 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils._lifecycle impor
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import ACTIVE_STATES
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import (
     ARCHIVED_EMPTY, AUTOSTART_DIR, MARKER_NAME, NAMES_ROOT, NOT_ARCHIVED, QEMU_CONF, SAVE_DIR, RootDir, RootError,
-    check_root_path, open_dir_path, write_marker, write_whole)
+    check_root_path, open_dir_path, parse_marker, write_marker, write_whole)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._volume import QCOW2_MAGIC, qcow2_header
 
 FORMAT = 'embedvirt.libvirt root archive'
@@ -1020,11 +1020,8 @@ class RootRestore(Manager):
                     entry, stream, lambda chunk: write_sparse(fd, chunk)))
                 if head[:4] == QCOW2_MAGIC:
                     images.append(entry['path'])
-        try:
-            fields = json.loads(marker)
-        except ValueError:
-            fields = None
-        if not isinstance(fields, dict) or fields.get('root') != old:
+        fields = parse_marker(marker or b'', old)
+        if fields is None:
             raise ArchiveError('its marker %s does not name the root its manifest names' % MARKER_NAME)
         write_marker(staged, fields.get('lifecycle', 'persistent'), created=fields.get('created'))
         for entry in manifest['files']:

@@ -546,14 +546,20 @@ def marker_proof(dir_fd, path):
         if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
             return None, ('%s is writable by group or others (mode %04o), so anyone could have written it'
                           % (where, stat.S_IMODE(st.st_mode)))
-        data = f.read(MARKER_LIMIT + 1)
+        marker = parse_marker(f.read(MARKER_LIMIT + 1), path)
+    if marker is None:
+        return None, '%s does not name this root' % where
+    return marker, None
+
+
+def parse_marker(data, path):
+    """The fields of a marker's bytes when they are a JSON object of at most MARKER_LIMIT bytes
+    naming the root path, else None (what its owner wrote may be anything)."""
     try:
         marker = json.loads(data) if len(data) <= MARKER_LIMIT else None
     except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
         marker = None
-    if not isinstance(marker, dict) or marker.get('root') != path:
-        return None, '%s does not name this root' % where
-    return marker, None
+    return marker if isinstance(marker, dict) and marker.get('root') == path else None
 
 
 def check_root_path(path):

@@ -10,7 +10,7 @@ import pytest
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import (
     LONGEST_SOCKET_SUFFIX, MARKER_LIMIT, MARKER_NAME, ROOT_MAX_LENGTH, SOCKET_PATH_MAX, EmbedRoot, RootError,
-    check_root_path, marker_proof)
+    check_root_path, marker_proof, parse_marker)
 
 
 @pytest.mark.parametrize('path, says', [
@@ -265,3 +265,15 @@ def test_a_marker_larger_than_a_marker_proves_nothing(short_tmp):
     path = os.path.join(short_tmp, 'r')
     marker, why = proof_of(path, json.dumps({'root': path}) + ' ' * MARKER_LIMIT)
     assert marker is None and 'does not name this root' in why
+
+
+@pytest.mark.parametrize('data', [b'{"root": "/srv/vms"', b'[' * 100000, b'{"root": "/srv/other"}', b'[]',
+                                  b'{"root": "/srv/vms", "x": "' + b'a' * MARKER_LIMIT + b'"}'])
+def test_a_marker_that_is_not_a_small_json_object_naming_the_root_proves_nothing(data):
+    # The same parse reads a marker in a root and one in an archive being restored.
+    assert parse_marker(data, '/srv/vms') is None
+
+
+def test_a_marker_naming_the_root_gives_its_fields():
+    assert parse_marker(b'{"root": "/srv/vms", "lifecycle": "ephemeral"}', '/srv/vms') == {
+        'root': '/srv/vms', 'lifecycle': 'ephemeral'}
