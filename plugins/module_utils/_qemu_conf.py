@@ -6,12 +6,16 @@
 
 root_dir writes it, and so does the first module that creates a root, so that the first
 guest of any root starts (as root, without stdio_handler = "file", libvirt asks the
-system virtlogd, which an embedded root does not use).
+system virtlogd, which an embedded root does not use), confined (_confinement).
 """
 
 
+import grp
+import hashlib
+import pwd
 import re
 
+from ansible_collections.embedvirt.libvirt.plugins.module_utils import _confinement
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import QEMU_CONF
 
 # Where libvirt's embedded QEMU driver reads it, relative to the root.
@@ -19,16 +23,23 @@ PATH = QEMU_CONF
 MODE = 0o600
 
 # An empty user or group is left out: QEMU then runs as the owner of the root, except
-# in a root of uid 0, where settings_for() makes them root.
+# in a root of uid 0, where settings_for() makes them the root's own account. None (for
+# namespaces) is: a mount namespace for a root of uid 0 where the host allows one.
 DEFAULTS = dict(
     user='',
     group='',
     stdio_handler='file',
     security_driver='none',
     cgroup_controllers=(),
-    namespaces=(),
+    namespaces=None,
     extra={},
 )
+
+# The defaults that earlier releases wrote for a root of uid 0 (QEMU as root): root_dir
+# moves a root that still has one of them to its own account.
+LEGACY_DEFAULTS = frozenset([
+    '311298a9aa3b15dda6c5f98ba342497ab19b8182eca90db637d7b292e0fd6efd',
+])
 
 KEY = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*$')
 
@@ -45,25 +56,64 @@ security_driver = %(security_driver)s
 # Guests of an embedded root stay out of the host's machine slice unless asked for.
 cgroup_controllers = %(cgroup_controllers)s
 
-# Private /dev for QEMU needs mount namespaces, which containers often refuse.
+# "mount": QEMU gets a mount namespace of its own with a /dev of its guest's devices only
+# (containers often refuse it; empty: QEMU sees the host's /dev).
 namespaces = %(namespaces)s
 %(extra)s'''
 
 ACCOUNT = '''
-# Account QEMU runs as. Privileged roots default to root: /dev/kvm and the root's files
-# then look the same to libvirt's capability probe and to guests.
+# Account QEMU runs as (a root of root's: its own account; "root" gives a guest that escapes
+# QEMU the whole host). libvirt lends it the files of a guest while the guest runs.
 %s
 '''
 
 
-def settings_for(uid, options=None):
-    """DEFAULTS with the options that are set, for a root owned by uid."""
+def settings_for(uid, root_path, options=None, mount_namespace=None):
+    """DEFAULTS with the options that are set, for the root at root_path owned by uid.
+
+    mount_namespace: whether the host allows one (found with _confinement when None)."""
     settings = dict(DEFAULTS)
     settings.update((key, value) for key, value in (options or {}).items() if value is not None)
     if uid == 0:
         for key in ('user', 'group'):
-            settings[key] = settings[key] or 'root'
+            settings[key] = settings[key] or _confinement.name(root_path)
+        if settings['namespaces'] is None:
+            if mount_namespace is None:
+                mount_namespace = _confinement.mount_namespace_problem() is None
+            settings['namespaces'] = ['mount'] if mount_namespace else []
+    elif settings['namespaces'] is None:
+        settings['namespaces'] = []  # an unprivileged driver has none
     return settings
+
+
+def qemu_ids(text):
+    """(uid, gid) that QEMU runs as by this qemu.conf (text) of a root of root's, or None when
+    it runs as root or the file names no user; KeyError names an account that does not exist."""
+    user, group = setting(text, 'user'), setting(text, 'group')
+    if not user:
+        return None
+    uid, gid = (int(user[1:]), None) if user.startswith('+') else pwd.getpwnam(user)[2:4]
+    if group:
+        gid = int(group[1:]) if group.startswith('+') else grp.getgrnam(group).gr_gid
+    if uid == 0 or gid is None:
+        return None
+    return uid, gid
+
+
+def is_legacy_default(text):
+    """Whether text (bytes) is qemu.conf as an earlier release wrote it for a root of uid 0."""
+    return hashlib.sha256(text).hexdigest() in LEGACY_DEFAULTS
+
+
+def setting(text, key):
+    """The string value of key in a qemu.conf (text), or None: what the helper and root_dir
+    need to know of the file libvirt reads (user, group), written by root_dir or by hand."""
+    value = None
+    for line in text.splitlines():
+        found = re.match(r'\s*%s\s*=\s*(?:"([^"]*)"|\'([^\']*)\')\s*(#.*)?$' % re.escape(key), line)
+        if found:
+            value = found.group(1) if found.group(1) is not None else found.group(2)
+    return value
 
 
 def render(settings):
@@ -116,6 +166,12 @@ def raw(key, value):
 
 
 def write_default(root_dir):
-    """Write the defaults to a pinned root (a root.RootDir) unless it has a qemu.conf; whether it wrote."""
-    text = render(settings_for(root_dir.uid))
+    """Write the defaults to a pinned root (a root.RootDir) unless it has a qemu.conf; whether it wrote.
+
+    For a root of uid 0, its QEMU account is created first (_confinement.AccountError)."""
+    if root_dir.lexists(PATH):
+        return False
+    if root_dir.uid == 0:
+        _confinement.ensure(root_dir.path)
+    text = render(settings_for(root_dir.uid, root_dir.path))
     return root_dir.write_file(PATH, text.encode('utf-8'), mode=MODE, replace=False)

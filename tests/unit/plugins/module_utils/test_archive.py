@@ -637,9 +637,9 @@ EMULATOR = '/usr/bin/qemu-system-x86_64'
                  id='a million elements'),
     ('lib/qemu/snapshot/g/s.xml', '<domainsnapshot>%s</domainsnapshot>' % (DOMAIN % ('/tmp/evil', '/new/x')),
      'names the emulator /tmp/evil'),
-    ('etc/qemu.conf', render(settings_for(1000, dict(extra={'bridge_helper': '"/tmp/evil"'}))), 'sets bridge_helper'),
-    ('etc/qemu.conf', render(settings_for(1000, dict(extra={'lock_manager': '"lockd"'}))), 'sets lock_manager'),
-    ('etc/qemu.conf', render(settings_for(1000, dict(security_driver='/x'))), 'names the path "/x"'),
+    ('etc/qemu.conf', render(settings_for(1000, '/r', dict(extra={'bridge_helper': '"/tmp/evil"'}))), 'sets bridge_helper'),
+    ('etc/qemu.conf', render(settings_for(1000, '/r', dict(extra={'lock_manager': '"lockd"'}))), 'sets lock_manager'),
+    ('etc/qemu.conf', render(settings_for(1000, '/r', dict(security_driver='/x'))), 'names the path "/x"'),
     ('etc/qemu.conf', 'user = "root"\ngroup = "root\nbridge_helper = "/tmp/evil"', 'a quote that does not end'),
 ])
 def test_a_root_of_roots_refuses_programs_and_files_outside_it(relative, data, says):
@@ -650,8 +650,8 @@ def test_a_root_of_roots_refuses_programs_and_files_outside_it(relative, data, s
 
 @pytest.mark.parametrize('relative, data', [
     ('etc/qemu/g.xml', DOMAIN % (EMULATOR, '/new/images/g.qcow2')),
-    ('etc/qemu.conf', render(settings_for(0))),
-    ('etc/qemu.conf', render(settings_for(1000))),
+    ('etc/qemu.conf', render(settings_for(0, '/r', mount_namespace=True))),
+    ('etc/qemu.conf', render(settings_for(1000, '/r'))),
     ('etc/secrets/s.xml', "<secret><usage type='volume'><volume>/new/images/e.qcow2</volume></usage></secret>"),
 ])
 def test_a_root_of_roots_takes_what_names_only_the_root_and_qemu(relative, data):

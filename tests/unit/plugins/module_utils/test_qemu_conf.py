@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from ansible_collections.embedvirt.libvirt.plugins.module_utils import _qemu_conf as qemu_conf
+from ansible_collections.embedvirt.libvirt.plugins.module_utils import _confinement, _qemu_conf as qemu_conf
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import EmbedRoot
 
 
@@ -15,31 +15,68 @@ def settings_lines(text):
     return [line for line in text.splitlines() if line and not line.startswith('#')]
 
 
-def test_a_root_of_uid_0_runs_qemu_as_root_without_virtlogd():
-    assert settings_lines(qemu_conf.render(qemu_conf.settings_for(0))) == [
-        'user = "root"',
-        'group = "root"',
+LEGACY = os.path.join(os.path.dirname(__file__), 'fixtures', 'qemu.conf-0.x-root')
+
+
+def test_a_root_of_uid_0_runs_qemu_as_its_own_account_in_a_mount_namespace_without_virtlogd():
+    account = _confinement.name('/srv/r')
+    assert len(account) <= 32 and account != _confinement.name('/srv/r2')
+    assert settings_lines(qemu_conf.render(qemu_conf.settings_for(0, '/srv/r', mount_namespace=True))) == [
+        'user = "%s"' % account,
+        'group = "%s"' % account,
         'stdio_handler = "file"',
         'security_driver = "none"',
         'cgroup_controllers = []',
-        'namespaces = []',
+        'namespaces = [ "mount" ]',
     ]
 
 
+def test_without_a_mount_namespace_from_the_host_qemu_gets_none():
+    assert 'namespaces = []' in qemu_conf.render(qemu_conf.settings_for(0, '/srv/r', mount_namespace=False))
+
+
 def test_a_root_of_a_user_leaves_the_account_out():
-    lines = settings_lines(qemu_conf.render(qemu_conf.settings_for(1000)))
+    lines = settings_lines(qemu_conf.render(qemu_conf.settings_for(1000, '/home/u/r', mount_namespace=True)))
     assert not any(line.startswith(('user', 'group')) for line in lines)
-    assert 'stdio_handler = "file"' in lines
+    assert 'stdio_handler = "file"' in lines and 'namespaces = []' in lines
+
+
+def test_only_the_default_an_earlier_release_wrote_for_root_is_legacy():
+    with open(LEGACY, 'rb') as f:
+        legacy = f.read()
+    assert qemu_conf.is_legacy_default(legacy)
+    assert not qemu_conf.is_legacy_default(legacy + b'max_files = 10\n')
+    assert not qemu_conf.is_legacy_default(qemu_conf.render(qemu_conf.settings_for(0, '/r', mount_namespace=False)).encode())
+
+
+@pytest.mark.parametrize('text, user', [
+    ('user = "a"\n', 'a'),
+    ("  user='b' # x\n", 'b'),
+    ('# user = "c"\n', None),
+    ('user = "a"\nuser = "d"\n', 'd'),
+    ('username = "e"\n', None),
+])
+def test_setting_reads_what_libvirt_would(text, user):
+    assert qemu_conf.setting(text, 'user') == user
+
+
+def test_qemu_ids_are_none_for_root_and_numbers_for_plus_ids():
+    assert qemu_conf.qemu_ids('user = "root"\n') is None
+    assert qemu_conf.qemu_ids('group = "x"\n') is None
+    assert qemu_conf.qemu_ids('user = "+4321"\ngroup = "+1234"\n') == (4321, 1234)
+    with pytest.raises(KeyError):
+        qemu_conf.qemu_ids('user = "embedvirt-no-such-user"\n')
 
 
 def test_options_replace_defaults_and_unset_ones_keep_them():
-    settings = qemu_conf.settings_for(0, dict(user='qemu', group=None, cgroup_controllers=['cpu', 'memory'],
-                                              extra={'max_files': 4096, 'set_process_name': True,
-                                                     'vnc_listen': '"0.0.0.0"', 'cgroup_device_acl': ['/dev/null']}))
+    settings = qemu_conf.settings_for(0, '/r', dict(user='qemu', group=None, cgroup_controllers=['cpu', 'memory'],
+                                                    extra={'max_files': 4096, 'set_process_name': True,
+                                                           'vnc_listen': '"0.0.0.0"', 'cgroup_device_acl': ['/dev/null']}),
+                                      mount_namespace=False)
     lines = settings_lines(qemu_conf.render(settings))
     assert lines == [
         'user = "qemu"',
-        'group = "root"',
+        'group = "%s"' % _confinement.name('/r'),
         'stdio_handler = "file"',
         'security_driver = "none"',
         'cgroup_controllers = [ "cpu", "memory" ]',
@@ -70,13 +107,23 @@ def test_what_qemu_conf_cannot_hold_is_refused(settings, says):
 
 def test_write_default_writes_once_and_never_replaces(short_tmp):
     root = os.path.join(short_tmp, 'r')
+    try:
+        write_once(root)
+    finally:
+        if os.geteuid() == 0:
+            _confinement.remove(root)
+
+
+def write_once(root):
     with EmbedRoot(root).open(create=True) as root_dir:
         assert qemu_conf.write_default(root_dir)
         path = os.path.join(root, qemu_conf.PATH)
         st = os.lstat(path)
         assert stat.S_IMODE(st.st_mode) == 0o600 and st.st_uid == os.geteuid()
+        if os.geteuid() == 0:
+            assert _confinement.lookup(root) is not None  # made with the file that names it
         with open(path) as f:
-            assert f.read() == qemu_conf.render(qemu_conf.settings_for(os.geteuid()))
+            assert f.read() == qemu_conf.render(qemu_conf.settings_for(os.geteuid(), root))
         with open(path, 'w') as f:
             f.write('mine\n')
         assert not qemu_conf.write_default(root_dir)
