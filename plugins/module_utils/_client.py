@@ -29,15 +29,17 @@ import subprocess
 import sys
 import time
 
-from ansible_collections.embedvirt.libvirt.plugins.module_utils import _helper, _network, _protocol, _qemu_conf, _root, _versions
+from ansible_collections.embedvirt.libvirt.plugins.module_utils import (
+    _confinement, _helper, _network, _protocol, _qemu_conf, _root, _versions)
 # The helper's modules, shipped to it as one bundle (imported here so that AnsiballZ and the
 # SSH relay carry them; they need nothing beyond the standard library until the helper runs).
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper import (
-    agent, domains, drivers, errors, secrets, server, snapshots)
+    agent, confine, domains, drivers, errors, secrets, server, snapshots)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import Control, Operations
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import EmbedRoot, RootError
 
-HELPER_BUNDLE = (_protocol, _root, _versions, _network, _helper, errors, drivers, domains, agent, secrets, snapshots, server)
+HELPER_BUNDLE = (_protocol, _root, _versions, _network, _confinement, _qemu_conf, _helper, errors, drivers, domains, agent,
+                 secrets, snapshots, confine, server)
 
 DEFAULT_IDLE_TIMEOUT = 300
 START_TIMEOUT = 120

@@ -9,6 +9,7 @@ Every other layer asks this one; no other file builds a path under a root.
 
 
 import errno
+import fnmatch
 import json
 import os
 import pwd
@@ -39,6 +40,20 @@ LOG = LOG_DIR + '/helper.log'
 SECRET_DIGESTS = 'lib/embedvirt/secret-digests'
 # Directories a root is made with.
 LAYOUT = (ETC, IMAGES, BASE_IMAGES, 'lib', 'lib/embedvirt', 'log', LOG_DIR, 'run', STATE_DIR)
+# What QEMU of a root of root's passes through (search, not list) to its guests' files: the
+# root, the images, libvirt's lib/qemu (NVRAM, a guest's directory with its master key) and
+# the serial consoles. They belong to the group of the root's QEMU account with mode 0710;
+# every other directory of the root is root's alone (secrets, the helper's socket and log).
+QEMU_PASSAGE = (IMAGES, BASE_IMAGES, 'lib', 'log', CONSOLE_DIR)
+PASSAGE_MODE = 0o710
+PRIVATE_MODE = 0o700
+# What libvirt gives the QEMU account at every open of the driver, as libvirtd does: its
+# lib/qemu directories (snapshot and checkpoint metadata, save images, NVRAM, channel
+# sockets) and capability cache. The helper gives them back to root, passage only: QEMU
+# never writes there itself, and libvirt (as root) trusts what they hold.
+LIBVIRT_LENDS = ('lib/qemu', 'lib/qemu/*', 'lib/qemu/channel/target', 'cache/qemu')
+# Below them, libvirt's directories of one running guest, which are that guest's QEMU's.
+GUEST_DIR = 'domain-*'
 # libvirt's: definitions (each rewritten through a <file>.new), the drivers' runtime state
 # and pidfiles, and the QEMU driver's per-guest directories.
 DEFINITION_DIRS = ('etc/qemu', 'etc/secrets')
@@ -224,16 +239,87 @@ class RootDir:
             os.close(self.fd)
             self.fd = None
 
-    def subdir(self, relative, create=False, mode=0o700):
+    @property
+    def lets_qemu_pass(self):
+        """Whether QEMU runs as an account of the root's group, which passes through QEMU_PASSAGE:
+        a root of root's whose group (not root's) may search it."""
+        st = os.fstat(self.fd)
+        return self.uid == 0 and st.st_gid != 0 and bool(st.st_mode & stat.S_IXGRP)
+
+    def dir_mode(self, relative):
+        """The mode a directory of the layout has: PASSAGE_MODE on QEMU's way, else PRIVATE_MODE."""
+        return PASSAGE_MODE if relative in QEMU_PASSAGE and self.lets_qemu_pass else PRIVATE_MODE
+
+    def open_to_qemu(self, gid, dry_run=False):
+        """Let the QEMU account of group gid through the root and QEMU_PASSAGE (those that exist),
+        and nowhere else; the paths changed (or to change)."""
+        changed = []
+        st = os.fstat(self.fd)
+        if st.st_gid != gid or not st.st_mode & stat.S_IXGRP or st.st_mode & (stat.S_IRGRP | stat.S_IWGRP):
+            changed.append(self.path)
+            if not dry_run:
+                os.fchown(self.fd, -1, gid)
+                os.fchmod(self.fd, (stat.S_IMODE(st.st_mode) & ~0o070) | stat.S_IXGRP)
+                self.gid = gid
+        for relative in QEMU_PASSAGE:
+            try:
+                fd = self.subdir(relative)
+            except FileNotFoundError:
+                continue
+            try:
+                st = os.fstat(fd)
+                if (st.st_gid, stat.S_IMODE(st.st_mode)) != (gid, PASSAGE_MODE):
+                    changed.append(os.path.join(self.path, relative))
+                    if not dry_run:
+                        os.fchown(fd, -1, gid)
+                        os.fchmod(fd, PASSAGE_MODE)
+            finally:
+                os.close(fd)
+        return changed
+
+    def take_back_from_qemu(self, uid):
+        """Give root the directories libvirt gave QEMU's account uid at its open (LIBVIRT_LENDS),
+        leaving QEMU passage; the paths changed. Each is a directory of QEMU's when its parent
+        is root's again (LIBVIRT_LENDS lists parents first): what QEMU made there becomes root's."""
+        changed = []
+        for pattern in LIBVIRT_LENDS:
+            parent, name = os.path.split(pattern)
+            try:
+                fd = self.subdir(parent)
+            except FileNotFoundError:
+                continue
+            try:
+                names = [n for n in os.listdir(fd) if fnmatch.fnmatchcase(n, name) and not fnmatch.fnmatchcase(n, GUEST_DIR)]
+                for entry in names:
+                    try:
+                        child = os.open(entry, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+                    except OSError:
+                        continue  # files, links (ELOOP), gone: libvirt's directories only
+                    try:
+                        st = os.fstat(child)
+                        if st.st_uid == uid and st.st_dev == self.dev:
+                            os.fchown(child, self.uid, self.gid)
+                            os.fchmod(child, PASSAGE_MODE)
+                            changed.append(os.path.join(self.path, parent, entry))
+                    finally:
+                        os.close(child)
+            finally:
+                os.close(fd)
+        return changed
+
+    def subdir(self, relative, create=False, mode=None):
         """Descriptor of a directory below the root (caller closes it): each component a
-        real directory owned by the root's owner, writable by nobody else; made when create."""
+        real directory owned by the root's owner, writable by nobody else; made when create,
+        with mode (default: dir_mode)."""
         fd = os.dup(self.fd)
         try:
-            for name in split_relative(relative):
+            parts = split_relative(relative)
+            for depth, name in enumerate(parts):
                 created = False
                 if create:
                     try:
-                        os.mkdir(name, mode, dir_fd=fd)
+                        os.mkdir(name, mode if mode is not None else self.dir_mode('/'.join(parts[:depth + 1])),
+                                 dir_fd=fd)
                         created = True
                     except FileExistsError:
                         pass

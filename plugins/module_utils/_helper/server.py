@@ -29,6 +29,7 @@ import time
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils import _protocol
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.agent import GuestAgent
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.confine import Confinement
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.domains import (
     Domains, unmark_autostart_of_clone_sources)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.drivers import (
@@ -79,6 +80,7 @@ class Helper:
         self.stop_requested = threading.Event()
         self.large_turns = LargeTurns(LARGE_TURNS)
         self.allowed_uids = {0, os.geteuid(), os.stat(root).st_uid}
+        self.confinement = Confinement(self.root)
         self.drivers = Drivers(self.root)
         self.domains = Domains(self.drivers)
         self.server = None
@@ -89,6 +91,11 @@ class Helper:
 
     # --- lifecycle -------------------------------------------------------------------
     def start(self):
+        try:
+            self.confinement.before_open()  # before any thread: it may enter a mount namespace
+        except (RootError, OSError) as e:
+            raise HelperError('root', 'cannot let QEMU of %s through the root: %s' % (self.root.path, e),
+                              'run embedvirt.libvirt.root_dir (state=present) on the root, which shows what is wrong')
         raise_descriptor_limit()
         map_large_blocks()
         try:
@@ -104,6 +111,7 @@ class Helper:
                               % (self.root.path, e), 'make etc/qemu and etc/qemu/autostart plain directories '
                               'of the owner of the root again, as libvirt makes them')
         self.drivers.open()
+        self.confinement.after_open()
         self.domains.clean_leftovers()
         if os.path.lexists(self.socket_path):
             # The client holds the start lock and found nobody answering: stale.
@@ -222,6 +230,7 @@ class Helper:
             'in_flight': in_flight,
             'python': sys.executable,
             'libvirt': self.drivers.libvirt_version(),
+            'qemu': self.confinement.status(),
         }
 
     def stop(self):

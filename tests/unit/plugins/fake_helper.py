@@ -132,7 +132,8 @@ class FakeHelper:
     def hello(self, version, idle_timeout):
         # What HelperClient checks: this root, the pid at the other end of the socket, its version.
         return {'root': self.root, 'pid': os.getpid(), 'uid': os.geteuid(), 'version': self.version,
-                'protocol': _protocol.PROTOCOL, 'idle_timeout': idle_timeout, 'in_flight': []}
+                'protocol': _protocol.PROTOCOL, 'idle_timeout': idle_timeout, 'in_flight': [],
+                'qemu': {'uid': None, 'gid': None, 'kvm': False, 'kvm_hidden': False}}
 
     # --- the helper and libvirt --------------------------------------------------------
     def helper_status(self):
