@@ -37,6 +37,7 @@ import uuid
 import zlib
 from xml.etree import ElementTree
 
+from ansible_collections.embedvirt.libvirt.plugins.module_utils import _confinement, _qemu_conf as qemu_conf
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._client import HelperClientError
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._common import Manager
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._lifecycle import (
@@ -829,6 +830,7 @@ class RootRestore(Manager):
         self.path = module.client.root.path
         self.rewritten = []
         self.rebased = []
+        self.restored_uid = None
 
     def run(self):
         started = time.time()
@@ -965,6 +967,7 @@ class RootRestore(Manager):
                         raise RootError('%s/%s was replaced as soon as it was made: someone else writes in %s; restore '
                                         'in a directory only root or the owner may write' % (parent_path, tmp, parent_path))
                     os.fchmod(staged.fd, 0o700)
+                    self.restored_uid = uid
                     self.unpack(staged, archive, manifest)
                     self.give(staged, manifest, uid, gid)
                     os.fchmod(staged.fd, manifest['mode'] & RESTORED_MODE_MASK)
@@ -982,6 +985,20 @@ class RootRestore(Manager):
                 raise
         finally:
             os.close(parent)
+
+    def move_account(self, data, old):
+        """(qemu.conf data for the new root, changes): the old root's QEMU account becomes the new root's,
+        created here; an earlier release's default (QEMU as root) becomes today's."""
+        if self.restored_uid != 0:
+            return data, 0
+        if qemu_conf.is_legacy_default(data):
+            data, count = qemu_conf.render(qemu_conf.settings_for(0, self.path)).encode(), 1
+        else:
+            data, count = re.subn(rb'\b%s\b' % _confinement.name(old).encode(), _confinement.name(self.path).encode(), data)
+        if qemu_conf.setting(data.decode('utf-8', 'replace'), 'user') == _confinement.name(self.path):
+            if _confinement.ensure(self.path)[1]:
+                self.actions.append('create account %s' % _confinement.name(self.path))
+        return data, count
 
     def unpack(self, staged, archive, manifest):
         """Write the archive's tree below staged (checking every member again), rewritten for the new path."""
@@ -1012,6 +1029,9 @@ class RootRestore(Manager):
                     marker = data
                     continue
                 data, count = rewrite_paths(data, old, self.path)
+                if entry['path'] == QEMU_CONF:
+                    data, accounts = self.move_account(data, old)
+                    count += accounts
                 if count:
                     self.rewritten.append(entry['path'])
                 self.write_file(staged, entry, lambda fd, data=data: write_sparse(fd, data))

@@ -12,6 +12,7 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule, env_fallback
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._client import HelperClient, HelperClientError
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._confinement import AccountError
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import Operations
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import RootError
 
@@ -90,6 +91,8 @@ class EmbedvirtModule:
             return function(*args, **kwargs)
         except RootError as e:
             self.fail(str(e), error_kind='root')
+        except AccountError as e:
+            self.fail(str(e), error_kind='account')
         except HelperClientError as e:
             self.fail(str(e), error_kind=e.kind)
         except OSError as e:

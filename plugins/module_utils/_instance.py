@@ -37,19 +37,20 @@ SSH_BANNER_SECONDS = 5
 CLONE_TARGETS = tuple('vd' + letter for letter in string.ascii_lowercase[2:])
 
 
-def accelerator(wanted):
-    """libvirt's domain type: kvm when asked, or with auto when /dev/kvm is usable; else qemu (TCG)."""
+def accelerator(wanted, kvm_usable):
+    """libvirt's domain type: kvm when asked, or with auto when the root's QEMU may open /dev/kvm
+    (kvm_usable, as its helper found); else qemu (TCG)."""
     if wanted == 'auto':
-        return 'kvm' if os.access('/dev/kvm', os.R_OK | os.W_OK) else 'qemu'
+        return 'kvm' if kvm_usable else 'qemu'
     return 'kvm' if wanted == 'kvm' else 'qemu'
 
 
-def domain_xml(params, disks, seed, console, network, source=None):
+def domain_xml(params, disks, seed, console, network, source=None, kvm_usable=False):
     """The domain definition of an instance: its qcow2 disks ([(path, target)], the first one
     boots), the seed, the network of _network.interface_xml, the guest agent channel, a serial
     console to a file, and the devices given in extra_devices as they are; for a linked clone,
     the metadata naming its source."""
-    virt = accelerator(params['accelerator'])
+    virt = accelerator(params['accelerator'], kvm_usable)
     dom = ElementTree.Element('domain', type=virt)
     ElementTree.SubElement(dom, 'name').text = params['name']
     if source is not None:
@@ -343,7 +344,8 @@ class InstanceManager(Manager):
     def ensure_domain(self):
         params = self.params
         disks = [(path, target) for path, dummy, dummy, target in self.clone] if self.clone else [(self.disk, 'vda')]
-        xml = domain_xml(params, disks, self.seed, self.console, self.network, params['clone_from'])
+        kvm_usable = params['accelerator'] == 'auto' and self.module.client.ensure()['qemu']['kvm']
+        xml = domain_xml(params, disks, self.seed, self.console, self.network, params['clone_from'], kvm_usable)
         self.run_domain_manager(dict(name=self.name, xml=xml, state=DOMAIN_STATES[params['state']],
                                      autostart=params['autostart'], shutdown_timeout=params['shutdown_timeout'],
                                      force=params['force']))

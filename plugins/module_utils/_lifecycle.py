@@ -20,15 +20,13 @@ import string
 import sys
 import time
 
-from ansible_collections.embedvirt.libvirt.plugins.module_utils import _qemu_conf as qemu_conf
+from ansible_collections.embedvirt.libvirt.plugins.module_utils import _confinement, _qemu_conf as qemu_conf
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._client import BOOTSTRAP, helper_bundle
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._common import Manager
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import ACTIVE_STATES, helper_argv
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import (
     BOOT_HELPER, BOOT_HELPER_DIR, IMAGES, LAYOUT, MARKER_NAME, QEMU_RUN_DIRS, RootError, marker_fields,
     marker_proof, open_dir_path, write_marker)
-
-LAYOUT_MODE = 0o700
 
 # systemd-escape --path --template=embedvirt-helper@.service <root>
 BOOT_UNIT = 'embedvirt-helper@%s.service'
@@ -373,9 +371,15 @@ class RootLifecycle(Manager):
                              "over; set adopt=true if it is an embedded root made before, or choose an "
                              "empty or new directory" % (self.path, why_not), error_kind='not_ours')
         uid, gid = self.owner_ids(root_dir)
+        text, qemu_conf_changed = self.ensure_qemu_conf(root_dir)
+        mode = self.mode()
+        qemu = self.qemu_ids(root_dir, text)
+        if qemu is not None:
+            # Its group is QEMU's, which passes through it (and QEMU_PASSAGE) and nowhere else.
+            gid, mode = qemu[1], (mode & ~0o070) | stat.S_IXGRP
         st = os.fstat(root_dir.fd)
-        if stat.S_IMODE(st.st_mode) != self.mode() and self.act('chmod %s' % self.path):
-            os.fchmod(root_dir.fd, self.mode())
+        if stat.S_IMODE(st.st_mode) != mode and self.act('chmod %s' % self.path):
+            os.fchmod(root_dir.fd, mode)
         if st.st_gid != gid and self.act('chgrp %s' % self.path):
             os.fchown(root_dir.fd, -1, gid)
             root_dir.gid = gid  # what it gives the files it writes from now on
@@ -385,7 +389,7 @@ class RootLifecycle(Manager):
         if marker is None or any(marker.get(k) != v for k, v in wanted.items()):
             if self.act('mark'):
                 write_marker(root_dir, params['lifecycle'], created=(marker or {}).get('created'))
-        return self.present_result(uid, gid, qemu_conf_changed=self.ensure_qemu_conf(root_dir))
+        return self.present_result(uid, gid, qemu_conf_changed=qemu_conf_changed)
 
     def present_result(self, uid, gid, qemu_conf_changed):
         return dict(owner=uid, group=gid, privileged=uid == 0, lifecycle=self.params['lifecycle'],
@@ -412,58 +416,104 @@ class RootLifecycle(Manager):
         if uid is None:
             uid = root_dir.uid if root_dir is not None else os.geteuid()
         if gid is None:
-            gid = root_dir.gid if root_dir is not None else pwd.getpwuid(uid).pw_gid
+            gid = root_dir.gid if root_dir is not None and root_dir.uid != 0 else pwd.getpwuid(uid).pw_gid
         if os.geteuid() != 0 and uid != os.geteuid():
             self.module.fail('only root may create a root for another user: run the task as %s, or with become'
                              % params['owner'], error_kind='owner')
         return uid, gid
 
+    def qemu_ids(self, root_dir, text):
+        """(uid, gid) QEMU of a root of root's runs as by its qemu.conf, or None (as root, or the owner)."""
+        if root_dir.uid != 0 or text is None:
+            return None
+        try:
+            return qemu_conf.qemu_ids(text)
+        except KeyError as e:
+            if self.module.check_mode and qemu_conf.setting(text, 'user') == _confinement.name(self.path):
+                return None  # the account it would create
+            self.module.fail('%s names the account %s, which does not exist here: create it, or set qemu_conf.user '
+                             'and qemu_conf.group empty for an account of the root\'s own'
+                             % (self.root.join(qemu_conf.PATH), e), error_kind='qemu_conf')
+
     def ensure_directory(self, root_dir, relative, gid):
-        """A layout directory: the owner's, mode 0700, made when missing."""
+        """A layout directory: the owner's, made when missing; mode 0700, or 0710 where QEMU passes."""
         path = self.root.join(relative)
         try:
             os.stat(relative, dir_fd=root_dir.fd, follow_symlinks=False)
         except FileNotFoundError:
             if self.act('create %s' % path):
-                os.close(root_dir.subdir(relative, create=True, mode=LAYOUT_MODE))
+                os.close(root_dir.subdir(relative, create=True))
             return
         fd = root_dir.subdir(relative)  # a real directory of the owner, or RootError with the fix
         try:
             st = os.fstat(fd)
             if st.st_gid != gid and self.act('chgrp %s' % path):
                 os.fchown(fd, -1, gid)
-            if stat.S_IMODE(st.st_mode) != LAYOUT_MODE and self.act('chmod %s' % path):
-                os.fchmod(fd, LAYOUT_MODE)
+            mode = root_dir.dir_mode(relative)
+            if stat.S_IMODE(st.st_mode) != mode and self.act('chmod %s' % path):
+                os.fchmod(fd, mode)
         finally:
             os.close(fd)
 
     def ensure_qemu_conf(self, root_dir):
-        """Write qemu.conf: the given settings, or the defaults when there is none. Whether it changed."""
+        """Write qemu.conf: the given settings, or the defaults when there is none or an earlier
+        release's default for a root of root's (QEMU as root). Its text (None in check mode when
+        it would be made) and whether it changed."""
         options = self.params['qemu_conf']
-        try:
-            text = qemu_conf.render(qemu_conf.settings_for(root_dir.uid, options))
-        except ValueError as e:
-            self.module.fail(str(e), error_kind='qemu_conf')
         try:
             fd = root_dir.open_file(qemu_conf.PATH)
         except FileNotFoundError:
-            before = None
+            before = st = None
         else:
             with os.fdopen(fd, 'rb') as f:
                 st = os.fstat(fd)
-                before = f.read()
-            if options is None:
-                return False  # not asked: whatever is there stays
-            if (before == text.encode() and (st.st_uid, st.st_gid) == (root_dir.uid, root_dir.gid)
-                    and stat.S_IMODE(st.st_mode) == qemu_conf.MODE):
-                return False
+                before = f.read(1 << 20)
+        legacy = before is not None and root_dir.uid == 0 and qemu_conf.is_legacy_default(before)
+        if options is None and before is not None and not legacy:
+            return before.decode('utf-8', 'replace'), False  # not asked: whatever is there stays
+        try:
+            settings = qemu_conf.settings_for(root_dir.uid, self.path, options)
+            text = qemu_conf.render(settings)
+        except ValueError as e:
+            self.module.fail(str(e), error_kind='qemu_conf')
+        # Its group is the root's, which may change after (to QEMU's account's): mode 0600 gives it nothing.
+        if (before == text.encode() and st.st_uid == root_dir.uid and stat.S_IMODE(st.st_mode) == qemu_conf.MODE):
+            return text, False
+        self.warn_about_qemu(root_dir, settings, options, legacy)
+        if settings['user'] == _confinement.name(self.path):
+            created = self.module.guard(_confinement.ensure, self.path, check_mode=True)[1]
+            if created and self.act('create account %s' % settings['user']):
+                self.module.guard(_confinement.ensure, self.path)
         path = self.root.join(qemu_conf.PATH)
         self.diff = dict(before_header=path, after_header=path, after=text,
                          before='' if before is None else before.decode('utf-8', 'replace'))
         if self.act('write %s' % path):
             # Unasked, it writes only where there is none, even if one appeared meanwhile.
-            return root_dir.write_file(qemu_conf.PATH, text.encode(), mode=qemu_conf.MODE, replace=options is not None)
-        return True
+            root_dir.write_file(qemu_conf.PATH, text.encode(), mode=qemu_conf.MODE,
+                                replace=options is not None or legacy)
+        return text, True
+
+    def warn_about_qemu(self, root_dir, settings, options, legacy):
+        """Say what the qemu.conf about to be written gives away, or leaves as it was."""
+        if root_dir.uid != 0:
+            return
+        if settings['user'] in ('root', '+0'):
+            self.module.warn("QEMU of root %s runs as root, with every capability: a guest that escapes QEMU owns the "
+                             "host. Leave qemu_conf.user and qemu_conf.group empty to run it as the root's own account"
+                             % self.path)
+        elif settings['user'] == _confinement.name(self.path) and not _confinement.kvm_group() and os.path.exists(_confinement.KVM):
+            self.module.warn("only root may open %s here (no group may read and write it): guests of root %s run "
+                             "under TCG, as QEMU runs as the account %s. For KVM, give /dev/kvm to group kvm, mode "
+                             "0660, as Debian's udev does" % (_confinement.KVM, self.path, settings['user']))
+        if 'mount' not in settings['namespaces'] and (options or {}).get('namespaces') is None:
+            self.module.warn('QEMU of root %s sees the host\'s /dev: %s. README (Security) lists what a guest can '
+                             'then reach' % (self.path, _confinement.mount_namespace_problem()))
+        if legacy:
+            running = [d['name'] for d in self.module.helper.domain_list() if d['state'] in ACTIVE_STATES]
+            self.module.warn("root %s was made by an earlier release, whose QEMU ran as root: its qemu.conf now names "
+                             "the account %s, for guests started after its helper restarts%s"
+                             % (self.path, settings['user'], '; these still run as root until then, shut them '
+                                'down and start them again: %s' % ', '.join(running) if running else ''))
 
     # --- absent ------------------------------------------------------------------------
     def purge(self):
@@ -507,6 +557,10 @@ class RootLifecycle(Manager):
             if self.act('delete %s' % self.path):
                 self.refuse_mounts(root_dir)  # again: nothing may have been mounted meanwhile
                 self.module.guard(self.delete, root_dir)
+            # Its QEMU processes have ended: the account owns nothing any more.
+            if root_dir.uid == 0 and self.module.guard(_confinement.remove, self.path, check_mode=True):
+                if self.act('remove account %s' % _confinement.name(self.path)):
+                    self.module.guard(_confinement.remove, self.path)
         finally:
             root_dir.close()
         return dict(purged=True, domains=domains, images=images)
