@@ -14,8 +14,8 @@ CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CACHE = os.path.join(CHECKOUT, '.cache', 'bench')
 VENV = os.path.join(CHECKOUT, '.cache', 'venv', 'bin')
 COLLECTIONS = os.path.join(CHECKOUT, '.cache', 'collections')
-# Debian's system (or an embedded root's) QEMU as root: without user/group root, with
-# /dev/kvm 0600 every start takes ~40 s; without stdio_handler=file it asks for virtlogd.
+# libvirtd's QEMU as root: as its default account (libvirt-qemu), with /dev/kvm 0600 every
+# start takes ~40 s (the capability re-probe); without stdio_handler=file it asks for virtlogd.
 QEMU_CONF = 'user = "root"\ngroup = "root"\nstdio_handler = "file"\n'
 SYSTEM_IMAGES = '/var/lib/libvirt/images'
 
@@ -48,13 +48,18 @@ def timed(argv, runs, **kwargs):
 
 
 def fresh_root(root, *subdirs):
-    """An empty embedded root with the bench's qemu.conf; leftovers of an earlier run go."""
+    """An empty embedded root as the collection makes one (its qemu.conf defaults: as root, QEMU
+    runs as the root's own account); leftovers of an earlier run go."""
     kill_root_guests(root)
     shutil.rmtree(root, ignore_errors=True)
-    for d in ('etc',) + subdirs:
-        os.makedirs(os.path.join(root, d))
-    with open(os.path.join(root, 'etc', 'qemu.conf'), 'w') as f:
-        f.write(QEMU_CONF)
+    os.makedirs(root, 0o700)
+    sys.path.insert(0, COLLECTIONS)
+    from ansible_collections.embedvirt.libvirt.plugins.module_utils._qemu_conf import write_default
+    from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import EmbedRoot
+    with EmbedRoot(root).open() as root_dir:
+        write_default(root_dir)
+        for d in subdirs:
+            os.close(root_dir.subdir(d, create=True))
 
 
 def kill_root_guests(root):
