@@ -114,18 +114,30 @@ options:
       - When given, the file is written with these settings (mode 0600, owned by the owner of the root)
         if its content, owner or mode differ.
       - When not given, a missing qemu.conf is written with the defaults, which work run as root and as
-        an ordinary user; an existing one is left as it is.
+        an ordinary user; an existing one is left as it is, except an earlier release's default for a root of
+        root's (see O(qemu_conf.user)).
     type: dict
     suboptions:
       user:
         description:
-          - C(user), the account QEMU runs as. Empty means root for a root that belongs to uid 0, and left
-            out otherwise (QEMU runs as the owner of the root).
+          - C(user), the account QEMU runs as. Empty means, for a root that belongs to uid 0, an account of
+            the root's own, C(embedvirt-) and 12 hex digits of the sha256 of the root's path, which this
+            module creates (a system user and group, without a login shell or home) and removes with the
+            root (O(state=absent)); for a root of an ordinary user it is left out, and QEMU runs as that user.
+          - The root directory then belongs to that account's group, mode 0710, as do the directories QEMU
+            passes through to its guests' files (C(images), C(lib), C(log)); libvirt lends QEMU a guest's files
+            (disks, NVRAM, sockets) while the guest runs. See README's Security section.
+          - V(root) runs QEMU as root, with every capability (the task warns): a guest that escapes QEMU owns
+            the host.
+          - A root made by an earlier release, whose qemu.conf is still that release's default (QEMU as root),
+            is moved to its own account when this module runs on it without O(qemu_conf); guests still running
+            keep running as root until they are shut down and started again (the task warns, naming them).
         type: str
         default: ''
       group:
         description:
-          - C(group). Empty means root for a root that belongs to uid 0, and left out otherwise.
+          - C(group). Empty means the root's own account's group for a root that belongs to uid 0, and left out
+            otherwise.
         type: str
         default: ''
       stdio_handler:
@@ -149,10 +161,13 @@ options:
         default: []
       namespaces:
         description:
-          - C(namespaces). Empty gives QEMU no private mount namespace (which containers often refuse).
+          - C(namespaces). V([mount]) gives QEMU a mount namespace of its own with a C(/dev) of its guest's
+            devices only. Empty gives it none: QEMU sees the host's C(/dev) (permissions still apply).
+          - Not given, V([mount]) for a root that belongs to uid 0 where the host allows a mount namespace
+            (a container without the privilege does not; the task then warns), else empty (an ordinary user's
+            libvirt has none).
         type: list
         elements: str
-        default: []
       extra:
         description:
           - More settings, each value written as given (quote strings yourself); a list becomes a list of
@@ -244,7 +259,7 @@ EXAMPLES = r'''
     root: /srv/alice-vms
     owner: alice
 
-- name: A root whose guests run as root, with a qemu.conf setting of its own
+- name: A root of root's (QEMU runs as its own account, embedvirt-<hash>), with a qemu.conf setting of its own
   embedvirt.libvirt.root_dir:
     root: /srv/vms
     qemu_conf:
@@ -463,7 +478,7 @@ def main():
                 stdio_handler=dict(type='str', choices=['file', 'logd'], default='file'),
                 security_driver=dict(type='str', default='none'),
                 cgroup_controllers=dict(type='list', elements='str', default=[]),
-                namespaces=dict(type='list', elements='str', default=[]),
+                namespaces=dict(type='list', elements='str'),
                 extra=dict(type='dict', default={}),
             )),
             boot_python=dict(type='path'),
