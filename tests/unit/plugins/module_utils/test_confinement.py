@@ -1,0 +1,85 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""What confines QEMU of a root of root's: who may open /dev/kvm, and the directories QEMU's
+account passes through or gets back from libvirt (real files and devices, made as root)."""
+
+import os
+import stat
+
+import pytest
+
+from ansible_collections.embedvirt.libvirt.plugins.module_utils import _confinement
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import EmbedRoot
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason='makes devices and gives files away')
+
+
+@pytest.mark.parametrize('owner, group, mode, uid, gids, usable', [
+    (0, 0, 0o600, 4242, {4242}, False),       # root's alone, as here: TCG
+    (0, 4343, 0o660, 4242, {4242, 4343}, True),  # Debian's udev: root:kvm 0660, the account in kvm
+    (0, 4343, 0o660, 4242, {4242}, False),
+    (0, 4343, 0o640, 4242, {4343}, False),    # read only
+    (0, 0, 0o666, 4242, {4242}, True),
+    (4242, 0, 0o066, 4242, {0}, False),       # the owner's bits count for the owner, not the others'
+    (0, 0, 0o600, 0, {0}, True),
+])
+def test_kvm_is_usable_by_the_bits_that_apply_to_the_account(short_tmp, monkeypatch, owner, group, mode, uid, gids, usable):
+    kvm = os.path.join(short_tmp, 'kvm')
+    os.mknod(kvm, stat.S_IFCHR | mode, os.makedev(10, 232))
+    os.chown(kvm, owner, group)
+    os.chmod(kvm, mode)
+    monkeypatch.setattr(_confinement, 'KVM', kvm)
+    assert _confinement.kvm_usable(uid, gids) is usable
+
+
+def test_a_file_is_no_kvm(short_tmp, monkeypatch):
+    kvm = os.path.join(short_tmp, 'kvm')
+    open(kvm, 'w').close()
+    os.chmod(kvm, 0o666)
+    monkeypatch.setattr(_confinement, 'KVM', kvm)
+    assert not _confinement.kvm_usable(4242, {4242})
+
+
+def test_an_account_of_that_name_made_by_someone_else_is_not_taken(short_tmp):
+    root = os.path.join(short_tmp, 'r')
+    name = _confinement.name(root)
+    os.system('useradd --system --no-create-home --comment "not ours" %s' % name)
+    try:
+        with pytest.raises(_confinement.AccountError) as err:
+            _confinement.ensure(root)
+        assert 'is not the QEMU account of root %s' % root in str(err.value) and 'userdel %s' % name in str(err.value)
+        with pytest.raises(_confinement.AccountError):
+            _confinement.remove(root)
+    finally:
+        os.system('userdel %s' % name)
+
+
+def test_qemu_passes_through_the_root_to_its_files_and_gets_back_what_libvirt_lent(short_tmp):
+    root = os.path.join(short_tmp, 'r')
+    with EmbedRoot(root).open(create=True) as root_dir:
+        for relative in ('etc/secrets', 'images/base', 'lib/embedvirt', 'lib/qemu/snapshot/g', 'lib/qemu/channel/target',
+                         'lib/qemu/domain-1-g', 'log/console', 'run/embedvirt'):
+            os.makedirs(os.path.join(root, relative))
+        assert not root_dir.lets_qemu_pass
+        changed = root_dir.open_to_qemu(4343)
+        assert root in changed and os.path.join(root, 'images') in changed
+        assert root_dir.lets_qemu_pass and root_dir.dir_mode('images') == 0o710 and root_dir.dir_mode('etc') == 0o700
+        assert root_dir.open_to_qemu(4343) == []
+        for relative, gid, mode in [('', 4343, 0o710), ('images', 4343, 0o710), ('log/console', 4343, 0o710),
+                                    ('etc', 0, 0o755), ('run/embedvirt', 0, 0o755)]:
+            st = os.stat(os.path.join(root, relative))
+            assert (st.st_gid, stat.S_IMODE(st.st_mode)) == (gid, mode), relative
+        # What libvirt does at its open: its lib/qemu directories become QEMU's.
+        for relative in ('lib/qemu', 'lib/qemu/snapshot', 'lib/qemu/channel/target', 'lib/qemu/domain-1-g'):
+            os.chown(os.path.join(root, relative), 4242, 4343)
+        os.makedirs(os.path.join(root, 'lib/qemu/planted'))
+        os.chown(os.path.join(root, 'lib/qemu/planted'), 4242, 4343)
+        taken = root_dir.take_back_from_qemu(4242)
+    assert sorted(taken) == sorted(os.path.join(root, r) for r in (
+        'lib/qemu', 'lib/qemu/snapshot', 'lib/qemu/planted', 'lib/qemu/channel/target'))
+    for relative in ('lib/qemu', 'lib/qemu/snapshot', 'lib/qemu/planted'):
+        st = os.stat(os.path.join(root, relative))
+        assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o710), relative
+    # A running guest's own directory stays its QEMU's.
+    assert os.stat(os.path.join(root, 'lib/qemu/domain-1-g')).st_uid == 4242
