@@ -127,8 +127,8 @@ options:
           - The root directory then belongs to that account's group, mode 0710, as do the directories QEMU
             passes through to its guests' files (C(images), C(lib), C(log)); libvirt lends QEMU a guest's files
             (disks, NVRAM, sockets) while the guest runs. See README's Security section.
-          - V(root) runs QEMU as root, with every capability (the task warns): a guest that escapes QEMU owns
-            the host.
+          - V(root) runs QEMU as root, with every capability (the task warns), and a guest that escapes QEMU
+            owns the host.
           - A root made by an earlier release, whose qemu.conf is still that release's default (QEMU as root),
             is moved to its own account when this module runs on it without O(qemu_conf); guests still running
             keep running as root until they are shut down and started again (the task warns, naming them).
@@ -162,9 +162,9 @@ options:
       namespaces:
         description:
           - C(namespaces). V([mount]) gives QEMU a mount namespace of its own with a C(/dev) of its guest's
-            devices only. Empty gives it none: QEMU sees the host's C(/dev) (permissions still apply).
+            devices only. Empty gives it none, and QEMU sees the host's C(/dev) (permissions still apply).
           - Not given, V([mount]) for a root that belongs to uid 0 where the host allows a mount namespace
-            (a container without the privilege does not; the task then warns), else empty (an ordinary user's
+            (a container without the privilege does not, and the task then warns), else empty (an ordinary user's
             libvirt has none).
         type: list
         elements: str
