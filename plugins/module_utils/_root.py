@@ -327,8 +327,9 @@ class RootDir:
                 os.close(fd)
                 fd = child
                 if created and os.geteuid() == 0:
-                    # Through the descriptor: the name may have been replaced since mkdir.
-                    os.fchown(fd, self.uid, self.gid)
+                    # Through the descriptor: the name may have been replaced since mkdir. The root's
+                    # group as it is now: the helper may have given it to QEMU's account since it was pinned.
+                    os.fchown(fd, self.uid, os.fstat(self.fd).st_gid)
                 check_private_dir(os.fstat(fd), self.uid, os.path.join(self.path, relative))
             return fd
         except BaseException:
