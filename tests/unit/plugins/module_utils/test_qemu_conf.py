@@ -15,7 +15,9 @@ def settings_lines(text):
     return [line for line in text.splitlines() if line and not line.startswith('#')]
 
 
-LEGACY = os.path.join(os.path.dirname(__file__), 'fixtures', 'qemu.conf-0.x-root')
+# qemu.conf as earlier releases wrote it for a root of root's (the root_role target's fixture).
+LEGACY = os.path.join(os.path.dirname(__file__), '..', '..', '..', 'integration', 'targets', 'root_role', 'files',
+                      'qemu.conf-0.x-root')
 
 
 def test_a_root_of_uid_0_runs_qemu_as_its_own_account_in_a_mount_namespace_without_virtlogd():
