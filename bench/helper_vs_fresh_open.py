@@ -25,8 +25,14 @@ client.versions()
 """ % (common.COLLECTIONS, ROOT)
 
 # What every direct user of an embedded driver does first: an event loop, then the open.
+# A fresh process prepares the root for its QEMU as the helper does (its account, /dev/kvm):
+# libvirt probes QEMU again whenever what it sees of /dev/kvm changes between two opens.
 EMBED_PRELUDE = """
 import os, sys, threading
+sys.path.insert(0, %r)
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.confine import Confinement
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import EmbedRoot
+Confinement(EmbedRoot(%r)).before_open()
 sys.setdlopenflags(os.RTLD_NOW | os.RTLD_GLOBAL)
 import libvirt
 libvirt.registerErrorHandler(lambda *a: None, None)
@@ -35,7 +41,7 @@ def loop():
     while True:
         libvirt.virEventRunDefaultImpl()
 threading.Thread(target=loop, daemon=True).start()
-"""
+""" % (common.COLLECTIONS, ROOT)
 
 # The same answer the naive way: register the event loop, open the drivers, ask, exit.
 FRESH_OPEN = EMBED_PRELUDE + """
