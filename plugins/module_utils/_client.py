@@ -225,7 +225,9 @@ class HelperClient(Operations):
                 # What the root role would write, so that the first guest starts (as root,
                 # libvirt's own defaults want the system virtlogd), and the marker that lets
                 # root_dir (and the role) purge it later.
-                _qemu_conf.write_default(rootdir)
+                settings = _qemu_conf.write_default(rootdir)
+                if settings and rootdir.uid == 0:
+                    self.notices.extend(_qemu_conf.warnings(self.root.path, settings, False))
                 _root.write_marker(rootdir, 'persistent', replace=False)
             lock = self.start_lock(rootdir)
             try:

@@ -497,17 +497,8 @@ class RootLifecycle(Manager):
         """Say what the qemu.conf about to be written gives away, or leaves as it was."""
         if root_dir.uid != 0:
             return
-        if settings['user'] in ('root', '+0'):
-            self.module.warn("QEMU of root %s runs as root, with every capability: a guest that escapes QEMU owns the "
-                             "host. Leave qemu_conf.user and qemu_conf.group empty to run it as the root's own account"
-                             % self.path)
-        elif settings['user'] == _confinement.name(self.path) and not _confinement.kvm_group() and os.path.exists(_confinement.KVM):
-            self.module.warn("only root may open %s here (no group may read and write it): guests of root %s run "
-                             "under TCG, as QEMU runs as the account %s. For KVM, give /dev/kvm to group kvm, mode "
-                             "0660, as Debian's udev does" % (_confinement.KVM, self.path, settings['user']))
-        if 'mount' not in settings['namespaces'] and (options or {}).get('namespaces') is None:
-            self.module.warn('QEMU of root %s sees the host\'s /dev: %s. README (Security) lists what a guest can '
-                             'then reach' % (self.path, _confinement.mount_namespace_problem()))
+        for warning in qemu_conf.warnings(self.path, settings, (options or {}).get('namespaces') is not None):
+            self.module.warn(warning)
         if legacy:
             running = [d['name'] for d in self.module.helper.domain_list() if d['state'] in ACTIVE_STATES]
             self.module.warn("root %s was made by an earlier release, whose QEMU ran as root: its qemu.conf now names "

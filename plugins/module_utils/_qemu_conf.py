@@ -12,6 +12,7 @@ system virtlogd, which an embedded root does not use), confined (_confinement).
 
 import grp
 import hashlib
+import os
 import pwd
 import re
 
@@ -100,6 +101,23 @@ def qemu_ids(text):
     return uid, gid
 
 
+def warnings(root_path, settings, namespaces_asked):
+    """What the settings of a root of root's give away, as sentences for the task's user."""
+    said = []
+    if settings['user'] in ('root', '+0'):
+        said.append("QEMU of root %s runs as root, with every capability: a guest that escapes QEMU owns the host. "
+                    "Leave qemu_conf.user and qemu_conf.group empty to run it as the root's own account" % root_path)
+    elif (settings['user'] == _confinement.name(root_path) and os.path.exists(_confinement.KVM)
+          and not _confinement.kvm_group()):
+        said.append("only root may open %s here (no group may read and write it): guests of root %s run under TCG, "
+                    "as QEMU runs as the account %s. For KVM, give /dev/kvm to group kvm, mode 0660, as Debian's "
+                    "udev does" % (_confinement.KVM, root_path, settings['user']))
+    if 'mount' not in settings['namespaces'] and not namespaces_asked:
+        said.append("QEMU of root %s sees the host's /dev: %s. README (Security) lists what a guest can then reach"
+                    % (root_path, _confinement.mount_namespace_problem()))
+    return said
+
+
 def is_legacy_default(text):
     """Whether text (bytes) is qemu.conf as an earlier release wrote it for a root of uid 0."""
     return hashlib.sha256(text).hexdigest() in LEGACY_DEFAULTS
@@ -166,12 +184,15 @@ def raw(key, value):
 
 
 def write_default(root_dir):
-    """Write the defaults to a pinned root (a root.RootDir) unless it has a qemu.conf; whether it wrote.
+    """Write the defaults to a pinned root (a root.RootDir) unless it has a qemu.conf; the settings
+    written, or None.
 
     For a root of uid 0, its QEMU account is created first (_confinement.AccountError)."""
     if root_dir.lexists(PATH):
         return False
     if root_dir.uid == 0:
         _confinement.ensure(root_dir.path)
-    text = render(settings_for(root_dir.uid, root_dir.path))
-    return root_dir.write_file(PATH, text.encode('utf-8'), mode=MODE, replace=False)
+    settings = settings_for(root_dir.uid, root_dir.path)
+    if root_dir.write_file(PATH, render(settings).encode('utf-8'), mode=MODE, replace=False):
+        return settings
+    return None
