@@ -54,6 +54,10 @@ PRIVATE_MODE = 0o700
 LIBVIRT_LENDS = ('lib/qemu', 'lib/qemu/*', 'lib/qemu/channel/target', 'cache/qemu')
 # Below them, libvirt's directories of one running guest, which are that guest's QEMU's.
 GUEST_DIR = 'domain-*'
+# What libvirt makes readable by all (0755) on QEMU's way without QEMU needing it: QEMU's
+# logs (libvirt hands QEMU the open file) and the capability cache (probed as root). The
+# helper makes them root's alone, so QEMU's account cannot even list them.
+LIBVIRT_OPENS = ('log/qemu', 'cache')
 # libvirt's: definitions (each rewritten through a <file>.new), the drivers' runtime state
 # and pidfiles, and the QEMU driver's per-guest directories.
 DEFINITION_DIRS = ('etc/qemu', 'etc/secrets')
@@ -273,6 +277,22 @@ class RootDir:
                     if not dry_run:
                         os.fchown(fd, -1, gid)
                         os.fchmod(fd, PASSAGE_MODE)
+            finally:
+                os.close(fd)
+        return changed
+
+    def close_to_qemu(self):
+        """Make LIBVIRT_OPENS (those that exist) root's alone, mode 0700; the paths changed."""
+        changed = []
+        for relative in LIBVIRT_OPENS:
+            try:
+                fd = self.subdir(relative)
+            except FileNotFoundError:
+                continue
+            try:
+                if stat.S_IMODE(os.fstat(fd).st_mode) != PRIVATE_MODE:
+                    os.fchmod(fd, PRIVATE_MODE)
+                    changed.append(os.path.join(self.path, relative))
             finally:
                 os.close(fd)
         return changed

@@ -74,6 +74,8 @@ class Confinement:
         with self.root.open() as root_dir:
             for path in root_dir.take_back_from_qemu(self.ids[0]):
                 log.info('took %s back from QEMU (libvirt gives it to uid %d at its open)', path, self.ids[0])
+            for path in root_dir.close_to_qemu():
+                log.info('closed %s to QEMU (libvirt makes it readable by all)', path)
 
     def status(self):
         """What the helper_status operation says of QEMU: its ids (None: as the helper) and KVM."""

@@ -83,3 +83,14 @@ def test_qemu_passes_through_the_root_to_its_files_and_gets_back_what_libvirt_le
         assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o710), relative
     # A running guest's own directory stays its QEMU's.
     assert os.stat(os.path.join(root, 'lib/qemu/domain-1-g')).st_uid == 4242
+
+
+def test_what_libvirt_makes_readable_by_all_on_qemus_way_becomes_roots_alone(short_tmp):
+    root = os.path.join(short_tmp, 'r')
+    with EmbedRoot(root).open(create=True) as root_dir:
+        for relative in ('log/qemu', 'cache/qemu'):
+            os.makedirs(os.path.join(root, relative), 0o755)
+        assert sorted(root_dir.close_to_qemu()) == [os.path.join(root, 'cache'), os.path.join(root, 'log/qemu')]
+        assert root_dir.close_to_qemu() == []
+    for relative in ('log/qemu', 'cache'):
+        assert stat.S_IMODE(os.stat(os.path.join(root, relative)).st_mode) == 0o700
