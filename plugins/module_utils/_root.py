@@ -226,7 +226,6 @@ class RootDir:
         self.fd = fd
         st = os.fstat(fd)
         self.uid, self.gid, self.dev = st.st_uid, st.st_gid, st.st_dev
-        self._qemu_uid = False  # not read yet
         try:
             check_private_dir(st, self.uid, path)
         except RootError:
@@ -250,29 +249,6 @@ class RootDir:
         a root of root's whose group (not root's) may search it."""
         st = os.fstat(self.fd)
         return self.uid == 0 and st.st_gid != 0 and bool(st.st_mode & stat.S_IXGRP)
-
-    def qemu_uid(self):
-        """uid of the account QEMU of this root of root's runs as (its qemu.conf), or None when
-        QEMU runs as root or as the owner, or qemu.conf names no account of this host."""
-        if self._qemu_uid is False:
-            self._qemu_uid = None  # also while qemu.conf is read: open_file asks again
-            if self.uid == 0:
-                from ansible_collections.embedvirt.libvirt.plugins.module_utils import _qemu_conf
-                try:
-                    text = self.read_file(QEMU_CONF)
-                    ids = _qemu_conf.qemu_ids(text.decode('utf-8', 'replace')) if text is not None else None
-                except (KeyError, OSError, RootError):
-                    ids = None
-                self._qemu_uid = ids[0] if ids else None
-        return self._qemu_uid
-
-    def lent_to_qemu(self, st):
-        """Whether st is a file libvirt's DAC driver gave the root's QEMU account: a disk, NVRAM
-        or console log of a running guest (given back when it stops), or a backing image or
-        read-only disk, which libvirt never gives back (other guests may share them). Its QEMU
-        could always write them; a second name (a hard link) is refused as for root's files."""
-        return (stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and st.st_uid not in (0, self.uid)
-                and st.st_uid == self.qemu_uid())
 
     def dir_mode(self, relative):
         """The mode a directory of the layout has: PASSAGE_MODE on QEMU's way, else PRIVATE_MODE."""
@@ -384,8 +360,7 @@ class RootDir:
         """Descriptor of a regular file below the root, never through a link or a FIFO. A file
         it creates (O_CREAT) is given to the root's owner; an existing one must be the
         owner's, or root's with no other name (an earlier release made it as root; a second
-        name would be a hard link to a file of root's elsewhere), or one libvirt gave the
-        root's QEMU account (lent_to_qemu)."""
+        name would be a hard link to a file of root's elsewhere)."""
         directory, name = os.path.split(relative)
         path = os.path.join(self.path, relative)
         dir_fd = self.subdir(directory, create=bool(flags & os.O_CREAT))
@@ -416,9 +391,9 @@ class RootDir:
                     os.fchown(fd, self.uid, self.gid)
             elif not stat.S_ISREG(st.st_mode):
                 raise RootError('%s is not a regular file: remove it' % path)
-            elif st.st_uid != self.uid and not (st.st_uid == 0 and st.st_nlink == 1) and not self.lent_to_qemu(st):
-                raise RootError('%s belongs to uid %d, not to the owner of the root (uid %d) nor to its QEMU\'s account, '
-                                'or has other names (hard links): remove it' % (path, st.st_uid, self.uid))
+            elif st.st_uid != self.uid and not (st.st_uid == 0 and st.st_nlink == 1):
+                raise RootError('%s belongs to uid %d, not to the owner of the root (uid %d), or has other '
+                                'names (hard links): remove it' % (path, st.st_uid, self.uid))
             os.set_blocking(fd, True)
             return fd
         except BaseException:

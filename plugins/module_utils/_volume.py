@@ -62,7 +62,6 @@ class VolumeManager(Manager):
         self.used_by = None
         self.dir_fd = None
         self.owner = None
-        self.lent_to_qemu = lambda st: False
         self.data_file = None
 
     # --- input -------------------------------------------------------------------------
@@ -103,8 +102,6 @@ class VolumeManager(Manager):
         try:
             with self.root.open() as root_dir:
                 self.owner = (root_dir.uid, root_dir.gid)
-                root_dir.qemu_uid()  # read now, while the root is pinned: lent_to_qemu asks it later
-                self.lent_to_qemu = root_dir.lent_to_qemu
                 return root_dir.subdir(place[0], create=create)
         except FileNotFoundError:
             return None
@@ -113,8 +110,7 @@ class VolumeManager(Manager):
 
     def existing(self, dir_fd, place):
         """Whether the file of place is in dir_fd (pinned); only a regular file of the root's
-        owner or of root is accepted, or one libvirt gave the root's QEMU account (a disk of a
-        running guest, a backing image: RootDir.lent_to_qemu), never a symbolic link."""
+        owner or of root is accepted, never a symbolic link."""
         path = os.path.join(self.root.path, *place)
         try:
             st = os.stat(place[1], dir_fd=dir_fd, follow_symlinks=False)
@@ -127,10 +123,9 @@ class VolumeManager(Manager):
         if not stat.S_ISREG(st.st_mode):
             self.module.fail('%s is not a regular file: remove it, or give another path' % path,
                              error_kind='path')
-        if st.st_uid not in (0, self.owner[0]) and not self.lent_to_qemu(st):
-            self.module.fail('%s belongs to uid %d, not to the owner of the root (uid %d) nor to its QEMU\'s account: '
-                             'somebody else may have put it there; remove it' % (path, st.st_uid, self.owner[0]),
-                             error_kind='path')
+        if st.st_uid not in (0, self.owner[0]):
+            self.module.fail('%s belongs to uid %d, not to the owner of the root (uid %d): somebody else may '
+                             'have put it there; remove it' % (path, st.st_uid, self.owner[0]), error_kind='path')
         return True
 
     def image_exists(self):

@@ -190,35 +190,6 @@ def test_a_file_of_root_with_a_second_name_is_refused(short_tmp):
     assert os.stat(outside).st_uid == 0
 
 
-def test_files_libvirt_gave_the_qemu_account_of_a_root_of_roots_are_its(short_tmp):
-    """A running guest's disk, a backing image (libvirt never gives those back): the account
-    qemu.conf names; any other uid, or a second name, is refused as before."""
-    if os.geteuid() != 0:
-        pytest.skip('needs root to give files to other uids')
-    os.mkdir(os.path.join(short_tmp, 'r'), 0o700)
-    with EmbedRoot(os.path.join(short_tmp, 'r')).open() as rootdir:
-        rootdir.write_file('etc/qemu.conf', b'user = "+64000"\ngroup = "+64000"\n')
-        for name, uid in (('lent', 64000), ('stranger', 64001), ('linked', 64000)):
-            os.close(rootdir.open_file('images/' + name, os.O_RDWR | os.O_CREAT))
-            os.chown(os.path.join(rootdir.path, 'images', name), uid, 64000)
-        os.link(os.path.join(rootdir.path, 'images', 'linked'), os.path.join(short_tmp, 'second-name'))
-        assert rootdir.qemu_uid() == 64000
-        os.close(rootdir.open_file('images/lent'))
-        for name in ('stranger', 'linked'):
-            with pytest.raises(RootError, match="belongs to uid 6400[01], not to the owner of the root .uid 0. nor "
-                                                "to its QEMU's account, or has other names"):
-                rootdir.open_file('images/' + name)
-    os.mkdir(os.path.join(short_tmp, 'u'), 0o700)
-    os.chown(os.path.join(short_tmp, 'u'), 65534, 65534)
-    with EmbedRoot(os.path.join(short_tmp, 'u')).open() as rootdir:
-        rootdir.write_file('etc/qemu.conf', b'user = "+64000"\ngroup = "+64000"\n')
-        os.close(rootdir.open_file('images/lent', os.O_RDWR | os.O_CREAT))
-        os.chown(os.path.join(rootdir.path, 'images', 'lent'), 64000, 64000)
-        assert rootdir.qemu_uid() is None  # a user's QEMU runs as the user
-        with pytest.raises(RootError, match='belongs to uid 64000'):
-            rootdir.open_file('images/lent')
-
-
 def test_a_root_below_a_directory_of_another_user_is_refused(short_tmp):
     if os.geteuid() != 0:
         pytest.skip('needs root to make a directory of another user')
