@@ -58,6 +58,10 @@ GUEST_DIR = 'domain-*'
 # logs (libvirt hands QEMU the open file) and the capability cache (probed as root). The
 # helper makes them root's alone, so QEMU's account cannot even list them.
 LIBVIRT_OPENS = ('log/qemu', 'cache')
+# Where libvirt's DAC driver lends guests' files (disks, backing images, seeds) to the QEMU
+# account of a root of root's: it gives a disk back when its guest stops, but never a backing
+# image or a read-only disk (they may be shared), which stay the account's.
+LENT_FILES = IMAGES
 # libvirt's: definitions (each rewritten through a <file>.new), the drivers' runtime state
 # and pidfiles, and the QEMU driver's per-guest directories.
 DEFINITION_DIRS = ('etc/qemu', 'etc/secrets')
@@ -224,6 +228,7 @@ class RootDir:
     def __init__(self, path, fd):
         self.path = path
         self.fd = fd
+        self._qemu_uid = False  # not looked up yet
         st = os.fstat(fd)
         self.uid, self.gid, self.dev = st.st_uid, st.st_gid, st.st_dev
         try:
@@ -249,6 +254,35 @@ class RootDir:
         a root of root's whose group (not root's) may search it."""
         st = os.fstat(self.fd)
         return self.uid == 0 and st.st_gid != 0 and bool(st.st_mode & stat.S_IXGRP)
+
+    @property
+    def qemu_uid(self):
+        """uid of the account QEMU of a root of root's runs as by its qemu.conf, which libvirt lends
+        guests' files to; None when QEMU runs as root or the owner, or the account does not exist."""
+        if self._qemu_uid is False:
+            self._qemu_uid = None
+            if self.lets_qemu_pass:
+                from ansible_collections.embedvirt.libvirt.plugins.module_utils._qemu_conf import qemu_ids  # imports this
+                text = self.read_file(QEMU_CONF)
+                try:
+                    ids = qemu_ids(text.decode('utf-8', 'replace')) if text is not None else None
+                except KeyError:
+                    ids = None
+                self._qemu_uid = ids[0] if ids else None
+        return self._qemu_uid
+
+    def owns(self, directory, st):
+        """Whether st, of a file in directory (relative to the root), is the root's: its owner's;
+        root's or, below LENT_FILES, the root's QEMU account's (libvirt lent it, see LENT_FILES),
+        with no other name (a second name would be a hard link to a file elsewhere)."""
+        if st.st_uid == self.uid:
+            return True
+        if st.st_nlink != 1:
+            return False
+        if st.st_uid == 0:
+            return True
+        lent = split_relative(directory)[:1] == [LENT_FILES]
+        return lent and self.qemu_uid is not None and st.st_uid == self.qemu_uid
 
     def dir_mode(self, relative):
         """The mode a directory of the layout has: PASSAGE_MODE on QEMU's way, else PRIVATE_MODE."""
@@ -360,7 +394,8 @@ class RootDir:
         """Descriptor of a regular file below the root, never through a link or a FIFO. A file
         it creates (O_CREAT) is given to the root's owner; an existing one must be the
         owner's, or root's with no other name (an earlier release made it as root; a second
-        name would be a hard link to a file of root's elsewhere)."""
+        name would be a hard link to a file of root's elsewhere), or below images/ the root's
+        QEMU account's with no other name (see owns)."""
         directory, name = os.path.split(relative)
         path = os.path.join(self.path, relative)
         dir_fd = self.subdir(directory, create=bool(flags & os.O_CREAT))
@@ -391,7 +426,7 @@ class RootDir:
                     os.fchown(fd, self.uid, self.gid)
             elif not stat.S_ISREG(st.st_mode):
                 raise RootError('%s is not a regular file: remove it' % path)
-            elif st.st_uid != self.uid and not (st.st_uid == 0 and st.st_nlink == 1):
+            elif not self.owns(directory, st):
                 raise RootError('%s belongs to uid %d, not to the owner of the root (uid %d), or has other '
                                 'names (hard links): remove it' % (path, st.st_uid, self.uid))
             os.set_blocking(fd, True)

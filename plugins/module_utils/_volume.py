@@ -62,6 +62,7 @@ class VolumeManager(Manager):
         self.used_by = None
         self.dir_fd = None
         self.owner = None
+        self.qemu_uid = None
         self.data_file = None
 
     # --- input -------------------------------------------------------------------------
@@ -102,6 +103,7 @@ class VolumeManager(Manager):
         try:
             with self.root.open() as root_dir:
                 self.owner = (root_dir.uid, root_dir.gid)
+                self.qemu_uid = root_dir.qemu_uid
                 return root_dir.subdir(place[0], create=create)
         except FileNotFoundError:
             return None
@@ -110,7 +112,8 @@ class VolumeManager(Manager):
 
     def existing(self, dir_fd, place):
         """Whether the file of place is in dir_fd (pinned); only a regular file of the root's
-        owner or of root is accepted, never a symbolic link."""
+        owner or of root is accepted, or one that libvirt lent the root's QEMU account (a disk of a
+        running guest, a backing image: RootDir.owns), never a symbolic link."""
         path = os.path.join(self.root.path, *place)
         try:
             st = os.stat(place[1], dir_fd=dir_fd, follow_symlinks=False)
@@ -123,7 +126,7 @@ class VolumeManager(Manager):
         if not stat.S_ISREG(st.st_mode):
             self.module.fail('%s is not a regular file: remove it, or give another path' % path,
                              error_kind='path')
-        if st.st_uid not in (0, self.owner[0]):
+        if st.st_uid not in (0, self.owner[0]) and not (st.st_uid == self.qemu_uid and st.st_nlink == 1):
             self.module.fail('%s belongs to uid %d, not to the owner of the root (uid %d): somebody else may '
                              'have put it there; remove it' % (path, st.st_uid, self.owner[0]), error_kind='path')
         return True
