@@ -58,10 +58,11 @@ GUEST_DIR = 'domain-*'
 # logs (libvirt hands QEMU the open file) and the capability cache (probed as root). The
 # helper makes them root's alone, so QEMU's account cannot even list them.
 LIBVIRT_OPENS = ('log/qemu', 'cache')
-# Where libvirt's DAC driver lends guests' files (disks, backing images, seeds) to the QEMU
-# account of a root of root's: it gives a disk back when its guest stops, but never a backing
-# image or a read-only disk (they may be shared), which stay the account's.
-LENT_FILES = IMAGES
+# Where libvirt's DAC driver lends guests' files to the QEMU account of a root of root's
+# (directories and what is below them): disks, backing images and seeds, serial console logs,
+# NVRAM. It gives a file back when its guest stops, except a backing image or a read-only disk
+# (they may be shared), which stay the account's. Never the helper's log directory.
+LENT_FILES = (IMAGES, 'log', 'lib/qemu/nvram')
 # libvirt's: definitions (each rewritten through a <file>.new), the drivers' runtime state
 # and pidfiles, and the QEMU driver's per-guest directories.
 DEFINITION_DIRS = ('etc/qemu', 'etc/secrets')
@@ -281,7 +282,8 @@ class RootDir:
             return False
         if st.st_uid == 0:
             return True
-        lent = split_relative(directory)[:1] == [LENT_FILES]
+        directory = '/'.join(split_relative(directory)) + '/'
+        lent = any(directory.startswith(d + '/') for d in LENT_FILES) and not directory.startswith(LOG_DIR + '/')
         return lent and self.qemu_uid is not None and st.st_uid == self.qemu_uid
 
     def dir_mode(self, relative):
@@ -394,8 +396,8 @@ class RootDir:
         """Descriptor of a regular file below the root, never through a link or a FIFO. A file
         it creates (O_CREAT) is given to the root's owner; an existing one must be the
         owner's, or root's with no other name (an earlier release made it as root; a second
-        name would be a hard link to a file of root's elsewhere), or below images/ the root's
-        QEMU account's with no other name (see owns)."""
+        name would be a hard link to a file of root's elsewhere), or one libvirt lent the root's
+        QEMU account, with no other name (see owns)."""
         directory, name = os.path.split(relative)
         path = os.path.join(self.path, relative)
         dir_fd = self.subdir(directory, create=bool(flags & os.O_CREAT))

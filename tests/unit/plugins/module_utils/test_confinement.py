@@ -95,28 +95,32 @@ def test_what_libvirt_makes_readable_by_all_on_qemus_way_becomes_roots_alone(sho
         assert root_dir.close_to_qemu() == []
     for relative in ('log/qemu', 'cache'):
         assert stat.S_IMODE(os.stat(os.path.join(root, relative)).st_mode) == 0o700
-def test_files_libvirt_lent_the_account_below_images_stay_the_roots(short_tmp):
-    # libvirt's DAC driver gives a disk back when its guest stops, but a backing image or a
-    # read-only disk never: below images/ a file of the root's QEMU account is the root's.
+
+
+def test_files_libvirt_lends_the_account_are_the_roots(short_tmp):
+    # libvirt's DAC driver lends a running guest's disks and console log and gives a disk back
+    # when its guest stops, but a backing image or a read-only disk never: where it lends
+    # files, a file of the root's QEMU account is the root's.
     root = os.path.join(short_tmp, 'r')
     try:
         with EmbedRoot(root).open(create=True) as root_dir:
             write_default(root_dir)  # names the root's account, which it creates
             account = _confinement.lookup(root)
-            for relative in ('images/base', 'etc'):
+            for relative in ('images/base', 'etc', 'log/embedvirt', 'lib/qemu/nvram'):
                 os.makedirs(os.path.join(root, relative), exist_ok=True)
             root_dir.open_to_qemu(account.pw_gid)
-        for relative in ('images/base/lent.qcow2', 'images/disk.qcow2', 'images/base/linked.qcow2', 'etc/lent'):
+        lent = ('images/base/lent.qcow2', 'images/disk.qcow2', 'log/g-console.log', 'lib/qemu/nvram/g_VARS.fd')
+        for relative in lent + ('images/base/linked.qcow2', 'etc/lent', 'log/embedvirt/helper.log'):
             with open(os.path.join(root, relative), 'w') as f:
                 f.write('x')
             os.chown(os.path.join(root, relative), account.pw_uid, account.pw_gid)
         os.link(os.path.join(root, 'images/base/linked.qcow2'), os.path.join(short_tmp, 'second-name'))
         with EmbedRoot(root).open() as root_dir:
             assert root_dir.qemu_uid == account.pw_uid
-            for relative in ('images/base/lent.qcow2', 'images/disk.qcow2'):
+            for relative in lent:
                 os.close(root_dir.open_file(relative))
-            # Another name elsewhere, or outside images/ (libvirt lends nothing there): a stranger's.
-            for relative in ('images/base/linked.qcow2', 'etc/lent'):
+            # Another name elsewhere, or where libvirt lends nothing (etc, the helper's log): a stranger's.
+            for relative in ('images/base/linked.qcow2', 'etc/lent', 'log/embedvirt/helper.log'):
                 with pytest.raises(RootError, match='belongs to uid %d' % account.pw_uid):
                     root_dir.open_file(relative)
     finally:
