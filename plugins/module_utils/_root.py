@@ -229,7 +229,7 @@ class RootDir:
     def __init__(self, path, fd):
         self.path = path
         self.fd = fd
-        self._qemu_uid = False  # not looked up yet
+        self._qemu_ids = False  # not looked up yet
         st = os.fstat(fd)
         self.uid, self.gid, self.dev = st.st_uid, st.st_gid, st.st_dev
         try:
@@ -257,20 +257,23 @@ class RootDir:
         return self.uid == 0 and st.st_gid != 0 and bool(st.st_mode & stat.S_IXGRP)
 
     @property
-    def qemu_uid(self):
-        """uid of the account QEMU of a root of root's runs as by its qemu.conf, which libvirt lends
-        guests' files to; None when QEMU runs as root or the owner, or the account does not exist."""
-        if self._qemu_uid is False:
-            self._qemu_uid = None
+    def qemu_ids(self):
+        """(uid, gid) of the account QEMU of a root of root's runs as by its qemu.conf, which libvirt
+        lends guests' files to; None when QEMU runs as root or the owner, or the account does not exist."""
+        if self._qemu_ids is False:
+            self._qemu_ids = None
             if self.lets_qemu_pass:
                 from ansible_collections.embedvirt.libvirt.plugins.module_utils._qemu_conf import qemu_ids  # imports this
                 text = self.read_file(QEMU_CONF)
                 try:
-                    ids = qemu_ids(text.decode('utf-8', 'replace')) if text is not None else None
+                    self._qemu_ids = qemu_ids(text.decode('utf-8', 'replace')) if text is not None else None
                 except KeyError:
-                    ids = None
-                self._qemu_uid = ids[0] if ids else None
-        return self._qemu_uid
+                    pass
+        return self._qemu_ids
+
+    @property
+    def qemu_uid(self):
+        return self.qemu_ids[0] if self.qemu_ids else None
 
     def owns(self, directory, st):
         """Whether st, of a file in directory (relative to the root), is the root's: its owner's;

@@ -338,7 +338,7 @@ class VolumeManager(Manager):
         if self.place is None:
             directory = os.path.dirname(self.path)
             if not os.path.isdir(directory):
-                os.makedirs(directory, 0o700)
+                self.make_outside_dirs(directory)
             self.qemu_img(args, passphrase)
             os.chmod(self.path, 0o600)
             return
@@ -348,6 +348,42 @@ class VolumeManager(Manager):
         except BaseException:  # fail_json exits: the reserved name goes again
             os.unlink(self.place[1], dir_fd=self.dir_fd)
             raise
+
+    def make_outside_dirs(self, directory):
+        """The missing directories on the way to an image outside the root: this user's, mode 0700;
+        for a root whose QEMU runs as an account of its own, mode 0710 of that account's group,
+        which searches them to open the image while a guest runs (as it does the root's images/).
+        Each is made and changed through its own descriptor, never through a link."""
+        qemu = self.root_qemu_ids()
+        missing = []
+        while not os.path.isdir(directory):
+            missing.append(directory)
+            directory = os.path.dirname(directory)
+        for path in reversed(missing):
+            parent = os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                os.mkdir(os.path.basename(path), 0o700, dir_fd=parent)
+                fd = os.open(os.path.basename(path), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                             dir_fd=parent)
+            finally:
+                os.close(parent)
+            try:
+                st = os.fstat(fd)
+                if qemu is not None and st.st_uid == os.geteuid() and not st.st_mode & 0o077:
+                    os.fchown(fd, -1, qemu[1])
+                    os.fchmod(fd, 0o710)
+            finally:
+                os.close(fd)
+
+    def root_qemu_ids(self):
+        """(uid, gid) of the root's own QEMU account (a root of root's), or None."""
+        if self.module.root_missing:
+            return None
+        try:
+            with self.root.open() as root_dir:
+                return root_dir.qemu_ids
+        except (FileNotFoundError, RootError):
+            return None
 
     def reserve(self):
         """Take the new image's name with a private file of the root's owner (O_EXCL,

@@ -125,3 +125,26 @@ def test_files_libvirt_lends_the_account_are_the_roots(short_tmp):
                     root_dir.open_file(relative)
     finally:
         _confinement.remove(root)
+
+
+def test_directories_the_volume_module_makes_outside_the_root_let_its_qemu_account_through(short_tmp):
+    from ansible_collections.embedvirt.libvirt.tests.unit.plugins.module_utils.test_volume_paths import manager
+    root = os.path.join(short_tmp, 'r')
+    try:
+        with EmbedRoot(root).open(create=True) as root_dir:
+            write_default(root_dir)
+            account = _confinement.lookup(root)
+            root_dir.open_to_qemu(account.pw_gid)
+        outside = os.path.join(short_tmp, 'out')
+        manager(root, path=outside + '/a/x.raw', allow_outside_root=True).make_outside_dirs(outside + '/a')
+        for path in (outside, outside + '/a'):
+            st = os.stat(path)
+            assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, account.pw_gid, 0o710), path
+    finally:
+        _confinement.remove(root)
+    # A root whose QEMU runs as root (or its owner): private to the task's user, as before.
+    other = os.path.join(short_tmp, 'o')
+    with EmbedRoot(other).open(create=True):
+        pass
+    manager(other, path=short_tmp + '/priv/x.raw', allow_outside_root=True).make_outside_dirs(short_tmp + '/priv')
+    assert stat.S_IMODE(os.stat(short_tmp + '/priv').st_mode) == 0o700
