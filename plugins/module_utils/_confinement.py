@@ -181,19 +181,55 @@ def hide_kvm():
     libc_call('mount', None, path, None, MS_BIND | MS_REMOUNT | MS_NODEV, None)
 
 
+def root_mount():
+    """This process's /: its device and inode, and the id of the mount there (a bind mount of a
+    directory has the same inode as the directory)."""
+    st = os.stat('/')
+    mount_id = None
+    with open('/proc/self/mountinfo') as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) > 4 and fields[4] == '/':
+                mount_id = fields[0]  # the last one: mounted over the others
+    return st.st_dev, st.st_ino, mount_id
+
+
+def entered_root_moves():
+    """Whether a process that enters this process's mount namespace (setns) starts at another
+    / than this process's: a chroot below the namespace's root. Changes this process's root."""
+    before = root_mount()
+    fd = os.open('/proc/self/ns/mnt', os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        libc_call('setns', fd, CLONE_NEWNS)
+    finally:
+        os.close(fd)
+    return root_mount() != before
+
+
+CHROOTED = 255  # the probe's exit status for a chroot
+
+
 def mount_namespace_problem():
-    """Why libvirt could not give QEMU a mount namespace here (a container without the
-    privilege, a chroot whose / is no mount point), or None. Tried in a child process."""
+    """Why libvirt could not give QEMU a working mount namespace here (a container without
+    the privilege, a chroot), or None. Tried in a child process, as libvirt does it: QEMU's
+    process unshares one, then libvirt makes the devices of its /dev from a process that
+    enters it (setns), which starts at the namespace's root."""
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child only reports
         code = 0
         try:
             private_mounts()
+            if entered_root_moves():
+                code = CHROOTED
         except OSError as e:
             code = e.errno or errno.EPERM
         os._exit(code)
     _pid, status = os.waitpid(pid, 0)
     if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
         return None
+    if os.WIFEXITED(status) and os.WEXITSTATUS(status) == CHROOTED:
+        return ('this process runs in a chroot, whose / is not the root of its mount namespace: libvirt would make '
+                "the devices of QEMU's /dev outside it, and QEMU would lack /dev/null and /dev/urandom (run it "
+                'after pivot_root instead of chroot)')
     why = os.strerror(os.WEXITSTATUS(status)) if os.WIFEXITED(status) else 'signal %d' % os.WTERMSIG(status)
     return 'this host refuses a private mount namespace (%s)' % why

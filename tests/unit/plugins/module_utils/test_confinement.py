@@ -148,3 +148,42 @@ def test_directories_the_volume_module_makes_outside_the_root_let_its_qemu_accou
         pass
     manager(other, path=short_tmp + '/priv/x.raw', allow_outside_root=True).make_outside_dirs(short_tmp + '/priv')
     assert stat.S_IMODE(os.stat(short_tmp + '/priv').st_mode) == 0o700
+
+
+def in_child(function):
+    """function() in a forked child (it may change the child's mounts and root): its exit status."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child only reports
+        code = 2
+        try:
+            code = function()
+        finally:
+            os._exit(code)
+    return os.WEXITSTATUS(os.waitpid(pid, 0)[1])
+
+
+def test_entering_the_namespace_of_a_chroot_leaves_it(short_tmp):
+    """libvirt makes QEMU's /dev from a process that enters QEMU's mount namespace: in a chroot
+    (whose / is a mount point, so that the namespace itself works) that process starts outside."""
+    tree = os.path.join(short_tmp, 'tree')
+    os.makedirs(os.path.join(tree, 'proc'))
+
+    def chrooted():
+        _confinement.private_mounts()
+        if _confinement.entered_root_moves():
+            return 3
+        _confinement.libc_call('mount', tree.encode(), tree.encode(), None, _confinement.MS_BIND, None)
+        _confinement.libc_call('mount', b'/proc', os.path.join(tree, 'proc').encode(), None,
+                               _confinement.MS_BIND | _confinement.MS_REC, None)
+        os.chroot(tree)
+        os.chdir('/')
+        return 0 if _confinement.entered_root_moves() else 4
+    assert in_child(chrooted) == 0
+
+
+def test_the_probe_names_a_chroot(monkeypatch):
+    monkeypatch.setattr(_confinement, 'private_mounts', lambda: None)
+    monkeypatch.setattr(_confinement, 'entered_root_moves', lambda: True)
+    assert 'runs in a chroot' in _confinement.mount_namespace_problem()
+    monkeypatch.setattr(_confinement, 'entered_root_moves', lambda: False)
+    assert _confinement.mount_namespace_problem() is None
