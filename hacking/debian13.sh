@@ -65,7 +65,10 @@ cp -a .git "$tree$inner/.git"
 # in_tree NET SCRIPT: SCRIPT (bash) inside the tree, in private mount and PID namespaces with
 # /proc, /sys, /dev and a private /run; NET=private adds a private network namespace (loopback
 # only), NET=host keeps the host's network for downloads. --kill-child: killing this script
-# kills everything inside.
+# kills everything inside. The tree becomes the namespace's root (pivot_root), not a chroot:
+# libvirt makes the devices of QEMU's private /dev from a process that enters QEMU's mount
+# namespace (setns), which starts at the namespace's root; below a chroot it would make them
+# outside the tree, and QEMU's /dev would lack /dev/null and /dev/urandom.
 in_tree() {
   local net=$1 script=$2 flags=(--mount --propagation private --pid --fork --kill-child)
   [ "$net" = private ] && flags+=(--net)
@@ -81,7 +84,13 @@ in_tree() {
     mount --bind "$GUEST" "$TREE$INNER/.cache/guest"
     mount -o remount,bind,ro "$TREE$INNER/.cache/guest"
     [ "$NET" = private ] && ip link set lo up
-    chroot "$TREE" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    mkdir -p "$TREE/.host"
+    cd "$TREE"
+    pivot_root . .host
+    cd /
+    umount -l /.host
+    rmdir /.host
+    /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
       HOME=/root LANG=C.UTF-8 TERM=dumb DEBIAN_FRONTEND=noninteractive \
       PIP_CERT=/etc/embedvirt-host-ca.crt PIP_DISABLE_PIP_VERSION_CHECK=1 bash -euo pipefail -c "$SCRIPT"' &
   inside=$!
