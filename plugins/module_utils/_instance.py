@@ -88,8 +88,7 @@ def domain_xml(params, disks, seed, console, network, source=None, kvm_usable=Fa
     ElementTree.SubElement(serial, 'source', path=console, append='on')
     ElementTree.SubElement(serial, 'target', port='0')
     rng = ElementTree.SubElement(devices, 'rng', model='virtio')
-    # QEMU's own getrandom(): no device node, which libvirt 11.3 leaves out of QEMU's private
-    # /dev (QEMU could not open /dev/urandom there).
+    # QEMU's own getrandom(): no device node needed in QEMU's private /dev.
     ElementTree.SubElement(rng, 'backend', model='builtin')
     for fragment in params['extra_devices'] or ():
         devices.append(ElementTree.fromstring(fragment))
