@@ -235,9 +235,19 @@ class Domains(DriverUser):
         return self.domain_detail(dom)
 
     def domain_destroy(self, name):
-        dom = self.domain_required(name)
-        dom.destroy()
+        self.destroy(self.domain_required(name))
         return self.domain_get(name)  # a transient domain is gone now
+
+    def destroy(self, dom):
+        """Power a guest off at once. One that went off meanwhile is off as asked: libvirt kills
+        QEMU before it waits for the domain's job, so a destroy while a new helper reconnects
+        to the guest (or while the guest powers itself off) finds it no longer running."""
+        try:
+            dom.destroy()
+        except self.libvirt.libvirtError as e:
+            now = self.find(dom.name())  # None: a transient guest, gone with its QEMU
+            if e.get_error_code() != self.libvirt.VIR_ERR_OPERATION_INVALID or now is not None and now.isActive():
+                raise
 
     def domain_shutdown(self, name, timeout, force):
         """Power a guest off gracefully, waiting up to timeout seconds, then (with force)
@@ -260,7 +270,7 @@ class Domains(DriverUser):
             time.sleep(0.2)
         if not force:
             return {'done': False, 'steps': steps, 'domain': current}
-        dom.destroy()
+        self.destroy(dom)
         steps.append('destroy')
         return {'done': True, 'steps': steps, 'domain': self.domain_get(name)}
 
