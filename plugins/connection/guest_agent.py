@@ -67,6 +67,14 @@ options:
     ini:
       - section: embedvirt_guest_agent
         key: hypervisor_python
+  helper_python:
+    vars:
+      - name: ansible_embedvirt_helper_python
+    env:
+      - name: EMBEDVIRT_HELPER_PYTHON
+    ini:
+      - section: embedvirt_guest_agent
+        key: helper_python
   command_environment:
     description:
       - Environment of every command in the guest, instead of the guest agent's own.
@@ -212,7 +220,7 @@ class Connection(ConnectionBase):
             try:
                 self.client = helper_client(self.get_option('root'), self.get_option('hypervisor'),
                                             self.get_option('hypervisor_ssh_args'),
-                                            self.get_option('hypervisor_python'))
+                                            self.get_option('hypervisor_python'), self.get_option('helper_python'))
             except RootError as e:
                 raise AnsibleConnectionFailure(to_native(e))
             info = self.call(self.client.guest_wait_agent, timeout=self.get_option('agent_timeout'))

@@ -24,7 +24,17 @@ options:
     default: ''
   hypervisor_python:
     description:
-      - Python on the O(hypervisor) that runs the helper.
+      - Python on the O(hypervisor) that runs the relay to the root's helper there; it needs only the standard
+        library.
     type: str
     default: python3
+  helper_python:
+    description:
+      - Python, on the host of the root (this machine, or the O(hypervisor)), that runs the root's helper, the
+        only process that imports the libvirt bindings; an absolute path. The plugin itself may run in any
+        Python (Ansible in a venv).
+      - When omitted, the Python that runs the plugin (or the relay) if it has the bindings, else the first of
+        C(/usr/bin/python3), C(/usr/libexec/platform-python) and C(/usr/local/bin/python3) that has them.
+      - A helper that already runs is used whatever its Python.
+    type: path
 '''

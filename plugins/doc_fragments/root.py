@@ -24,15 +24,24 @@ options:
       - When omitted, a running helper keeps its setting and a new helper uses 300 seconds.
       - Guests do not depend on the helper; they keep running when it exits.
     type: int
+  helper_python:
+    description:
+      - The Python, on the managed host, that runs the root's helper, the only process that imports the
+        libvirt bindings. An absolute path. The module itself may run in any Python (Ansible in a venv).
+      - When omitted, the Python that runs the module if it has the bindings, else the first of
+        C(/usr/bin/python3), C(/usr/libexec/platform-python) and C(/usr/local/bin/python3) that has them.
+      - If not given, the value of the E(EMBEDVIRT_HELPER_PYTHON) environment variable on the managed host is used.
+    type: path
 notes:
   - Libvirt allows one process per embedded root, so every task against a root goes through
     one helper process per root, started on demand and serialised with a lock in the root.
   - The helper runs as the owner of the root, also when the task runs as root; a task run as root
     never executes or follows a file that the owner could have placed in the root.
   - Needs on the managed host QEMU, libvirt's QEMU and secret driver modules and the libvirt Python
-    bindings. On Debian 12 C(apt-get install qemu-system-x86 qemu-utils libvirt-daemon
-    libvirt-daemon-driver-qemu python3-libvirt).
+    bindings for one of its Pythons (see O(helper_python)). On Debian 12 C(apt-get install qemu-system-x86
+    qemu-utils libvirt-daemon libvirt-daemon-driver-qemu python3-libvirt).
   - Running as root, libvirt's QEMU driver also needs the account C(libvirt-qemu) (user and group) to exist.
 requirements:
-  - libvirt Python bindings (python3-libvirt)
+  - libvirt Python bindings (python3-libvirt) for the Python that runs the helper (O(helper_python)), which need
+    not be the one that runs the module
 '''

@@ -12,8 +12,8 @@ description:
     P(embedvirt.libvirt.guest_agent#connection) connection.
   - Host variables - C(ansible_connection), C(ansible_embedvirt_root), C(ansible_embedvirt_domain),
     C(embedvirt_uuid), C(embedvirt_state), C(embedvirt_id), C(embedvirt_persistent), C(embedvirt_autostart),
-    and for a root on another host C(ansible_embedvirt_hypervisor), C(ansible_embedvirt_hypervisor_ssh_args)
-    and C(ansible_embedvirt_hypervisor_python).
+    for a root on another host C(ansible_embedvirt_hypervisor), C(ansible_embedvirt_hypervisor_ssh_args)
+    and C(ansible_embedvirt_hypervisor_python), and C(ansible_embedvirt_helper_python) when O(helper_python) is set.
   - Groups - C(embedvirt_<state>) (for example C(embedvirt_running)), plus what C(groups) and
     C(keyed_groups) make.
   - The file must end in C(embedvirt.yml) or C(embedvirt.yaml).
@@ -42,8 +42,8 @@ options:
   roots:
     description:
       - The embedded roots whose domains to list; absolute paths of roots that exist.
-      - Each is a path, or a dictionary with C(path) and any of C(hypervisor), C(hypervisor_ssh_args) and
-        C(hypervisor_python), which override the options of the same name for that root.
+      - Each is a path, or a dictionary with C(path) and any of C(hypervisor), C(hypervisor_ssh_args),
+        C(hypervisor_python) and C(helper_python), which override the options of the same name for that root.
     type: list
     elements: raw
     required: true
@@ -117,7 +117,7 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import Roo
 from ansible_collections.embedvirt.libvirt.plugins.plugin_utils._hypervisor import helper_client
 
 # Where a root is: per root in `roots`, else the file's option of the same name.
-PLACEMENT = ('hypervisor', 'hypervisor_ssh_args', 'hypervisor_python')
+PLACEMENT = ('hypervisor', 'hypervisor_ssh_args', 'hypervisor_python', 'helper_python')
 # The group of each state a domain can be in.
 STATE_GROUPS = tuple('embedvirt_%s' % state for state in DOMAIN_STATES)
 
@@ -162,7 +162,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         for root in self.roots():
             try:
                 client = helper_client(root['path'], root['hypervisor'], root['hypervisor_ssh_args'],
-                                       root['hypervisor_python'])
+                                       root['hypervisor_python'], root['helper_python'])
                 try:
                     for domain in client.domain_list(states=self.get_option('states') or None):
                         if self.get_option('connection') == 'ssh' and domain['state'] == 'running':
@@ -205,8 +205,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 'embedvirt_persistent': domain['persistent'],
                 'embedvirt_autostart': domain['autostart'],
             }
-            if root['hypervisor']:
-                hostvars.update(('ansible_embedvirt_%s' % key, root[key]) for key in PLACEMENT)
+            # What takes the connection to the root's helper: where it is, and its Python when given.
+            placed = PLACEMENT if root['hypervisor'] else ('helper_python',)
+            hostvars.update(('ansible_embedvirt_%s' % key, root[key]) for key in placed if root[key] is not None)
             if endpoint:
                 hostvars.update(endpoint, ansible_connection='ssh')
             elif asked_ssh:

@@ -26,11 +26,10 @@ import select
 import socket
 import stat
 import subprocess
-import sys
 import time
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils import (
-    _confinement, _helper, _network, _protocol, _qemu_conf, _root, _versions)
+    _confinement, _helper, _helper_python, _network, _protocol, _qemu_conf, _root, _versions)
 # The helper's modules, shipped to it as one bundle (imported here so that AnsiballZ and the
 # SSH relay carry them; they need nothing beyond the standard library until the helper runs).
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper import (
@@ -178,7 +177,7 @@ class HelperClient(Operations):
         self.root = EmbedRoot(root)
         self.create = create  # plugins only use roots that exist; modules make them
         self.idle_timeout = idle_timeout
-        self.python = python or sys.executable
+        self.python = python  # the helper's Python as given; None: chosen (see helper_python)
         self.bundle, self.version = helper_bundle()
         self.connection = None
         self.created_root = False
@@ -211,6 +210,13 @@ class HelperClient(Operations):
                           'guests with embedvirt.libvirt.domain_info) and run the task again; see %s'
                           % (self.root.path, op.name, self.root.log_path))
             raise
+
+    def helper_python(self, for_boot=False):
+        """The Python that starts the root's helper, now or at boot (see _helper_python)."""
+        try:
+            return _helper_python.helper_python(self.python, for_boot)
+        except _helper_python.HelperPythonError as e:
+            raise HelperClientError(str(e.args[0]), 'bindings_missing', e.hint)
 
     def ensure(self):
         """Connect to a current helper, starting (or replacing) one if needed; its status."""
@@ -444,7 +450,7 @@ class HelperClient(Operations):
         log_fd = self._open_log(rootdir)
         try:
             process = subprocess.Popen(
-                [self.python, '-I', '-c', BOOTSTRAP] + _protocol.helper_argv(self.root.path, idle),
+                [self.helper_python(), '-I', '-c', BOOTSTRAP] + _protocol.helper_argv(self.root.path, idle),
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log_fd,
                 cwd='/', close_fds=True, start_new_session=True, **as_owner(rootdir.uid, rootdir.gid))
         finally:

@@ -20,6 +20,7 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import Roo
 ROOT_ARGUMENT_SPEC = dict(
     root=dict(type='path', required=True, fallback=(env_fallback, ['EMBEDVIRT_ROOT'])),
     helper_idle_timeout=dict(type='int'),
+    helper_python=dict(type='path', fallback=(env_fallback, ['EMBEDVIRT_HELPER_PYTHON'])),
 )
 
 # How a check-mode run answers its reads when the root does not exist yet: as the empty root
@@ -65,7 +66,8 @@ class EmbedvirtModule:
         # Only a run that may change things creates a missing root (check mode never does).
         self.read_only = read_only
         creates_root = not (read_only or self.check_mode)
-        self.client = self.guard(HelperClient, self.params['root'], idle_timeout=timeout, create=creates_root)
+        self.client = self.guard(HelperClient, self.params['root'], idle_timeout=timeout,
+                                 python=self.params['helper_python'], create=creates_root)
         self.root_missing = not creates_root and not os.path.lexists(self.client.root.path)
         self.predicted_from_empty_root = False
         self.helper = ModuleOperations(self)

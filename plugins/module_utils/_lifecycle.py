@@ -17,7 +17,6 @@ import re
 import signal
 import stat
 import string
-import sys
 import time
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils import _confinement, _qemu_conf as qemu_conf
@@ -326,7 +325,7 @@ class RootLifecycle(Manager):
 
     def run(self):
         result = self.purge() if self.params['state'] == 'absent' else self.ensure_present()
-        unit = boot_unit(self.path, self.params['boot_python'] or sys.executable)
+        unit = boot_unit(self.path, self.module.guard(self.module.client.helper_python, for_boot=True))
         if self.params['state'] == 'present' and self.params['boot_helper']:
             unit['helper_changed'] = self.module.guard(self.ensure_boot_helper)
         result.update(changed=self.changed, actions=self.actions, root=self.path, boot_unit=unit)

@@ -174,12 +174,6 @@ options:
             strings. Names are letters, digits and C(_); values are one line.
         type: dict
         default: {}
-  boot_python:
-    description:
-      - Python (with the libvirt bindings) that the boot unit of RV(boot_unit) runs the helper with. An
-        absolute path.
-      - Defaults to the Python that runs this module.
-    type: path
   boot_helper:
     description:
       - With O(state=present), install the helper's code where the boot unit of RV(boot_unit) reads it
@@ -349,6 +343,9 @@ boot_unit:
       description:
         - Its C(ExecStart), every argument quoted for systemd. It reads the helper's code from its
           standard input, which the unit connects to RV(boot_unit.helper) (C(StandardInput=file:)).
+        - Its Python is O(helper_python) when given, else the first of the distribution's Pythons (see
+          O(helper_python)) that has the libvirt bindings, and the Python that ran this task only when none has
+          them, as that may be a venv that is gone at the next boot.
       type: str
       sample: '"/usr/bin/python3" "-I" "-c" "import hashlib, ..." "--embedvirt-helper" "--root" "/srv/a-b" "--idle-timeout" "0"'
     helper:
@@ -452,7 +449,6 @@ autostart:
   elements: str
 '''
 
-import os
 import stat
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._archive import RootArchive, RootRestore
@@ -481,7 +477,6 @@ def main():
                 namespaces=dict(type='list', elements='str'),
                 extra=dict(type='dict', default={}),
             )),
-            boot_python=dict(type='path'),
             boot_helper=dict(type='bool', default=False),
             dest=dict(type='path'),
             force=dict(type='bool', default=False),
@@ -498,9 +493,6 @@ def main():
     if mode & ~0o7777 or mode & (stat.S_IWGRP | stat.S_IWOTH):
         module.fail("mode '%s' lets group or others write the root, who could then replace its files: use a "
                     "mode such as '0700' or '0755'" % params['mode'], error_kind='mode')
-    if params['boot_python'] is not None and not os.path.isabs(params['boot_python']):
-        module.fail("boot_python '%s' is not an absolute path: give one such as /usr/bin/python3"
-                    % params['boot_python'], error_kind='boot_python')
     manager = {'archived': RootArchive, 'restored': RootRestore}.get(params['state'], RootLifecycle)
     module.exit(**manager(module).run())
 

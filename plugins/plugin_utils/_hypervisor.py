@@ -8,7 +8,8 @@ reached over SSH.
 For a remote hypervisor one `ssh` process carries a relay: a small Python program, sent with
 this collection's client code over the SSH session itself (nothing is installed there), that
 starts or finds the root's helper on that host exactly as a module would and passes each
-request on. The remote host needs what modules need: python3 and the libvirt bindings.
+request on. The remote host needs what modules need: a Python, and the libvirt bindings for
+the Python that runs the helper there (which need not be the relay's).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import shlex
 import subprocess
 import tempfile
 
-from ansible_collections.embedvirt.libvirt.plugins.module_utils import _client, _protocol, _qemu_conf
+from ansible_collections.embedvirt.libvirt.plugins.module_utils import _client, _helper_python, _protocol, _qemu_conf
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._client import (
     HELPER_BUNDLE, HelperClient, HelperClientError, bundle_sources)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import Operations
@@ -31,7 +32,7 @@ DEFAULT_SSH_ARGS = ('-o', 'ControlMaster=auto', '-o', 'ControlPersist=60s',
 # Extra time allowed on top of a call's own timeout for the round trip over SSH.
 TRANSPORT_SLACK = 30
 # What the relay needs on the hypervisor: the client and everything it ships to a helper.
-RELAY_BUNDLE = (_client, _qemu_conf) + HELPER_BUNDLE
+RELAY_BUNDLE = (_client, _helper_python, _qemu_conf) + HELPER_BUNDLE
 
 # Runs on the hypervisor. Line 1 of its stdin is this program, line 2 the root and the bundle
 # of the client's modules, then one request per line (_protocol's messages, both ways).
@@ -51,7 +52,7 @@ for line in stdin:
     try:
         if op is None:
             raise client.HelperClientError('the relay has no operation %r' % request['op'], protocol.ERROR_PROTOCOL)
-        helper = helper or client.HelperClient(setup['root'], create=False)
+        helper = helper or client.HelperClient(setup['root'], python=setup['helper_python'], create=False)
         reply = protocol.reply_message(request['id'], result=helper.request(op, request['args']))
     except client.HelperClientError as e:
         reply = protocol.reply_message(request['id'], error=e.to_dict())
@@ -65,14 +66,15 @@ for line in stdin:
 BOOT = 'import json,sys;exec(json.loads(sys.stdin.buffer.readline()))'
 
 
-def helper_client(root_path, hypervisor=None, ssh_args=None, python=None):
-    """A client of the root's helper: HelperClient here, RemoteHelperClient on `hypervisor`.
+def helper_client(root_path, hypervisor=None, ssh_args=None, python=None, helper_python=None):
+    """A client of the root's helper: HelperClient here, RemoteHelperClient on `hypervisor`
+    (python runs the relay there; helper_python, if given, the helper, on the root's host).
 
     Plugins never create a root: a missing one is a mistyped path, not a wish.
     """
     if not hypervisor:
-        return HelperClient(root_path, create=False)
-    return RemoteHelperClient(root_path, hypervisor, ssh_args, python)
+        return HelperClient(root_path, python=helper_python, create=False)
+    return RemoteHelperClient(root_path, hypervisor, ssh_args, python, helper_python)
 
 
 def split_ssh_args(value):
@@ -85,11 +87,12 @@ def split_ssh_args(value):
 class RemoteHelperClient(Operations):
     """HelperClient's operations and close() for a root on another host, through one SSH session."""
 
-    def __init__(self, root_path, hypervisor, ssh_args=None, python=None):
+    def __init__(self, root_path, hypervisor, ssh_args=None, python=None, helper_python=None):
         self.root = EmbedRoot(root_path)  # the path rules hold wherever the root is
         self.hypervisor = hypervisor
         self.ssh_args = list(DEFAULT_SSH_ARGS) + split_ssh_args(ssh_args)
         self.python = python or 'python3'
+        self.helper_python = helper_python or None
         self.process = None
         self.reader = None
         self.errors = None
@@ -149,7 +152,8 @@ class RemoteHelperClient(Operations):
             raise HelperClientError('cannot run ssh to reach hypervisor %s: %s' % (self.hypervisor, e),
                                     'connection', 'install the OpenSSH client on the controller')
         self.reader = _protocol.FrameReader(self.process.stdout.fileno())
-        setup = {'root': self.root.path, 'package': _protocol.__name__.rsplit('.', 1)[0],
+        setup = {'root': self.root.path, 'helper_python': self.helper_python,
+                 'package': _protocol.__name__.rsplit('.', 1)[0],
                  'importer': _protocol.BUNDLE_IMPORTER, 'sources': bundle_sources(RELAY_BUNDLE)}
         try:
             self.process.stdin.write(json.dumps(RELAY).encode() + b'\n' + _protocol.encode(setup))
@@ -166,5 +170,5 @@ class RemoteHelperClient(Operations):
             'the SSH session to hypervisor %s ended during %s (exit status %s): %s'
             % (self.hypervisor, op, code, said or 'no message'), 'connection',
             'check that "ssh %s %s %s -V" works without a password prompt and that the host has '
-            'python3 with the libvirt bindings'
+            'a Python with the libvirt bindings (python3-libvirt)'
             % (' '.join(shlex.quote(arg) for arg in self.ssh_args), self.hypervisor, self.python))

@@ -54,8 +54,8 @@ class Drivers:
             raise HelperError(
                 'bindings_missing', 'cannot import libvirt in %s: %s' % (sys.executable, e),
                 'install the libvirt Python bindings for this interpreter: python3-libvirt '
-                '(Debian/Ubuntu, Fedora/RHEL) or "pip install libvirt-python", or set '
-                'ansible_python_interpreter to a Python that has them')
+                '(Debian/Ubuntu, Fedora/RHEL) or "pip install libvirt-python", or give helper_python: '
+                'a Python that has them')
         self.libvirt = libvirt
         import libvirt_qemu  # part of the same bindings; the guest agent's door
         self.libvirt_qemu = libvirt_qemu
