@@ -32,7 +32,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # Running as root, libvirt's QEMU driver resolves its build-default account before it reads
-# qemu.conf, and fails without it (see README, troubleshooting).
+# qemu.conf, and fails without it (see docs/docsite/rst/troubleshooting.rst).
 $venv_only || getent group libvirt-qemu >/dev/null || groupadd --system libvirt-qemu
 $venv_only || getent passwd libvirt-qemu >/dev/null \
   || useradd --system --gid libvirt-qemu --no-create-home --home-dir /var/lib/libvirt \

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the collection, as root on Debian 12: ansible-test sanity, ansible-test
-# units, ansible-lint (production profile) on roles and playbooks, and ansible-test
+# units, ansible-lint (production profile) on roles and playbooks and antsibull-docs on the
+# collection's documentation, and ansible-test
 # integration (real libvirt embedded drivers, real QEMU guests), then the integration suite
 # again on Debian 13's libvirt and QEMU in a trixie tree (hacking/debian13.sh).
 # Usage: hacking/test.sh [sanity|units|lint|integration|debian13 ...] [-- extra ansible-test arguments]
@@ -74,7 +75,11 @@ for suite in "${suites[@]}"; do
   case $suite in
     sanity) run sanity ansible-test sanity --venv --python "$python" --color no "$@" ;;
     units) run units ansible-test units --venv --python "$python" --color no "$@" ;;
-    lint) ANSIBLE_COLLECTIONS_PATH=$work run lint ansible-lint --profile production --offline --nocolor roles playbooks ;;
+    lint)
+      ANSIBLE_COLLECTIONS_PATH=$work run lint ansible-lint --profile production --offline --nocolor roles playbooks
+      # The collection's documentation as antsibull-docs builds it: plugin and role docs, and the
+      # guides in docs/docsite (extra-docs.yml, links.yml, the rst files).
+      ANSIBLE_COLLECTIONS_PATH=$work run lint-docs antsibull-docs lint-collection-docs --plugin-docs . ;;
     integration)
       # The real Debian guests, built once, cached in the checkout: the guest_agent target's,
       # and the cloud image (a qcow2 with its sha256) that the instance target boots.

@@ -126,7 +126,7 @@ options:
             root (O(state=absent)); for a root of an ordinary user it is left out, and QEMU runs as that user.
           - The root directory then belongs to that account's group, mode 0710, as do the directories QEMU
             passes through to its guests' files (C(images), C(lib), C(log)); libvirt lends QEMU a guest's files
-            (disks, NVRAM, sockets) while the guest runs. See README's Security section.
+            (disks, NVRAM, sockets) while the guest runs. See R(the Security guide,ansible_collections.embedvirt.libvirt.docsite.security).
           - V(root) runs QEMU as root, with every capability (the task warns), and a guest that escapes QEMU
             owns the host.
           - A root made by an earlier release, whose qemu.conf is still that release's default (QEMU as root),

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job as README runs it (playbooks/demo.yml, by its collection name), on a test root:
+# The main job (playbooks/demo.yml, by its collection name, as CONTRIBUTING.md describes), on a test root:
 # a real guest from the cloud image, downloaded and checked against the SHA512SUMS published next
 # to it (on loopback, as a download site would), reached through its agent, a second run that
 # changes nothing, a run from another copy of the collection with the image in a file elsewhere
