@@ -33,6 +33,9 @@ CHUNK_BYTES = 1 << 20
 # by the module's download_timeout).
 READ_TIMEOUT = 60
 SAFE_NAME = re.compile(r'[^A-Za-z0-9._+-]')
+# A checksums file (SHA512SUMS of a whole release directory is a few KiB) is read whole, bounded.
+SUMS_MAX_BYTES = 1 << 20
+SUMS_SECONDS = 60
 
 
 class ImageError(Exception):
@@ -44,17 +47,59 @@ class ImageError(Exception):
 
 
 def parse_checksum(text):
-    """(algorithm, hex digest) of 'sha256:<hex>', or None for no checksum."""
+    """(algorithm, hex digest) of '<algorithm>:<hex>', (algorithm, URL) of '<algorithm>:<URL of a
+    checksums file>', or None for no checksum."""
     if not text:
         return None
     algorithm, _sep, digest = text.partition(':')
     algorithm = algorithm.lower()
-    digest = digest.strip().lower()
-    size = hashlib.new(algorithm).digest_size * 2 if algorithm in ALGORITHMS else None
-    if size is None or len(digest) != size or not all(c in '0123456789abcdef' for c in digest):
-        raise ImageError("checksum '%s' is not <algorithm>:<hex digest>: give one such as sha256:%s (algorithms: %s)"
+    digest = digest.strip()
+    if algorithm in ALGORITHMS and is_url(digest):
+        return algorithm, digest
+    digest = digest.lower()
+    if algorithm not in ALGORITHMS or not is_digest(digest, algorithm):
+        raise ImageError("checksum '%s' is not <algorithm>:<hex digest> or <algorithm>:<URL of a checksums file>: "
+                         "give one such as sha256:%s or sha512:https://.../SHA512SUMS (algorithms: %s)"
                          % (text, '0' * 64, ', '.join(ALGORITHMS)), 'checksum')
     return algorithm, digest
+
+
+def is_digest(text, algorithm):
+    return len(text) == hashlib.new(algorithm).digest_size * 2 and all(c in '0123456789abcdef' for c in text)
+
+
+def listed_digest(url, algorithm, image):
+    """The digest that the checksums file at url (lines '<hex>  <file name>', as sha512sum writes
+    them) gives for image's file name. Read whole within SUMS_SECONDS, at most SUMS_MAX_BYTES."""
+    name = os.path.basename((urllib.parse.urlsplit(image).path if is_url(image) else image).rstrip('/'))
+    deadline = time.time() + SUMS_SECONDS
+    data = b''
+    try:
+        with open_url(url, timeout=READ_TIMEOUT) as response:
+            while len(data) <= SUMS_MAX_BYTES:
+                if time.time() > deadline:
+                    raise ImageError('the checksums file %s did not come within %d s; try again, or give the checksum '
+                                     'itself (<algorithm>:<hex>)' % (url, SUMS_SECONDS), 'checksum')
+                chunk = response.read(1 << 16)
+                if not chunk:
+                    break
+                data += chunk
+    except urllib.error.HTTPError as e:
+        raise ImageError('fetching the checksums file %s failed: HTTP %d %s; check its URL' % (url, e.code, e.reason),
+                         'checksum')
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+        raise ImageError('fetching the checksums file %s failed: %s; check its URL and that the host can reach it'
+                         % (url, getattr(e, 'reason', e)), 'checksum')
+    if len(data) > SUMS_MAX_BYTES:
+        raise ImageError('%s is over %d bytes, not a checksums file: check its URL, or give the checksum itself'
+                         % (url, SUMS_MAX_BYTES), 'checksum')
+    for line in data.decode('utf-8', 'replace').splitlines():
+        fields = line.split()
+        # '*' marks a binary-mode line of sha*sum.
+        if len(fields) == 2 and fields[1].lstrip('*') == name and is_digest(fields[0].lower(), algorithm):
+            return fields[0].lower()
+    raise ImageError('the checksums file %s has no %s line for %s: check that it lists the image (its file name) '
+                     'and the algorithm, or give the checksum itself' % (url, algorithm, name), 'checksum')
 
 
 def is_url(image):
@@ -78,6 +123,8 @@ class BaseImage:
         self.root_dir = root_dir
         self.image = image
         self.checksum = parse_checksum(checksum)
+        if self.checksum is not None and is_url(self.checksum[1]):
+            self.checksum = (self.checksum[0], listed_digest(self.checksum[1], self.checksum[0], image))
         self.timeout = timeout
         self.name = cache_name(image, self.checksum)
         self.relative = os.path.join(BASE_IMAGES, self.name)

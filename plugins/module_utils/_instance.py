@@ -372,19 +372,25 @@ class InstanceManager(Manager):
         for disk in self.module.helper.domain_disks():
             if disk['domain'] != self.name and disk['path'] in files:
                 users.setdefault(disk['path'], set()).add(disk['domain'])
-        if current is not None:
-            self.run_domain_manager(dict(name=self.name, xml=None, state='undefined', autostart=None,
-                                         shutdown_timeout=self.params['shutdown_timeout'], force=True,
-                                         remove_snapshots=self.params['remove_snapshots']))
         with self.module.guard(self.root.open) as root_dir:
+            # Named before anything goes: a checksums file that cannot be read fails the task first.
+            base = None
+            if self.params['remove_image'] and self.params['image']:
+                try:
+                    base = BaseImage(root_dir, self.params['image'], self.params['checksum'], 0)
+                except ImageError as e:
+                    self.module.fail(str(e), error_kind=e.kind)
+            if current is not None:
+                self.run_domain_manager(dict(name=self.name, xml=None, state='undefined', autostart=None,
+                                             shutdown_timeout=self.params['shutdown_timeout'], force=True,
+                                             remove_snapshots=self.params['remove_snapshots']))
             for path in files:
                 if path in users:
                     self.module.warn("%s is kept: it is a disk of the domain(s) %s, not only of instance '%s'"
                                      % (path, ', '.join(sorted(users[path])), self.name))
                 else:
                     self.remove_file(root_dir, os.path.relpath(path, self.root.path))
-            if self.params['remove_image'] and self.params['image']:
-                base = BaseImage(root_dir, self.params['image'], self.params['checksum'], 0)
+            if base is not None:
                 if base.present():
                     built_on = images_built_on(root_dir, base.relative)
                     if built_on:

@@ -55,6 +55,10 @@ options:
       - The image's digest as V(<algorithm>:<hex>) with algorithm V(sha256), V(sha384) or V(sha512). A download
         (or copy) that does not match is removed and the task fails. Required for a URL unless
         O(allow_unverified=true).
+      - Or V(<algorithm>:<URL>) of a checksums file, such as the C(SHA512SUMS) Debian publishes next to its cloud
+        images - lines C(<hex>  <file name>) as C(sha512sum) writes them; the line naming the image's file name
+        gives the digest. It is read at every run (at most 1 MiB, within 60 s), as the cached image's name
+        depends on it.
     type: str
   clone_from:
     description:
@@ -261,7 +265,7 @@ EXAMPLES = r'''
     root: /srv/vms
     name: web
     image: https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-genericcloud-amd64.qcow2
-    checksum: sha512:<from SHA512SUMS next to the image>
+    checksum: sha512:https://cloud.debian.org/images/cloud/bookworm/latest/SHA512SUMS
     disk_size: 10G
     memory: 1024
     cloud_init:

@@ -27,6 +27,7 @@ class Server(http.server.ThreadingHTTPServer):
         self.cut = 0
         self.ranges = []
         self.midway = None  # called when half a reply's body is sent
+        self.sums = None  # served at /SUMS when set
 
     @property
     def url(self):
@@ -35,6 +36,12 @@ class Server(http.server.ThreadingHTTPServer):
 
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802
+        if self.path == '/SUMS' and self.server.sums is not None:
+            self.send_response(200)
+            self.send_header('Content-Length', str(len(self.server.sums)))
+            self.end_headers()
+            self.wfile.write(self.server.sums)
+            return
         if self.path != '/img.qcow2':
             self.send_error(404)
             return
@@ -133,6 +140,37 @@ def test_a_local_image_is_copied_into_the_cache(root_dir, short_tmp):
 def test_checksums_that_are_not_one_are_refused_with_an_example(text):
     with pytest.raises(_images.ImageError, match='give one such as sha256:0000'):
         _images.parse_checksum(text)
+
+
+def sums_line(name, data=IMAGE):
+    return ('%s  %s\n' % (hashlib.sha512(data).hexdigest(), name)).encode()
+
+
+def test_a_checksums_file_gives_the_digest_of_the_image_it_names(server, root_dir):
+    # As Debian's SHA512SUMS: other images first, one whose name ends like ours, binary-mode marks.
+    server.sums = (sums_line('other.qcow2', b'other') + sums_line('x-img.qcow2', b'x')
+                   + sums_line('*img.qcow2').replace(b'  *', b' *'))
+    sums = server.url.replace('img.qcow2', 'SUMS')
+    assert _images.parse_checksum('sha512:' + sums) == ('sha512', sums)
+    image = _images.BaseImage(root_dir, server.url, 'sha512:' + sums, 60)
+    assert image.checksum == ('sha512', hashlib.sha512(IMAGE).hexdigest())
+    assert image.name == hashlib.sha512(IMAGE).hexdigest()[:12] + '-img.qcow2'
+    image.fetch()
+    assert image.present()
+
+
+def test_a_checksums_file_without_the_image_or_too_big_or_missing_fails_naming_it(server, root_dir):
+    sums = server.url.replace('img.qcow2', 'SUMS')
+    server.sums = sums_line('other.qcow2') + ('%s  img.qcow2\n' % hashlib.sha256(IMAGE).hexdigest()).encode()
+    with pytest.raises(_images.ImageError, match='has no sha512 line for img.qcow2') as err:
+        _images.BaseImage(root_dir, server.url, 'sha512:' + sums, 60)
+    assert err.value.kind == 'checksum'
+    server.sums = b'#' * (_images.SUMS_MAX_BYTES + 1)
+    with pytest.raises(_images.ImageError, match='over 1048576 bytes, not a checksums file'):
+        _images.BaseImage(root_dir, server.url, 'sha512:' + sums, 60)
+    with pytest.raises(_images.ImageError, match='fetching the checksums file .*HTTP 404'):
+        _images.BaseImage(root_dir, server.url, 'sha512:' + server.url + '.sums', 60)
+    assert listing(root_dir) == []
 
 
 def test_cache_names_stay_inside_the_cache():
