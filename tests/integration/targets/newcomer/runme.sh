@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # A newcomer's first hour: an ordinary user with Ansible in a venv of its own (no libvirt
-# bindings, no system site packages), the collection built and installed from its tarball, a
-# root in the user's home, a guest from the cloud image (served over loopback HTTP) reached
-# through its agent, ad hoc and through the domains inventory, then the purge. Only the
-# helper needs the bindings: it runs with the host's Python that has them.
+# bindings, no system site packages), the collection built and installed from its tarball, and
+# README's first playbook, copied from README itself: a root in the user's home, a guest from
+# Debian's cloud image (here the test image, served on loopback as cloud.debian.org serves it,
+# with a SHA512SUMS beside it) reached through its agent; then README's ad hoc command, the
+# guest through the domains inventory, and the purge. Only the helper needs the bindings: it
+# runs with the host's Python that has them.
 set -euxo pipefail
 user=evtnew
 home=/tmp/evt-nc-home
-root=$home/vms
+root=$home/vms   # README's ~/vms
+site=https://cloud.debian.org/images/cloud/bookworm/latest/
 out=$(mktemp -d)
 chmod 0755 "$out"
 image=$(sed -n 's/^embedvirt_cloud_image: //p' ../../integration_config.yml)
@@ -31,9 +34,13 @@ userdel $user 2>/dev/null || true
 rm -rf "$home"
 useradd --home-dir "$home" --create-home --shell /bin/bash $user
 
-# The cloud image, served on loopback as a download site would.
+# The cloud image, served on loopback as Debian's site serves its own.
+mkdir "$out/www"
+name=debian-12-genericcloud-amd64.qcow2
+cp -l "$image" "$out/www/$name" 2>/dev/null || cp "$image" "$out/www/$name"
+echo "$(sha512sum <"$image" | cut -d' ' -f1)  $name" >"$out/www/SHA512SUMS"
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-python3 -m http.server --bind 127.0.0.1 --directory "$(dirname "$image")" "$port" >"$out/www.log" 2>&1 &
+python3 -m http.server --bind 127.0.0.1 --directory "$out/www" "$port" >"$out/www.log" 2>&1 &
 www=$!
 
 # The collection as a release tarball, built from this tree.
@@ -50,25 +57,26 @@ as_user venv/bin/pip install --quiet "ansible-core==$core"
 ! as_user venv/bin/python3 -c 'import libvirt'
 as_user venv/bin/ansible-galaxy collection install "$tarball"
 
-cat >"$out/first.yml" <<PLAYBOOK
-- name: A first guest
-  hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: A Debian guest from its cloud image
-      embedvirt.libvirt.instance:
-        root: $root
-        name: first
-        image: http://127.0.0.1:$port/$(basename "$image")
-        checksum: sha256:$sha256
-        memory: 512
-        wait_for: agent
-PLAYBOOK
+# README's first playbook and ad hoc command, as README has them; only the site is this one.
+python3 - "$collection/README.md" "$out" "$site" "http://127.0.0.1:$port/" <<'EOF'
+import re, sys
+readme, out, site, local = sys.argv[1:]
+section = open(readme).read().split('\n## A first guest\n', 1)[1].split('\n## ', 1)[0]
+playbook = re.search(r'```yaml\n(.*?)```', section, re.S).group(1)
+assert playbook.count(site) == 2, 'README names the image and its SHA512SUMS on ' + site
+open(out + '/first.yml', 'w').write(playbook.replace(site, local))
+command = re.search(r'```\n(ansible localhost -m [^\n]*)\n```', section).group(1)
+open(out + '/adhoc', 'w').write(command + '\n')
+EOF
+cat "$out/first.yml"
 as_user venv/bin/ansible-playbook "$out/first.yml" | tee "$out/first.log"
 grep -Eq '^localhost +: ok=1 +changed=1 .*failed=0' "$out/first.log"
+grep -q '"GET /SHA512SUMS HTTP' "$out/www.log"
 
-# Ad hoc, with the controller's Python (the venv's): implicit localhost.
-as_user venv/bin/ansible localhost -m embedvirt.libvirt.domain_info -a "root=$root" | tee "$out/info.log"
+# README's ad hoc command, with the controller's Python (the venv's): implicit localhost.
+read -ra adhoc <"$out/adhoc"
+[ "${adhoc[0]}" = ansible ]
+as_user venv/bin/ansible "${adhoc[@]:1}" | tee "$out/info.log"
 grep -q '"state": "running"' "$out/info.log"
 
 # The guest through the domains inventory and the guest_agent connection.
