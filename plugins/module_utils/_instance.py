@@ -249,8 +249,8 @@ class InstanceManager(Manager):
             self.module.fail('image (or clone_from) is required unless state=undefined: give a local path or an '
                              'http(s) URL of a cloud image', error_kind='image')
         if is_url(params['image']) and not params['checksum'] and not params['allow_unverified']:
-            self.module.fail("image '%s' is a URL without checksum: give checksum (such as sha256:<hex>, from "
-                             "the image's SHA256SUMS) so a damaged or replaced download is refused, or set "
+            self.module.fail("image '%s' is a URL without checksum: give checksum (such as sha256:<hex>, or "
+                             "sha512:<URL of the SHA512SUMS next to the image>) so a damaged or replaced download is refused, or set "
                              "allow_unverified=true" % params['image'], error_kind='checksum')
         try:
             parse_checksum(params['checksum'])
