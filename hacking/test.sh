@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Runs every test of the collection, as root on Debian 12: ansible-test sanity, ansible-test
-# units, ansible-lint (production profile) on roles and playbooks, and ansible-test
-# integration (real libvirt embedded drivers, real QEMU guests), then the integration suite
-# again on Debian 13's libvirt and QEMU in a trixie tree (hacking/debian13.sh).
+# Runs every test of the collection, as root on Debian 12: ansible-test sanity (then a check of
+# the execution environment definition with ansible-builder), ansible-test units, ansible-lint
+# (production profile) on roles and playbooks, and ansible-test integration (real libvirt
+# embedded drivers, real QEMU guests), then the integration suite again on Debian 13's libvirt
+# and QEMU in a trixie tree (hacking/debian13.sh).
 # Usage: hacking/test.sh [sanity|units|lint|integration|debian13 ...] [-- extra ansible-test arguments]
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -70,9 +71,34 @@ failures() {
   esac
   if [ -n "$found" ]; then echo "$found"; else echo "failure in $1, its last lines:"; tail -n 15 "$log"; fi
 }
+# ee_check: the execution environment. ansible-builder writes the build context of tests/ee's
+# definition (no image: no container registry is reachable), with the collection's tarball built
+# from the tree; then, as the image build's introspection would, it reads the requirements the
+# installed collection declares (meta/execution-environment.yml, bindep.txt, requirements.txt).
+ee_check() {
+  local ee=$work/ee
+  rm -rf "$ee" && mkdir -p "$ee" && cp -r tests/ee/. "$ee/" \
+    && ansible-galaxy collection build --output-path "$ee" . \
+    && mv "$ee"/embedvirt-libvirt-*.tar.gz "$ee/embedvirt-libvirt.tar.gz" \
+    && ansible-builder create -f "$ee/execution-environment.yml" -c "$ee/context" --output-filename Containerfile \
+    && ansible-galaxy collection install -p "$ee/installed" "$ee/context/_build/collections/embedvirt-libvirt.tar.gz" \
+    && ansible-builder introspect --sanitize --write-bindep "$ee/bindep.txt" --write-pip "$ee/requirements.txt" \
+         "$ee/installed" || return 1
+  grep -q '^python3-libvirt ' "$ee/bindep.txt" \
+    || { echo "ee: the installed collection's system requirements lack python3-libvirt"; return 1; }
+  echo "ee: build context in $ee/context; the collection's requirements: $(cut -d' ' -f1 "$ee/bindep.txt" | sort -u | paste -sd' ')"
+}
+# The sanity suite: ansible-test sanity, then the execution environment check; either failing fails it.
+sanity_suite() {
+  local rc=0
+  ansible-test sanity --venv --python "$python" --color no "$@" || rc=1
+  echo "=== sanity: execution environment (ansible-builder create, tests/ee)"
+  ee_check || rc=1
+  return $rc
+}
 for suite in "${suites[@]}"; do
   case $suite in
-    sanity) run sanity ansible-test sanity --venv --python "$python" --color no "$@" ;;
+    sanity) run sanity sanity_suite "$@" ;;
     units) run units ansible-test units --venv --python "$python" --color no "$@" ;;
     lint) ANSIBLE_COLLECTIONS_PATH=$work run lint ansible-lint --profile production --offline --nocolor roles playbooks ;;
     integration)
