@@ -3,8 +3,9 @@
 # the execution environment definition with ansible-builder), ansible-test units, ansible-lint
 # (production profile) on roles and playbooks, and ansible-test integration (real libvirt
 # embedded drivers, real QEMU guests), then the integration suite again on Debian 13's libvirt
-# and QEMU in a trixie tree (hacking/debian13.sh).
-# Usage: hacking/test.sh [sanity|units|lint|integration|debian13 ...] [-- extra ansible-test arguments]
+# and QEMU in a trixie tree (hacking/debian13.sh). On request only, matrix: sanity and units again
+# with each older ansible-core release that meta/runtime.yml's requires_ansible claims.
+# Usage: hacking/test.sh [sanity|units|lint|integration|debian13|matrix ...] [-- extra ansible-test arguments]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 hacking/bootstrap.sh openssh-client openssh-server || exit 1
@@ -96,6 +97,13 @@ sanity_suite() {
   ee_check || rc=1
   return $rc
 }
+# matrix_core VENV: ansible-test sanity and units with the ansible-core of that venv.
+matrix_core() {
+  local venv=$1 rc=0; shift
+  PATH="$venv/bin:$PATH" ansible-test sanity --venv --python "$python" --color no "$@" || rc=1
+  PATH="$venv/bin:$PATH" ansible-test units --venv --python "$python" --color no "$@" || rc=1
+  return $rc
+}
 for suite in "${suites[@]}"; do
   case $suite in
     sanity) run sanity sanity_suite "$@" ;;
@@ -127,7 +135,19 @@ for suite in "${suites[@]}"; do
       args=("$@")
       [ $# -gt 0 ] || args=(--exclude clone --exclude demo --exclude concurrency --exclude newcomer)
       run debian13 "$checkout/hacking/debian13.sh" "${args[@]}" ;;
-    *) echo "unknown suite '$suite': use sanity, units, lint, integration or debian13"; exit 2 ;;
+    matrix)
+      # The sanity and units suites again with each older ansible-core release that
+      # meta/runtime.yml claims (requires_ansible), each from a venv of its own that
+      # hacking/bootstrap.sh --core builds once and caches in .cache/core-<version>.
+      oldest=$(sed -n "s/^requires_ansible: '>=2\.\([0-9]*\)\..*/\1/p" meta/runtime.yml)
+      newest=$(python -c 'from ansible.release import __version__ as v; print(v.split(".")[1])')
+      for ((minor = ${oldest:-$newest}; minor < newest; minor++)); do
+        if ! venv=$("$checkout/hacking/bootstrap.sh" --core "2.$minor"); then
+          failed=$((failed + 1)); names_failed+=("matrix-2.$minor (venv)"); continue
+        fi
+        run "matrix-2.$minor" matrix_core "$venv" "$@"
+      done ;;
+    *) echo "unknown suite '$suite': use sanity, units, lint, integration, debian13 or matrix"; exit 2 ;;
   esac
 done
 for name in "${names_failed[@]}"; do failures "$name"; done
