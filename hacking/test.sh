@@ -82,7 +82,7 @@ ee_check() {
     && ansible-galaxy collection build --output-path "$ee" . \
     && mv "$ee"/embedvirt-libvirt-*.tar.gz "$ee/embedvirt-libvirt.tar.gz" \
     && ansible-builder create -f "$ee/execution-environment.yml" -c "$ee/context" --output-filename Containerfile \
-    && ansible-galaxy collection install -p "$ee/installed" "$ee/context/_build/collections/embedvirt-libvirt.tar.gz" \
+    && ANSIBLE_COLLECTIONS_PATH=$ee/installed ansible-galaxy collection install -p "$ee/installed" "$ee/context/_build/collections/embedvirt-libvirt.tar.gz" \
     && ansible-builder introspect --sanitize --write-bindep "$ee/bindep.txt" --write-pip "$ee/requirements.txt" \
          "$ee/installed" || return 1
   grep -q '^python3-libvirt ' "$ee/bindep.txt" \
