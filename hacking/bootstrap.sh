@@ -7,10 +7,13 @@
 # Usage: hacking/bootstrap.sh [more Debian packages]
 #        hacking/bootstrap.sh --venv-only   (only the virtual environment: hacking/debian13.sh
 #                                            then lets the host role install the rest, as a user would)
+#        hacking/bootstrap.sh --core 2.17   (only a virtual environment with that ansible-core release,
+#                                            .cache/core-2.17, for hacking/test.sh matrix; prints its path)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-venv_only=false
+venv_only=false core=
 [ "${1:-}" = --venv-only ] && { venv_only=true; shift; }
+[ "${1:-}" = --core ] && { venv_only=true core=${2:?"--core needs an ansible-core version such as 2.17"}; shift 2; }
 
 packages=(
   qemu-system-x86 qemu-utils seabios ovmf
@@ -38,18 +41,26 @@ $venv_only || getent passwd libvirt-qemu >/dev/null \
   || useradd --system --gid libvirt-qemu --no-create-home --home-dir /var/lib/libvirt \
              --shell /usr/sbin/nologin libvirt-qemu
 
-venv=.cache/venv
-if [ ! -x "$venv/bin/ansible" ] || ! cmp -s requirements-dev.txt "$venv/requirements-dev.txt"; then
-  echo "bootstrap: building $venv"
+venv=.cache/venv requirements=requirements-dev.txt
+if [ -n "$core" ]; then
+  # ansible-core alone: ansible-test installs what its sanity and units tests need.
+  venv=.cache/core-$core requirements=$(mktemp)
+  echo "ansible-core~=$core.0" >"$requirements"
+fi
+if [ ! -x "$venv/bin/ansible" ] || ! cmp -s "$requirements" "$venv/requirements-dev.txt"; then
+  echo "bootstrap: building $venv" >&2
   rm -rf "$venv"
   /usr/bin/python3 -m venv --system-site-packages "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check -r requirements-dev.txt
-  cp requirements-dev.txt "$venv/requirements-dev.txt"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r "$requirements" >&2
+  cp "$requirements" "$venv/requirements-dev.txt"
 fi
+[ -z "$core" ] || rm -f "$requirements"
 
 # Ansible finds the collection here, whatever the checkout is called.
-mkdir -p .cache/collections/ansible_collections/embedvirt
-ln -sfn "$PWD" .cache/collections/ansible_collections/embedvirt/libvirt
+if [ -z "$core" ]; then
+  mkdir -p .cache/collections/ansible_collections/embedvirt
+  ln -sfn "$PWD" .cache/collections/ansible_collections/embedvirt/libvirt
+fi
 
 # ansible-test bootstraps pip in its test environments with a script from a host this
 # machine cannot reach; put our stand-in where it looks for a cached copy.
@@ -60,3 +71,4 @@ print(re.search(r"pip='([0-9.]+)'", open(path).read()).group(1))
 PY
 )
 install -D -m 0644 hacking/get_pip.py "$HOME/.ansible/test/cache/get_pip_${pip_version//./_}.py"
+[ -z "$core" ] || echo "$PWD/$venv"

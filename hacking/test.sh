@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Runs every test of the collection, as root on Debian 12: ansible-test sanity, ansible-test
-# units, ansible-lint (production profile) on roles and playbooks and antsibull-docs on the
-# collection's documentation, and ansible-test
-# integration (real libvirt embedded drivers, real QEMU guests), then the integration suite
-# again on Debian 13's libvirt and QEMU in a trixie tree (hacking/debian13.sh).
-# Usage: hacking/test.sh [sanity|units|lint|integration|debian13 ...] [-- extra ansible-test arguments]
+# Runs every test of the collection, as root on Debian 12: ansible-test sanity (then a check of
+# the execution environment definition with ansible-builder), ansible-test units, ansible-lint
+# (production profile) on roles and playbooks and antsibull-docs on the collection's
+# documentation, and ansible-test integration (real libvirt embedded drivers, real QEMU guests),
+# then the integration suite again on Debian 13's libvirt and QEMU in a trixie tree
+# (hacking/debian13.sh). On request only, matrix: sanity and units again with each older
+# ansible-core release that meta/runtime.yml's requires_ansible claims.
+# Usage: hacking/test.sh [sanity|units|lint|integration|debian13|matrix ...] [-- extra ansible-test arguments]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 hacking/bootstrap.sh openssh-client openssh-server || exit 1
@@ -71,9 +73,41 @@ failures() {
   esac
   if [ -n "$found" ]; then echo "$found"; else echo "failure in $1, its last lines:"; tail -n 15 "$log"; fi
 }
+# ee_check: the execution environment. ansible-builder writes the build context of tests/ee's
+# definition (no image: no container registry is reachable), with the collection's tarball built
+# from the tree; then, as the image build's introspection would, it reads the requirements the
+# installed collection declares (meta/execution-environment.yml, bindep.txt, requirements.txt).
+ee_check() {
+  local ee=$work/ee
+  rm -rf "$ee" && mkdir -p "$ee" && cp -r tests/ee/. "$ee/" \
+    && ansible-galaxy collection build --output-path "$ee" . \
+    && mv "$ee"/embedvirt-libvirt-*.tar.gz "$ee/embedvirt-libvirt.tar.gz" \
+    && ansible-builder create -f "$ee/execution-environment.yml" -c "$ee/context" --output-filename Containerfile \
+    && ANSIBLE_COLLECTIONS_PATH=$ee/installed ansible-galaxy collection install -p "$ee/installed" "$ee/context/_build/collections/embedvirt-libvirt.tar.gz" \
+    && ansible-builder introspect --sanitize --write-bindep "$ee/bindep.txt" --write-pip "$ee/requirements.txt" \
+         "$ee/installed" || return 1
+  grep -q '^python3-libvirt ' "$ee/bindep.txt" \
+    || { echo "ee: the installed collection's system requirements lack python3-libvirt"; return 1; }
+  echo "ee: build context in $ee/context; the collection's requirements: $(cut -d' ' -f1 "$ee/bindep.txt" | sort -u | paste -sd' ')"
+}
+# The sanity suite: ansible-test sanity, then the execution environment check; either failing fails it.
+sanity_suite() {
+  local rc=0
+  ansible-test sanity --venv --python "$python" --color no "$@" || rc=1
+  echo "=== sanity: execution environment (ansible-builder create, tests/ee)"
+  ee_check || rc=1
+  return $rc
+}
+# matrix_core VENV: ansible-test sanity and units with the ansible-core of that venv.
+matrix_core() {
+  local venv=$1 rc=0; shift
+  PATH="$venv/bin:$PATH" ansible-test sanity --venv --python "$python" --color no "$@" || rc=1
+  PATH="$venv/bin:$PATH" ansible-test units --venv --python "$python" --color no "$@" || rc=1
+  return $rc
+}
 for suite in "${suites[@]}"; do
   case $suite in
-    sanity) run sanity ansible-test sanity --venv --python "$python" --color no "$@" ;;
+    sanity) run sanity sanity_suite "$@" ;;
     units) run units ansible-test units --venv --python "$python" --color no "$@" ;;
     lint)
       ANSIBLE_COLLECTIONS_PATH=$work run lint ansible-lint --profile production --offline --nocolor roles playbooks
@@ -106,7 +140,19 @@ for suite in "${suites[@]}"; do
       args=("$@")
       [ $# -gt 0 ] || args=(--exclude clone --exclude demo --exclude concurrency --exclude newcomer)
       run debian13 "$checkout/hacking/debian13.sh" "${args[@]}" ;;
-    *) echo "unknown suite '$suite': use sanity, units, lint, integration or debian13"; exit 2 ;;
+    matrix)
+      # The sanity and units suites again with each older ansible-core release that
+      # meta/runtime.yml claims (requires_ansible), each from a venv of its own that
+      # hacking/bootstrap.sh --core builds once and caches in .cache/core-<version>.
+      oldest=$(sed -n "s/^requires_ansible: '>=2\.\([0-9]*\)\..*/\1/p" meta/runtime.yml)
+      newest=$(python -c 'from ansible.release import __version__ as v; print(v.split(".")[1])')
+      for ((minor = ${oldest:-$newest}; minor < newest; minor++)); do
+        if ! venv=$("$checkout/hacking/bootstrap.sh" --core "2.$minor"); then
+          failed=$((failed + 1)); names_failed+=("matrix-2.$minor (venv)"); continue
+        fi
+        run "matrix-2.$minor" matrix_core "$venv" "$@"
+      done ;;
+    *) echo "unknown suite '$suite': use sanity, units, lint, integration, debian13 or matrix"; exit 2 ;;
   esac
 done
 for name in "${names_failed[@]}"; do failures "$name"; done

@@ -137,7 +137,7 @@ domains:
         hwaddr:
           description: Its MAC address.
           type: str
-          sample: 52:54:00:12:34:56
+          sample: "52:54:00:12:34:56"
         addresses:
           description: Its addresses, each with C(type) (V(ipv4) or V(ipv6)), C(address) and C(prefix).
           type: list

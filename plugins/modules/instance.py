@@ -7,7 +7,7 @@
 DOCUMENTATION = r'''
 module: instance
 short_description: A guest from a cloud image in one task, with cloud-init, port forwards and the guest agent
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Makes a guest of an embedded root from an ordinary cloud image (a local file or an http(s) URL) without
     any domain XML, and brings it to a state. No libvirtd.

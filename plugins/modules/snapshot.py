@@ -7,7 +7,7 @@
 DOCUMENTATION = r'''
 module: snapshot
 short_description: Take, revert and delete snapshots of guests of an embedded libvirt root
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Manages the snapshots of one domain of the embedded QEMU driver of a root, through the root's
     helper. Snapshots are internal qcow2 snapshots, kept inside the guest's qcow2 disk files, with

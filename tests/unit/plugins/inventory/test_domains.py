@@ -16,7 +16,13 @@ from ansible.plugins.loader import inventory_loader
 from ansible_collections.embedvirt.libvirt.plugins.inventory import domains
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._client import HelperClient
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._network import QEMU_NAMESPACE, host_addresses, interface_xml
-from ansible.template import Templar, trust_as_template
+from ansible.template import Templar
+
+try:
+    from ansible.template import trust_as_template
+except ImportError:  # ansible-core before 2.19 templates every string that is not marked unsafe
+    def trust_as_template(value):
+        return value
 from ansible.utils.display import Display
 
 from ansible_collections.embedvirt.libvirt.tests.unit.plugins.fake_helper import FakeHelper
