@@ -113,7 +113,8 @@ def warnings(root_path, settings, namespaces_asked):
                     "as QEMU runs as the account %s. For KVM, give /dev/kvm to group kvm, mode 0660, as Debian's "
                     "udev does" % (_confinement.KVM, root_path, settings['user']))
     if 'mount' not in settings['namespaces'] and not namespaces_asked:
-        said.append("QEMU of root %s sees the host's /dev: %s. README (Security) lists what a guest can then reach"
+        said.append("QEMU of root %s sees the host's /dev: %s. The Security guide (docs/docsite/rst/security.rst) "
+                    "lists what a guest can then reach"
                     % (root_path, _confinement.mount_namespace_problem()))
     return said
 
