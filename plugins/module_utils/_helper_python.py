@@ -35,27 +35,26 @@ class HelperPythonError(Exception):
         self.hint = hint
 
 
+# {python: whether it has the bindings}, for this process: each Python is probed once.
+_probed = {}
+
+
 def has_bindings(python):
     """Whether python imports libvirt (in isolated mode, as the helper runs)."""
-    try:
-        probe = subprocess.run([python, '-I', '-c', PROBE], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL, cwd='/', timeout=PROBE_SECONDS, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return probe.returncode == 0 and probe.stdout.startswith(b'embedvirt-bindings ')
-
-
-_chosen = {}
+    if python not in _probed:
+        try:
+            probe = subprocess.run([python, '-I', '-c', PROBE], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=subprocess.DEVNULL, cwd='/', timeout=PROBE_SECONDS, check=False)
+            _probed[python] = probe.returncode == 0 and probe.stdout.startswith(b'embedvirt-bindings ')
+        except (OSError, subprocess.TimeoutExpired):
+            _probed[python] = False
+    return _probed[python]
 
 
 def helper_python(given=None, for_boot=False):
     """The Python to start the helper with: given (an absolute path) when it has the bindings,
-    else the first that has them of this process's and the distribution's; probed once a process.
-    For a boot unit the distribution's come first: this process's may be a venv that is gone at
-    the next boot."""
-    key = (given, for_boot)
-    if key in _chosen:
-        return _chosen[key]
+    else the first that has them of this process's and the distribution's. For a boot unit the
+    distribution's come first: this process's may be a venv that is gone at the next boot."""
     if given:
         if not os.path.isabs(given):
             raise HelperPythonError("helper_python '%s' is not an absolute path" % given,
@@ -64,7 +63,6 @@ def helper_python(given=None, for_boot=False):
             raise HelperPythonError('helper_python %s cannot import libvirt' % given,
                                     '%s, or give another helper_python, or leave it out to have one chosen'
                                     % INSTALL_HINT)
-        _chosen[key] = given
         return given
     tried = []
     for python in DISTRIBUTION_PYTHONS + (sys.executable,) if for_boot else (sys.executable,) + DISTRIBUTION_PYTHONS:
@@ -72,7 +70,6 @@ def helper_python(given=None, for_boot=False):
             continue
         tried.append(python)
         if has_bindings(python):
-            _chosen[key] = python
             return python
     raise HelperPythonError('no Python on this host can import libvirt, which the helper needs (tried %s)'
                             % ', '.join(tried), '%s, or give helper_python: a Python that has them' % INSTALL_HINT)

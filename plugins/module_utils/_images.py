@@ -68,10 +68,15 @@ def is_digest(text, algorithm):
     return len(text) == hashlib.new(algorithm).digest_size * 2 and all(c in '0123456789abcdef' for c in text)
 
 
+def file_name(image):
+    """The last part of image's path (a URL's without its query)."""
+    return os.path.basename((urllib.parse.urlsplit(image).path if is_url(image) else image).rstrip('/'))
+
+
 def listed_digest(url, algorithm, image):
     """The digest that the checksums file at url (lines '<hex>  <file name>', as sha512sum writes
     them) gives for image's file name. Read whole within SUMS_SECONDS, at most SUMS_MAX_BYTES."""
-    name = os.path.basename((urllib.parse.urlsplit(image).path if is_url(image) else image).rstrip('/'))
+    name = file_name(image)
     deadline = time.time() + SUMS_SECONDS
     data = b''
     try:
@@ -109,8 +114,7 @@ def is_url(image):
 def cache_name(image, checksum):
     """The name of image in images/base: its file name, prefixed by the start of its digest
     when one is known, so two images of one name never meet."""
-    path = urllib.parse.urlsplit(image).path if is_url(image) else image
-    base = SAFE_NAME.sub('_', os.path.basename(path.rstrip('/'))) or 'image'
+    base = SAFE_NAME.sub('_', file_name(image)) or 'image'
     if base.startswith('.'):
         base = '_' + base[1:]
     return '%s-%s' % (checksum[1][:12], base) if checksum else base

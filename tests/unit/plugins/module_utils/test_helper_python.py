@@ -16,7 +16,7 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper_python i
 
 @pytest.fixture(autouse=True)
 def fresh_choice(monkeypatch):
-    monkeypatch.setattr(_helper_python, '_chosen', {})
+    monkeypatch.setattr(_helper_python, '_probed', {})
 
 
 @pytest.fixture(scope='module')
@@ -33,7 +33,11 @@ def test_the_host_python_with_the_bindings_is_found_from_a_venv(monkeypatch, ven
     monkeypatch.setattr(sys, 'executable', venv_python)
     chosen = helper_python()
     assert chosen == '/usr/bin/python3'
-    assert helper_python() is chosen  # probed once
+    assert helper_python() is chosen
+    # Each Python probed once for the process, whichever choice asked (the boot unit's too).
+    assert _helper_python._probed == {venv_python: False, '/usr/bin/python3': True}
+    assert helper_python(for_boot=True) == '/usr/bin/python3'
+    assert _helper_python._probed == {venv_python: False, '/usr/bin/python3': True}
 
 
 def test_the_task_python_is_kept_when_it_has_the_bindings(monkeypatch):
@@ -82,5 +86,5 @@ def test_a_boot_unit_prefers_the_distribution_python_to_the_task_one(monkeypatch
     assert helper_python() == task_python
     assert helper_python(for_boot=True) == '/usr/bin/python3'
     monkeypatch.setattr(_helper_python, 'DISTRIBUTION_PYTHONS', ('/nonexistent/python3',))
-    monkeypatch.setattr(_helper_python, '_chosen', {})
+    monkeypatch.setattr(_helper_python, '_probed', {})
     assert helper_python(for_boot=True) == task_python
