@@ -44,8 +44,9 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils._lifecycle impor
     DirStack, RootLifecycle, delete_tree, enclosing_root, mount_points, proven_marker, qemu_processes)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import ACTIVE_STATES
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import (
-    ARCHIVED_EMPTY, AUTOSTART_DIR, MARKER_NAME, NAMES_ROOT, NOT_ARCHIVED, QEMU_CONF, SAVE_DIR, RootDir, RootError,
-    check_root_path, open_dir_path, parse_marker, write_marker, write_whole)
+    ARCHIVED_EMPTY, AUTOSTART_DIR, MARKER_NAME, NAMES_ROOT, NOT_ARCHIVED, QCOW2_BACKING_MAX, QEMU_CONF, SAVE_DIR,
+    RootDir, RootError, alias_regex, check_root_path, libvirt_root, open_dir_path, parse_marker, real_path, write_marker,
+    write_whole)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._volume import QCOW2_MAGIC, qcow2_header
 
 FORMAT = 'embedvirt.libvirt root archive'
@@ -65,7 +66,6 @@ SPARSE_BLOCK = 64 << 10
 COMPRESS_LEVEL = 1
 # Modes a restored file or directory may have: group and others never write in a root.
 RESTORED_MODE_MASK = 0o755
-QCOW2_BACKING_MAX = 1023
 QCOW2_HEAD = 64 << 10
 RENAME_NOREPLACE = 1
 # What reading a damaged or foreign archive raises.
@@ -115,8 +115,12 @@ def names_root(relative):
 def rewrite_paths(data, old, new):
     """(data with every absolute path at or below the root old made to name new, how many).
 
-    Only old as a whole path: not /old-2 or /x/old, whatever quotes or tags surround it."""
-    pattern = re.compile(rb'(?<![/' + PATH_BYTES + rb'])' + re.escape(old.encode()) + rb'(?![' + PATH_BYTES + rb'])')
+    Only old as a whole path: not /old-2 or /x/old, whatever quotes or tags surround it. An alias
+    of old (what libvirt knows a long root by, such as in the NVRAM paths it fills in) names it too."""
+    name = re.escape(old.encode())
+    if libvirt_root(old, 0) != old:
+        name = b'(?:' + name + b'|' + alias_regex(old).encode() + b')'
+    pattern = re.compile(rb'(?<![/' + PATH_BYTES + rb'])' + name + rb'(?![' + PATH_BYTES + rb'])')
     return pattern.subn(lambda _match: new.encode(), data)
 
 
@@ -144,7 +148,7 @@ def moved_backing(header, old, new):
     if '..' in backing.split('/'):
         raise ArchiveError("an image names its backing file through '..' (%s): a restore rewrites whole paths only; "
                            "rebase the image to a plain path (qemu-img rebase -u) and archive again" % backing)
-    moved = moved_path(backing, old, new)
+    moved = moved_path(real_path(backing, old), old, new)
     if moved is not None and (len(moved.encode()) > QCOW2_BACKING_MAX
                               or header['backing_offset'] + len(moved.encode()) > header['cluster_size']):
         raise ArchiveError('an image names its backing file %s, whose name at %s would not fit in the image\'s '
@@ -597,7 +601,7 @@ def scan(root_dir, warnings):
                     os.close(root_dir.open_file(path))
                     entries.append(dict(path=path, type='file', mode=stat.S_IMODE(st.st_mode), size=st.st_size))
                 elif stat.S_ISLNK(st.st_mode) and relative == AUTOSTART_DIR and name.endswith('.xml') and \
-                        os.readlink(name, dir_fd=fd) == os.path.join(root_dir.path, 'etc/qemu', name):
+                        real_path(os.readlink(name, dir_fd=fd), root_dir.path) == os.path.join(root_dir.path, 'etc/qemu', name):
                     entries.append(dict(path=path, type='autostart', target='etc/qemu/' + name))
                 elif stat.S_ISSOCK(st.st_mode):
                     warnings.append('left out the socket %s: a socket holds nothing to archive' % where)

@@ -26,7 +26,7 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils._domain import D
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._images import BaseImage, ImageError, is_url, parse_checksum
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import ACTIVE_STATES, CLONE_ELEMENT, CLONE_NAMESPACE
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import (
-    BASE_IMAGES, CONSOLE_DIR, IMAGES, NVRAM_DIR, RootError, domain_name_problem)
+    BASE_IMAGES, CONSOLE_DIR, IMAGES, NVRAM_DIR, RootError, domain_name_problem, real_path)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._volume import VolumeManager, qcow2_header
 
 # What the module's state means for the domain.
@@ -421,6 +421,7 @@ class InstanceManager(Manager):
         path = os_el.findtext('nvram') if os_el is not None else None
         if not path and os_el is not None and os_el.get('firmware') == 'efi':
             path = self.root.join(os.path.join(NVRAM_DIR, self.name + '_VARS.fd'))
+        path = real_path(path, self.root.path) if path else None
         return [path] if path and path.startswith(self.root.path + '/') else []
 
     def remove_file(self, root_dir, relative):

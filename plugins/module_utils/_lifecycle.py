@@ -11,6 +11,7 @@ anywhere in it.
 
 
 import grp
+import hashlib
 import os
 import pwd
 import re
@@ -24,13 +25,15 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils._client import B
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._common import Manager
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import ACTIVE_STATES, helper_argv
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import (
-    BOOT_HELPER, BOOT_HELPER_DIR, IMAGES, LAYOUT, MARKER_NAME, QEMU_RUN_DIRS, RootError, marker_fields,
-    marker_proof, open_dir_path, write_marker)
+    BOOT_HELPER, BOOT_HELPER_DIR, IMAGES, LAYOUT, MARKER_NAME, QEMU_RUN_DIRS, RootError, alias_regex, libvirt_root,
+    marker_fields, marker_proof, open_dir_path, write_marker)
 
 # systemd-escape --path --template=embedvirt-helper@.service <root>
 BOOT_UNIT = 'embedvirt-helper@%s.service'
 SYSTEMD_UNITS = '/etc/systemd/system'
 # What systemd leaves unescaped in a unit name; everything else becomes \xNN per byte.
+# A unit name holds 255 characters: a root whose escaped path does not fit is named by a hash.
+UNIT_NAME_MAX = 255
 UNIT_NAME_PLAIN = frozenset(string.ascii_letters + string.digits + ':_.')
 
 
@@ -62,6 +65,8 @@ def boot_unit(path, python):
     """The systemd unit that starts path's helper at boot: its name, file, link that enables
     it, and ExecStart, which reads the helper's bundle from BOOT_HELPER (StandardInput=file:)."""
     name = BOOT_UNIT % systemd_escape_path(path)
+    if len(name) > UNIT_NAME_MAX:
+        name = BOOT_UNIT % hashlib.sha256(path.encode('utf-8')).hexdigest()[:16]
     argv = [python, '-I', '-c', BOOTSTRAP] + helper_argv(path, 0)
     return dict(name=name, path=os.path.join(SYSTEMD_UNITS, name),
                 wants=os.path.join(SYSTEMD_UNITS, 'multi-user.target.wants', name),
@@ -297,6 +302,9 @@ def is_guest_of(cmdline, root):
         return False
     # A path starts an argument or an option value (path=..., QEMU doubles commas in it).
     dirs = b'|'.join(re.escape(os.path.join(root, d).replace(',', ',,').encode()) for d in QEMU_RUN_DIRS)
+    if libvirt_root(root, 0) != root:  # libvirt knows a long root by its alias
+        dirs += b'|' + alias_regex(root).encode() + b'/(?:' + b'|'.join(re.escape(d.encode()) for d in QEMU_RUN_DIRS) + b')'
+
     return any(re.search(b'(?:^|[=,])(?:' + dirs + b')', arg) for arg in argv[1:])
 
 

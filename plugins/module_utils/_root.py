@@ -10,6 +10,7 @@ Every other layer asks this one; no other file builds a path under a root.
 
 import errno
 import fnmatch
+import hashlib
 import json
 import os
 import pwd
@@ -117,8 +118,22 @@ AGENT_SOCKET_DIR = '/lib/qemu/channel/target/domain-9999-'
 AGENT_SOCKET_NAME = '/org.qemu.guest_agent.0'
 LONGEST_SOCKET_SUFFIX = AGENT_SOCKET_DIR + 'x' * SOCKET_NAME_CHARACTERS + AGENT_SOCKET_NAME
 
-# Leaves room for the deepest socket with a name of 20 ASCII characters.
-ROOT_MAX_LENGTH = SOCKET_PATH_MAX - len(LONGEST_SOCKET_SUFFIX)
+# The longest root libvirt is given as it is: room for the deepest socket with a name of 20
+# ASCII characters. A longer root reaches libvirt through its alias (libvirt_root), a symbolic
+# link of at most this length that libvirt uses as the root without resolving it.
+DIRECT_ROOT_MAX = SOCKET_PATH_MAX - len(LONGEST_SOCKET_SUFFIX)
+# Aliases live where only the root's owner may write: /run/embedvirt for uid 0 (traversable by
+# the QEMU accounts, not listable), a 0700 directory of the user's in the sticky /tmp otherwise.
+# 8 hex digits of sha256(root path) name one, so that a restarted helper finds the sockets its
+# running guests were given; a name taken by another root is refused, never reused.
+ALIAS_DIR_UID0 = '/run/embedvirt'
+ALIAS_DIR_USER = '/tmp/.ev%d'
+ALIAS_HASH_CHARACTERS = 8
+ALIAS_PATTERN = r'(?:%s|/tmp/\.ev[0-9]+)/' % re.escape(ALIAS_DIR_UID0)
+# What remains of a root's length: qemu keeps an image's backing file name in 1023 bytes, and
+# libvirt names the backing files of external snapshots by absolute path.
+ROOT_MAX_LENGTH = 700
+QCOW2_BACKING_MAX = 1023
 
 # The helper defines a scratch domain under this name prefix and undefines it again (to learn
 # libvirt's stored form of a definition); nothing else may use the prefix (a helper removes
@@ -735,12 +750,61 @@ def check_root_path(path):
         raise RootError("root '%s' is not normalised: use '%s'" % (path, normalised))
     if len(path.encode('utf-8')) > ROOT_MAX_LENGTH:
         raise RootError(
-            "root '%s' is %d bytes long, but libvirt creates UNIX sockets up to %d bytes "
-            "below it (guest agent channel) and a socket path may hold %d bytes: use a root "
-            "of at most %d bytes, such as /srv/vms"
-            % (path, len(path.encode('utf-8')), len(LONGEST_SOCKET_SUFFIX),
-               SOCKET_PATH_MAX, ROOT_MAX_LENGTH))
+            "root '%s' is %d bytes long, but qemu keeps an image's backing file name in %d bytes and "
+            "libvirt names the backing files of snapshots by absolute path below the root: use a root "
+            "of at most %d bytes" % (path, len(path.encode('utf-8')), QCOW2_BACKING_MAX, ROOT_MAX_LENGTH))
     return path
+
+
+def libvirt_root(path, uid):
+    """The root as libvirt is given it by a helper running as uid: the path itself, or, when the
+    sockets libvirt makes below it would not fit, its alias (see DIRECT_ROOT_MAX)."""
+    if len(path.encode('utf-8')) <= DIRECT_ROOT_MAX:
+        return path
+    directory = ALIAS_DIR_UID0 if uid == 0 else ALIAS_DIR_USER % uid
+    return '%s/%s' % (directory, hashlib.sha256(path.encode('utf-8')).hexdigest()[:ALIAS_HASH_CHARACTERS])
+
+
+def alias_regex(path):
+    """A pattern (of str) of the aliases the root path may have had, for any owner."""
+    name = hashlib.sha256(path.encode('utf-8')).hexdigest()[:ALIAS_HASH_CHARACTERS]
+    return ALIAS_PATTERN + name + '(?=/|$)'
+
+
+def real_path(path, root):
+    """A path libvirt reported, with the root's alias (if it starts with one) replaced by the root."""
+    if len(root.encode('utf-8')) <= DIRECT_ROOT_MAX:
+        return path
+    return re.sub('^' + alias_regex(root), lambda _match: root, path, count=1)
+
+
+def ensure_alias(path):
+    """Make (or find) the alias of root path for the calling user, and return what libvirt is to be
+    given (libvirt_root). Called by the helper, which runs as the root's owner: the alias directory
+    must be this user's and writable by nobody else, and the alias a link to this very root."""
+    uid = os.geteuid()
+    alias = libvirt_root(path, uid)
+    if alias == path:
+        return path
+    directory = os.path.dirname(alias)
+    try:
+        os.mkdir(directory, 0o711 if uid == 0 else PRIVATE_MODE)
+    except FileExistsError:
+        pass
+    st = os.lstat(directory)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != uid or st.st_mode & 0o066:
+        raise RootError("'%s', where the short alias of root %s belongs, is not a directory of uid %d that only "
+                        "it may read and write (mode %04o, uid %d): remove it; the next task makes it again"
+                        % (directory, path, uid, stat.S_IMODE(st.st_mode), st.st_uid))
+    try:
+        os.symlink(path, alias)
+    except FileExistsError:
+        target = os.readlink(alias) if os.path.islink(alias) else None
+        if target != path:
+            raise RootError("'%s', the short alias libvirt is to reach root %s through, is taken (%s): if no "
+                            "helper of that root runs, remove it; else use a root of at most %d bytes, or another path"
+                            % (alias, path, 'a link to %s' % target if target else 'not a link', DIRECT_ROOT_MAX))
+    return alias
 
 
 def check_private_dir(st, uid, path):
@@ -883,16 +947,18 @@ def domain_name_problem(name, root=None):
     except UnicodeEncodeError:
         return 'domain name %r is not valid UTF-8' % name, fix
     if root is not None:
-        path = root + AGENT_SOCKET_DIR + head + AGENT_SOCKET_NAME
-        size = len(path.encode('utf-8'))
+        # An aliased root's sockets are below its alias, of at most DIRECT_ROOT_MAX bytes.
+        base = root if len(root.encode('utf-8')) <= DIRECT_ROOT_MAX else 'x' * DIRECT_ROOT_MAX
+        size = len((base + AGENT_SOCKET_DIR + head + AGENT_SOCKET_NAME).encode('utf-8'))
         if size > SOCKET_PATH_MAX:
             return ("domain name '%s' is too long for root %s in bytes: libvirt puts its first %d "
-                    "characters (%d bytes) in the guest agent socket path %s, which is then %d bytes "
+                    "characters (%d bytes) in the guest agent socket path, which is then %d bytes "
                     "long (with a domain id of 4 digits), and a UNIX socket path holds at most %d bytes"
-                    % (name, root, SOCKET_NAME_CHARACTERS, head_bytes, path, size, SOCKET_PATH_MAX),
+                    % (name, root, SOCKET_NAME_CHARACTERS, head_bytes, size, SOCKET_PATH_MAX),
                     'use a name whose first %d characters take at most %d bytes (an ASCII character '
-                    'takes 1 byte, most CJK characters 3), or a root %d bytes shorter'
-                    % (SOCKET_NAME_CHARACTERS, head_bytes - (size - SOCKET_PATH_MAX), size - SOCKET_PATH_MAX))
+                    'takes 1 byte, most CJK characters 3)%s'
+                    % (SOCKET_NAME_CHARACTERS, head_bytes - (size - SOCKET_PATH_MAX),
+                       ', or a root %d bytes shorter' % (size - SOCKET_PATH_MAX) if base == root else ''))
     return None
 
 

@@ -65,8 +65,14 @@ class Drivers:
         loop = threading.Thread(target=self._run_event_loop, name='libvirt-event-loop')
         loop.daemon = True
         loop.start()
+        try:
+            libvirt_root = _root.ensure_alias(self.root.path)
+        except (_root.RootError, OSError) as e:
+            raise HelperError('root', 'cannot give libvirt a path to %s short enough for its sockets: %s'
+                              % (self.root.path, e), 'see the message; a root of at most %d bytes needs no alias'
+                              % _root.DIRECT_ROOT_MAX)
         # Escaped as virt-qemu-run does: libvirt unescapes the URI's query.
-        query = urllib.parse.quote(self.root.path, safe='/')
+        query = urllib.parse.quote(libvirt_root, safe='/')
         try:
             self.secret = libvirt.open('secret:///embed?root=%s' % query)
             # The QEMU driver starts autostart guests inside its open, in this thread: their

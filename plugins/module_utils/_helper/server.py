@@ -117,9 +117,12 @@ class Helper:
             # The client holds the start lock and found nobody answering: stale.
             os.unlink(self.socket_path)
         old_umask = os.umask(0o177)
+        state_fd = os.open(self.root.state_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            self.server = Server(self.socket_path, self)
+            # Through the directory's descriptor: the socket's own path may exceed a socket address.
+            self.server = Server('/proc/self/fd/%d/%s' % (state_fd, os.path.basename(self.socket_path)), self)
         finally:
+            os.close(state_fd)
             os.umask(old_umask)
         self.socket_inode = os.stat(self.socket_path).st_ino
         threading.Thread(target=self.server.serve_forever, name='accept', daemon=True).start()

@@ -26,7 +26,7 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils._archive import 
     FORMAT, FORMAT_VERSION, MANIFEST, ArchiveError, RootRestore, boot_files, check_budget, check_for_root, check_manifest,
     copy_member, moved_backing, moved_path, names_root, qcow2_header, read_archive, rewrite_paths, scan, set_backing_name)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._qemu_conf import render, settings_for
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import RootDir, RootError, open_dir_path
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import RootDir, RootError, libvirt_root, open_dir_path
 
 OLD = '/srv/vms'
 FILES = {
@@ -140,7 +140,7 @@ def tampered(change):
     (tampered(lambda m: m.update(version=2)), 'format version 2, and this release of embedvirt.libvirt reads version 1'),
     (tampered(lambda m: m.update(format='tar')), 'not an archive of a root made by embedvirt.libvirt'),
     (tampered(lambda m: m.update(root='srv/vms')), 'names no valid root'),
-    (tampered(lambda m: m.update(root='/' + 'a' * 40)), 'names no valid root'),
+    (tampered(lambda m: m.update(root='/' + 'a' * 701)), 'names no valid root'),
     (tampered(lambda m: m['files'].append(entry('/etc/passwd', b'x'))), "'/etc/passwd', which is not a path below a root"),
     (tampered(lambda m: m['files'].append(entry('etc/../../x', b'x'))), 'which is not a path below a root'),
     (tampered(lambda m: m['files'].append(entry('etc//x', b'x'))), 'which is not a path below a root'),
@@ -212,6 +212,16 @@ def test_the_good_manifest_is_not_changed_by_checking():
 ])
 def test_rewrite_paths_moves_the_root(text, wanted, count):
     assert rewrite_paths(text, OLD, '/new/r') == (wanted, count)
+
+
+def test_rewrite_paths_moves_what_libvirt_named_below_a_long_root_s_alias():
+    old = '/home/u/' + 'v' * 150
+    for uid in (0, 1000):
+        text = ("<nvram>%s/lib/qemu/nvram/g_VARS.fd</nvram><disk>%s/images/g.qcow2</disk><o>%sx/a</o>"
+                % (libvirt_root(old, uid), old, libvirt_root(old, uid))).encode()
+        assert rewrite_paths(text, old, '/new/r') == (
+            ("<nvram>/new/r/lib/qemu/nvram/g_VARS.fd</nvram><disk>/new/r/images/g.qcow2</disk><o>%sx/a</o>"
+             % libvirt_root(old, uid)).encode(), 2)
 
 
 # Another root that starts alike, a path that merely ends alike.

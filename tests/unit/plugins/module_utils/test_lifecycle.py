@@ -2,6 +2,7 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
 
+import hashlib
 import json
 import os
 import shlex
@@ -14,7 +15,7 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils._client import B
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._lifecycle import (
     BOOT_HELPER, DirStack, MountAppeared, boot_unit, delete_tree, enclosing_root, is_guest_of, mount_points,
     other_filesystems, proven_marker, systemd_escape_path, systemd_quote, unescape_mountinfo)
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import MARKER_NAME, EmbedRoot
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import MARKER_NAME, EmbedRoot, libvirt_root
 
 # systemd-escape --path --template=embedvirt-helper@.service PATH, systemd 252 (Debian 12).
 SYSTEMD_ESCAPE = [
@@ -39,6 +40,15 @@ SYSTEMD_ESCAPE = [
 @pytest.mark.parametrize('path, unit', SYSTEMD_ESCAPE)
 def test_unit_names_are_what_systemd_escape_makes(path, unit):
     assert boot_unit(path, '/usr/bin/python3')['name'] == unit
+
+
+def test_a_root_whose_escaped_path_is_too_long_for_a_unit_name_is_named_by_a_hash():
+    fits = '/' + 'a' * (255 - len('embedvirt-helper@.service'))
+    assert boot_unit(fits, '/usr/bin/python3')['name'] == 'embedvirt-helper@%s.service' % fits[1:]
+    long = '/home/u/a-b/' + 'c' * 220  # each '-' takes 4 characters escaped
+    unit = boot_unit(long, '/usr/bin/python3')
+    assert unit['name'] == 'embedvirt-helper@%s.service' % hashlib.sha256(long.encode()).hexdigest()[:16]
+    assert '"%s"' % long in unit['exec_start']
 
 
 @pytest.mark.skipif(not shutil.which('systemd-escape'), reason='no systemd-escape here')
@@ -307,3 +317,14 @@ QEMU = '/usr/bin/qemu-system-x86_64'
 ])
 def test_only_guests_of_the_root_are_qemu_processes_of_it(argv, guest):
     assert is_guest_of(b'\0'.join(a.encode() for a in argv) + b'\0', ROOT) is guest
+
+
+LONG = '/home/u/' + 'v' * 150
+
+
+@pytest.mark.parametrize('uid', [0, 1000])
+def test_guests_of_a_long_root_are_found_by_its_alias(uid):
+    def argv(root):
+        return b'\0'.join([QEMU.encode(), b'-chardev',
+                           b'socket,id=charmonitor,path=%s/lib/qemu/domain-1-web/monitor.sock' % libvirt_root(root, uid).encode()])
+    assert is_guest_of(argv(LONG), LONG) and not is_guest_of(argv(LONG + 'w'), LONG)

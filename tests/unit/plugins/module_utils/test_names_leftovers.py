@@ -53,7 +53,7 @@ def test_socket_budget_counts_the_bytes_of_the_first_20_characters():
 
 
 def test_root_rule_and_name_budget_agree():
-    assert len(_root.LONGEST_SOCKET_SUFFIX) + 27 == _root.SOCKET_PATH_MAX
+    assert len(_root.LONGEST_SOCKET_SUFFIX) + _root.DIRECT_ROOT_MAX == _root.SOCKET_PATH_MAX == 107
 
 
 class FakeDomain:
@@ -152,3 +152,10 @@ def test_is_below():
     assert not is_below('/r/images', '/r/images')
     assert not is_below('/r/images2/a', '/r/images')
     assert not is_below('/r/etc/qemu.conf', '/r/images')
+
+
+def test_a_long_root_budgets_names_by_its_alias():
+    root = '/home/u/' + 'v' * 200
+    assert domain_name_problem('a' * 20, root) is None
+    problem, fix = domain_name_problem('\u4e00' * 7, root)
+    assert '107 bytes' in problem and 'take at most 20 bytes' in fix and 'shorter' not in fix

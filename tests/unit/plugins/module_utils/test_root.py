@@ -8,9 +8,10 @@ import stat
 
 import pytest
 
+from ansible_collections.embedvirt.libvirt.plugins.module_utils import _root
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import (
-    LONGEST_SOCKET_SUFFIX, MARKER_LIMIT, MARKER_NAME, ROOT_MAX_LENGTH, SOCKET_PATH_MAX, EmbedRoot, RootError,
-    check_root_path, marker_proof, parse_marker)
+    DIRECT_ROOT_MAX, LONGEST_SOCKET_SUFFIX, MARKER_LIMIT, MARKER_NAME, ROOT_MAX_LENGTH, SOCKET_PATH_MAX, EmbedRoot,
+    RootError, check_root_path, ensure_alias, libvirt_root, marker_proof, parse_marker, real_path)
 
 
 @pytest.mark.parametrize('path, says', [
@@ -39,10 +40,49 @@ def test_good_roots_pass_unchanged(path):
 
 
 def test_budget_leaves_room_for_the_deepest_libvirt_socket():
-    longest = '/' + 'a' * (ROOT_MAX_LENGTH - 1) + LONGEST_SOCKET_SUFFIX
+    longest = '/' + 'a' * (DIRECT_ROOT_MAX - 1) + LONGEST_SOCKET_SUFFIX
     assert len(longest) == SOCKET_PATH_MAX
     # libvirt 9 names the agent channel domain-<id>-<name truncated to 20 characters>.
     assert '/domain-9999-' + 'x' * 20 + '/' in LONGEST_SOCKET_SUFFIX
+
+
+@pytest.mark.parametrize('uid', [0, 1000, 4294967294])
+def test_a_long_root_reaches_libvirt_through_an_alias_that_fits_the_budget(uid):
+    short = '/' + 'a' * (DIRECT_ROOT_MAX - 1)
+    assert libvirt_root(short, uid) == short
+    root = '/home/user/.local/share/embedvirt/' + 'v' * 150
+    alias = libvirt_root(root, uid)
+    assert len(alias) <= DIRECT_ROOT_MAX and alias.startswith('/run/embedvirt/' if uid == 0 else '/tmp/.ev%d/' % uid)
+    assert alias == libvirt_root(root, uid) and alias != libvirt_root(root + 'w', uid)
+
+
+def test_paths_libvirt_reports_below_an_alias_name_the_root():
+    root = '/home/user/' + 'v' * 150
+    for uid in (0, 1000):
+        alias = libvirt_root(root, uid)
+        assert real_path(alias + '/lib/qemu/nvram/a_VARS.fd', root) == root + '/lib/qemu/nvram/a_VARS.fd'
+        assert real_path(alias, root) == root
+        assert real_path(alias + 'x/lib', root) == alias + 'x/lib'  # another name, not this alias
+    assert real_path('/srv/vms/lib', '/srv/vms') == '/srv/vms/lib'
+    assert real_path(libvirt_root(root + 'w', 0) + '/lib', root) == libvirt_root(root + 'w', 0) + '/lib'
+
+
+def test_an_alias_is_made_once_and_one_taken_by_another_root_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(_root, 'ALIAS_DIR_UID0', str(tmp_path / 'r'))
+    monkeypatch.setattr(_root, 'ALIAS_DIR_USER', str(tmp_path / 'u%d'))
+    monkeypatch.setattr(_root, 'DIRECT_ROOT_MAX', 10)
+    root = '/srv/a-long-root'
+    alias = ensure_alias(root)
+    assert os.readlink(alias) == root and ensure_alias(root) == alias
+    assert stat.S_IMODE(os.stat(os.path.dirname(alias)).st_mode) == (0o711 if os.geteuid() == 0 else 0o700)
+    os.unlink(alias)
+    os.symlink('/srv/another', alias)
+    with pytest.raises(RootError, match='is taken .a link to /srv/another.: if no helper of that root runs, remove it'):
+        ensure_alias(root)
+    os.unlink(alias)
+    os.chmod(os.path.dirname(alias), 0o777)
+    with pytest.raises(RootError, match='only it may read and write'):
+        ensure_alias(root)
 
 
 def test_multibyte_characters_count_as_bytes():
