@@ -11,8 +11,9 @@ options:
     description:
       - The embedded driver root, the directory that holds everything of C(qemu:///embed?root=...)
         and C(secret:///embed?root=...) on the managed host.
-      - Must be absolute, normalised, not C(/) and short enough for the UNIX sockets libvirt puts
-        under it (at most 27 bytes).
+      - Must be absolute, normalised, not C(/) and at most 700 bytes long. A root of more than 27 bytes
+        reaches libvirt through a short alias (a symbolic link in C(/run/embedvirt) for root, in
+        C(/tmp/.ev<uid>) for other users), so that the UNIX sockets libvirt puts under it fit.
       - Created (mode 0700) when missing. When it exists it must belong to the user running the task,
         unless that user is root.
       - If not given, the value of the E(EMBEDVIRT_ROOT) environment variable on the managed host is used.

@@ -26,7 +26,7 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils._common import M
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import ACTIVE_STATES, helper_argv
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import (
     BOOT_HELPER, BOOT_HELPER_DIR, IMAGES, LAYOUT, MARKER_NAME, QEMU_RUN_DIRS, RootError, alias_regex, libvirt_root,
-    marker_fields, marker_proof, open_dir_path, write_marker)
+    marker_fields, marker_proof, open_dir_path, remove_alias, write_marker)
 
 # systemd-escape --path --template=embedvirt-helper@.service <root>
 BOOT_UNIT = 'embedvirt-helper@%s.service'
@@ -555,6 +555,7 @@ class RootLifecycle(Manager):
             if self.act('delete %s' % self.path):
                 self.refuse_mounts(root_dir)  # again: nothing may have been mounted meanwhile
                 self.module.guard(self.delete, root_dir)
+                self.module.guard(remove_alias, self.path, root_dir.uid)
             # Its QEMU processes have ended: the account owns nothing any more.
             if root_dir.uid == 0 and self.module.guard(_confinement.remove, self.path, check_mode=True):
                 if self.act('remove account %s' % _confinement.name(self.path)):

@@ -807,6 +807,26 @@ def ensure_alias(path):
     return alias
 
 
+def remove_alias(path, owner):
+    """Remove root path's alias, once the root is gone, if it is the calling user's (made by a helper
+    of theirs, the root's owner) and still names that root; another user's alias is left alone."""
+    alias = libvirt_root(path, owner)
+    if alias == path or os.geteuid() != owner:
+        return
+    try:
+        fd = os.open(os.path.dirname(alias), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    try:
+        if os.fstat(fd).st_uid == owner and os.readlink(os.path.basename(alias), dir_fd=fd) == path:
+            os.unlink(os.path.basename(alias), dir_fd=fd)
+    except OSError as e:
+        if e.errno not in (errno.ENOENT, errno.EINVAL):  # gone, or not a link
+            raise
+    finally:
+        os.close(fd)
+
+
 def check_private_dir(st, uid, path):
     """Raise RootError unless st is a directory of uid that nobody else may write to."""
     if not stat.S_ISDIR(st.st_mode):

@@ -23,8 +23,8 @@ options:
         control character, or starts with C(embedvirt-probe-) (reserved) is refused before libvirt sees it.
       - libvirt puts the first 20 characters of the name in the path of the guest's agent socket, which
         may hold 107 bytes; a name whose first 20 characters take more bytes than the root leaves (20
-        ASCII characters always fit a root of up to 27 bytes; most CJK characters take 3 bytes) is
-        refused before it is defined.
+        ASCII characters always fit, as a root of more than 27 bytes reaches libvirt through an alias of
+        at most 27; most CJK characters take 3 bytes) is refused before it is defined.
     type: str
   xml:
     description:

@@ -221,7 +221,7 @@ options:
     description:
       - With O(state=restored), the archive to restore (written by O(state=archived), format version 1), a
         regular file with one link (a hard link could be a file the task's user cannot read).
-      - Restored at O(root), which obeys the rules of every root (at most 27 bytes long, and so on); the
+      - Restored at O(root), which obeys the rules of every root (at most 700 bytes long, and so on); the
         guests' files outside the old root (RV(manifest.outside)) are not in the archive and must be at the
         same paths; a warning names those missing. No helper is needed; the first task on the restored root
         starts one, and libvirt starts the guests marked autostart then.

@@ -41,7 +41,7 @@ class FakeHelper:
     """A root with a helper in a thread; use it as a context manager (or the fake_helper fixture)."""
 
     def __init__(self):
-        # Short enough for a root (27 bytes); private, in sticky /tmp, as _root requires.
+        # Short enough for the socket the fake helper binds at its path; private, in sticky /tmp, as _root requires.
         self.root = tempfile.mkdtemp(prefix='evt-u-', dir='/tmp')
         for relative in _root.LAYOUT:
             os.makedirs(os.path.join(self.root, relative), mode=0o700, exist_ok=True)

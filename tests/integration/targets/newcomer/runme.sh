@@ -8,8 +8,10 @@
 # runs with the host's Python that has them.
 set -euxo pipefail
 user=evtnew
-home=/tmp/evt-nc-home
-root=$home/vms   # README's ~/vms
+# A home as deep as a CI workspace's: the root below it is 115 bytes, reached by libvirt
+# through its alias /tmp/.ev<uid>/<8 hex of sha256(root)>.
+home=/tmp/evt-nc/home/a-newcomer-whose-home-is-as-deep-as-a-ci-workspace/work/project/project
+root=$home/.local/share/embedvirt/vms   # README's
 site=https://cloud.debian.org/images/cloud/bookworm/latest/
 out=$(mktemp -d)
 chmod 0755 "$out"
@@ -26,13 +28,15 @@ cleanup() {
   [ -z "${www:-}" ] || kill "$www"
   pkill -9 -u $user
   userdel $user 2>/dev/null
-  rm -rf "$home" "$out"
+  rm -rf /tmp/evt-nc "$out"
 }
 trap cleanup EXIT
 pkill -9 -u $user || true
 userdel $user 2>/dev/null || true
-rm -rf "$home"
+rm -rf /tmp/evt-nc
+mkdir -p "$(dirname "$home")"
 useradd --home-dir "$home" --create-home --shell /bin/bash $user
+[ ${#root} -gt 100 ]
 
 # The cloud image, served on loopback as Debian's site serves its own.
 mkdir "$out/www"
@@ -89,7 +93,10 @@ grep -q 'ID=debian' "$out/agent.log"
 # The helper runs as the user, with the host's Python; QEMU as the user too.
 helper=$(pgrep -u $user -f -- "--embedvirt-helper --root $root ")
 [ "$(readlink /proc/$helper/exe)" = "$(readlink -f /usr/bin/python3)" ]
-pgrep -u $user -f "[g]uest=first,.*$root/lib/qemu" >/dev/null
+alias=/tmp/.ev$(id -u $user)/$(printf %s "$root" | sha256sum | cut -c1-8)
+[ "$(readlink "$alias")" = "$root" ]
+[ "$(stat -c '%U %a' "$(dirname "$alias")")" = "$user 700" ]
+pgrep -u $user -f "[g]uest=first,.*$alias/lib/qemu" >/dev/null
 
 as_user venv/bin/ansible localhost -m embedvirt.libvirt.root_dir \
   -a "root=$root state=absent purge_guests=true purge_images=true" | tee "$out/purge.log"

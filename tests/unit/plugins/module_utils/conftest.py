@@ -10,7 +10,7 @@ import pytest
 
 @pytest.fixture
 def short_tmp():
-    """A directory for roots: pytest's tmp_path is longer than a root may be (27 bytes)."""
+    """A directory for roots, short enough for their sockets (27 bytes: no alias is made in tests)."""
     path = tempfile.mkdtemp(prefix='evu', dir='/tmp')
     yield path
     shutil.rmtree(path)

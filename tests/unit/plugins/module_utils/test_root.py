@@ -11,7 +11,7 @@ import pytest
 from ansible_collections.embedvirt.libvirt.plugins.module_utils import _root
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import (
     DIRECT_ROOT_MAX, LONGEST_SOCKET_SUFFIX, MARKER_LIMIT, MARKER_NAME, ROOT_MAX_LENGTH, SOCKET_PATH_MAX, EmbedRoot,
-    RootError, check_root_path, ensure_alias, libvirt_root, marker_proof, parse_marker, real_path)
+    RootError, check_root_path, ensure_alias, libvirt_root, marker_proof, parse_marker, real_path, remove_alias)
 
 
 @pytest.mark.parametrize('path, says', [
@@ -79,7 +79,14 @@ def test_an_alias_is_made_once_and_one_taken_by_another_root_is_refused(tmp_path
     os.symlink('/srv/another', alias)
     with pytest.raises(RootError, match='is taken .a link to /srv/another.: if no helper of that root runs, remove it'):
         ensure_alias(root)
+    remove_alias(root, os.geteuid())  # names another root: left
+    assert os.readlink(alias) == '/srv/another'
     os.unlink(alias)
+    ensure_alias(root)
+    remove_alias(root, os.geteuid() + 1)  # another user's: left
+    assert os.path.islink(alias)
+    remove_alias(root, os.geteuid())
+    assert not os.path.lexists(alias)
     os.chmod(os.path.dirname(alias), 0o777)
     with pytest.raises(RootError, match='only it may read and write'):
         ensure_alias(root)
