@@ -28,6 +28,7 @@ cleanup() {
     -a "root=$root state=absent purge_guests=true purge_images=true" >/dev/null 2>&1
   [ -z "${www:-}" ] || kill "$www"
   pkill -9 -u $user
+  rm -rf "/tmp/.ev$(id -u $user)"
   userdel $user 2>/dev/null
   rm -rf /tmp/evt-nc "$out"
 }
@@ -106,4 +107,5 @@ as_user venv/bin/ansible localhost -m embedvirt.libvirt.root_dir \
   -a "root=$root state=absent purge_guests=true purge_images=true" | tee "$out/purge.log"
 grep -q 'CHANGED' "$out/purge.log"
 test ! -e $root
+test ! -L "$alias"   # the purge took the alias too
 ! pgrep -u $user -f "[g]uest=first"
