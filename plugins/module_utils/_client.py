@@ -10,7 +10,7 @@ library, never libvirt, which only the helper process imports.
 The helper of a root runs as the root's owner, whoever starts it (like qemu:///session for
 an ordinary user): a root owned by uid U is U's, so root never runs code in U's driver, and
 never executes, follows or trusts a file U could have placed in the root. The helper's code
-comes from this collection as one bundle (helper_bundle) fed to `python -I -c` on stdin;
+comes from this collection as one bundle (_bundle.helper_bundle) fed to `python -I -c` on stdin;
 every file the client opens in a root goes through _root.RootDir (descriptors, no links,
 checked owners).
 """
@@ -18,8 +18,6 @@ checked owners).
 
 import errno
 import fcntl
-import hashlib
-import json
 import os
 import pwd
 import select
@@ -28,17 +26,10 @@ import stat
 import subprocess
 import time
 
-from ansible_collections.embedvirt.libvirt.plugins.module_utils import (
-    _confinement, _helper, _helper_python, _network, _protocol, _qemu_conf, _root, _versions)
-# The helper's modules, shipped to it as one bundle (imported here so that AnsiballZ and the
-# SSH relay carry them; they need nothing beyond the standard library until the helper runs).
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper import (
-    agent, confine, domains, drivers, errors, secrets, server, snapshots)
+from ansible_collections.embedvirt.libvirt.plugins.module_utils import _helper_python, _protocol, _root
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._bundle import BOOTSTRAP, helper_bundle
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import Control, Operations
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import EmbedRoot, RootError
-
-HELPER_BUNDLE = (_protocol, _root, _versions, _network, _confinement, _qemu_conf, _helper, errors, drivers, domains, agent,
-                 secrets, snapshots, confine, server)
 
 DEFAULT_IDLE_TIMEOUT = 300
 START_TIMEOUT = 120
@@ -49,13 +40,6 @@ CALL_TIMEOUT = _protocol.CALL_SECONDS
 CONNECT_TIMEOUT = 10
 HELLO_TIMEOUT = 30
 LOG_KEEP_BYTES = 1 << 20
-
-# `python -I -c BOOTSTRAP <helper argv>` reads the helper's bundle from stdin, makes its modules
-# importable and runs the helper; the version is the hash of exactly those bytes. A boot unit
-# gives it the same bytes from a file (StandardInput=file:).
-BOOTSTRAP = ("import hashlib, importlib, json, sys; data = sys.stdin.buffer.read(); sys.stdin.close(); "
-             "bundle = json.loads(data); exec(bundle['importer'], {'BUNDLE_SOURCES': bundle['sources']}); "
-             "sys.exit(importlib.import_module(bundle['main']).main(sys.argv[1:], hashlib.sha256(data).hexdigest()))")
 
 
 class HelperClientError(Exception):
@@ -84,25 +68,6 @@ class HelperClientError(Exception):
     def __str__(self):
         text = self.args[0]
         return '%s. Fix: %s' % (text, self.hint) if self.hint else text
-
-
-def module_source(module):
-    """A module's code as shipped with this collection."""
-    # The module's own loader reads it from a file, from AnsiballZ's zip or from a bundle alike.
-    return module.__loader__.get_data(module.__file__)
-
-
-def bundle_sources(modules):
-    """{name: source} of modules, for a bundle (a package under '<name>.__init__')."""
-    return dict((module.__name__ + ('.__init__' if hasattr(module, '__path__') else ''),
-                 module_source(module).decode('utf-8')) for module in modules)
-
-
-def helper_bundle():
-    """The helper's bundle (what BOOTSTRAP reads) and its version."""
-    data = json.dumps({'importer': _protocol.BUNDLE_IMPORTER, 'main': server.__name__,
-                       'sources': bundle_sources(HELPER_BUNDLE)}, sort_keys=True).encode('utf-8')
-    return data, hashlib.sha256(data).hexdigest()
 
 
 def unresponsive(root, pid, problem):
@@ -173,9 +138,11 @@ class HelperClient(Operations):
     """Calls into the helper of one root, starting it under the root's lock when needed: its
     methods are the operations of _protocol.Operations."""
 
-    def __init__(self, root, idle_timeout=None, python=None, create=True):
+    def __init__(self, root, idle_timeout=None, python=None, create=None):
         self.root = EmbedRoot(root)
-        self.create = create  # plugins only use roots that exist; modules make them
+        # Plugins only use roots that exist; modules make them: create(rootdir) fills a root just
+        # made and returns what the task should tell its user.
+        self.create = create
         self.idle_timeout = idle_timeout
         self.python = python  # the helper's Python as given; None: chosen (see helper_python)
         self.bundle, self.version = helper_bundle()
@@ -225,16 +192,10 @@ class HelperClient(Operations):
             return status
         if not self.create:
             self.root.check_exists()
-        self.created_root = self.create and not os.path.lexists(self.root.path)
-        with self.root.open(create=self.create) as rootdir:
+        self.created_root = bool(self.create) and not os.path.lexists(self.root.path)
+        with self.root.open(create=bool(self.create)) as rootdir:
             if self.created_root:
-                # What the root role would write, so that the first guest starts (as root,
-                # libvirt's own defaults want the system virtlogd), and the marker that lets
-                # root_dir (and the role) purge it later.
-                settings = _qemu_conf.write_default(rootdir)
-                if settings and rootdir.uid == 0:
-                    self.notices.extend(_qemu_conf.warnings(self.root.path, settings, False))
-                _root.write_marker(rootdir, 'persistent', replace=False)
+                self.notices.extend(self.create(rootdir))
             lock = self.start_lock(rootdir)
             try:
                 # Somebody may have started (or replaced) the helper while we waited.

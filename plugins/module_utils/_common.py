@@ -11,10 +11,11 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback
 
+from ansible_collections.embedvirt.libvirt.plugins.module_utils import _qemu_conf
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._client import HelperClient, HelperClientError
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._confinement import AccountError
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import Operations
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import RootError
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import RootError, write_marker
 
 # Matches the doc fragment embedvirt.libvirt.root.
 ROOT_ARGUMENT_SPEC = dict(
@@ -67,7 +68,7 @@ class EmbedvirtModule:
         self.read_only = read_only
         creates_root = not (read_only or self.check_mode)
         self.client = self.guard(HelperClient, self.params['root'], idle_timeout=timeout,
-                                 python=self.params['helper_python'], create=creates_root)
+                                 python=self.params['helper_python'], create=creates_root and fill_new_root)
         self.root_missing = not creates_root and not os.path.lexists(self.client.root.path)
         self.predicted_from_empty_root = False
         self.helper = ModuleOperations(self)
@@ -192,6 +193,15 @@ class Manager:
         checks too (before anything changes, in check mode too), unless it is None."""
         if problem:
             self.module.fail('%s. Fix: %s' % problem[1:], error_kind=problem[0])
+
+
+def fill_new_root(rootdir):
+    """What a module writes into a root it has just made, as the root role would: qemu.conf, so
+    that the first guest starts (as root, libvirt's own defaults want the system virtlogd), and
+    the marker that lets root_dir (and the role) purge it later. What the task should tell."""
+    settings = _qemu_conf.write_default(rootdir)
+    write_marker(rootdir, 'persistent', replace=False)
+    return _qemu_conf.warnings(rootdir.path, settings, False) if settings and rootdir.uid == 0 else []
 
 
 def describe_os_error(e, root):

@@ -8,10 +8,9 @@
 from xml.etree import ElementTree
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._common import Manager
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.domains import (
-    AUTOSTART, START, clone_source_problem)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import ACTIVE_STATES
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import domain_name_problem
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._rules import AUTOSTART, START, clone_source_problem
 
 STATES = ['defined', 'running', 'paused', 'shutdown', 'destroyed', 'undefined']
 

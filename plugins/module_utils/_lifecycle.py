@@ -21,7 +21,7 @@ import string
 import time
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils import _confinement, _qemu_conf as qemu_conf
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._client import BOOTSTRAP, helper_bundle
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._bundle import BOOTSTRAP, helper_bundle
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._common import Manager
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import ACTIVE_STATES, helper_argv
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import (

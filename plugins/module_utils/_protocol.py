@@ -392,34 +392,3 @@ class FrameReader:
         del self.buffer[:end + 1]
         self.scanned = 0
         return line
-
-
-# The importer of a bundle: python modules given as {name: source}, importable by name (the
-# packages above them made empty), each module's loader returning its source from get_data,
-# as a module's loader does from a file or AnsiballZ's zip. The helper (BOOTSTRAP in the
-# client) and the SSH relay run it before they import anything of this collection.
-BUNDLE_IMPORTER = r'''
-import importlib.abc, importlib.util, sys
-
-class Bundle(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    def __init__(self, sources):
-        self.sources = dict((name, source.encode('utf-8')) for name, source in sources.items())
-    def find_spec(self, name, path=None, target=None):
-        if name in self.sources and not name.endswith('.__init__'):
-            return importlib.util.spec_from_loader(name, self, origin=name,
-                                                   is_package=name + '.__init__' in self.sources)
-        if name + '.__init__' in self.sources or any(m.startswith(name + '.') for m in self.sources):
-            return importlib.util.spec_from_loader(name, self, origin=name, is_package=True)
-        return None
-    def create_module(self, spec):
-        return None
-    def exec_module(self, module):
-        name = module.__name__ + '.__init__' if module.__name__ + '.__init__' in self.sources else module.__name__
-        if name in self.sources:
-            module.__file__ = name
-            exec(compile(self.sources[name], name, 'exec'), module.__dict__)
-    def get_data(self, path):
-        return self.sources[path]
-
-sys.meta_path.insert(0, Bundle(BUNDLE_SOURCES))
-'''

@@ -8,10 +8,9 @@
 """Bring a domain's snapshot to the state a task asks for (the snapshot module)."""
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._common import Manager
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.domains import (
-    REVERT, SNAPSHOT, clone_source_problem)
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.snapshots import creation_problem, name_problem
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import ACTIVE_STATES
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._rules import (
+    REVERT, SNAPSHOT, clone_source_problem, creation_problem, name_problem)
 
 STATES = ['present', 'absent', 'reverted']
 

@@ -20,9 +20,8 @@ import shlex
 import subprocess
 import tempfile
 
-from ansible_collections.embedvirt.libvirt.plugins.module_utils import _client, _helper_python, _protocol, _qemu_conf
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._client import (
-    HELPER_BUNDLE, HelperClient, HelperClientError, bundle_sources)
+from ansible_collections.embedvirt.libvirt.plugins.module_utils import _bundle, _protocol
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._client import HelperClient, HelperClientError
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import Operations
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import EmbedRoot
 
@@ -31,9 +30,6 @@ DEFAULT_SSH_ARGS = ('-o', 'ControlMaster=auto', '-o', 'ControlPersist=60s',
                     '-o', 'ControlPath=~/.ansible/cp/embedvirt-%C')
 # Extra time allowed on top of a call's own timeout for the round trip over SSH.
 TRANSPORT_SLACK = 30
-# What the relay needs on the hypervisor: the client and everything it ships to a helper.
-RELAY_BUNDLE = (_client, _helper_python, _qemu_conf) + HELPER_BUNDLE
-
 # Runs on the hypervisor. Line 1 of its stdin is this program, line 2 the root and the bundle
 # of the client's modules, then one request per line (_protocol's messages, both ways).
 RELAY = r'''
@@ -152,9 +148,7 @@ class RemoteHelperClient(Operations):
             raise HelperClientError('cannot run ssh to reach hypervisor %s: %s' % (self.hypervisor, e),
                                     'connection', 'install the OpenSSH client on the controller')
         self.reader = _protocol.FrameReader(self.process.stdout.fileno())
-        setup = {'root': self.root.path, 'helper_python': self.helper_python,
-                 'package': _protocol.__name__.rsplit('.', 1)[0],
-                 'importer': _protocol.BUNDLE_IMPORTER, 'sources': bundle_sources(RELAY_BUNDLE)}
+        setup = dict(_bundle.relay_setup(), root=self.root.path, helper_python=self.helper_python)
         try:
             self.process.stdin.write(json.dumps(RELAY).encode() + b'\n' + _protocol.encode(setup))
             self.process.stdin.flush()

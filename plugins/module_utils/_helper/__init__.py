@@ -8,4 +8,4 @@
 """The per-root helper, by job: server.py (socket, clients, lifecycle, idle timeout),
 drivers.py (libvirt's event loop and the root's two embedded connections), domains.py,
 agent.py and secrets.py (the operations of _protocol.Operations), errors.py (what failed and
-the fix). The client ships this package with _protocol and _root as one bundle (_client.py)."""
+the fix). The client ships this package with the modules it imports as one bundle (_bundle.py)."""

@@ -22,6 +22,7 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.errors i
     HelperError, hint_for_libvirt_error, parse_xml)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import (
     CLONE_ELEMENT, CLONE_NAMESPACE, DOMAIN_STATES)
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._rules import AUTOSTART, START, clone_source_problem
 
 log = logging.getLogger('embedvirt.helper')
 # The prefix a clone's metadata keeps when a definition is written out again here.
@@ -349,25 +350,6 @@ class Domains(DriverUser):
 
 # The largest stored definition read for clone sources: libvirt's own are a few KiB.
 DEFINITION_LIMIT = 10 << 20
-# What refuse_clone_source says each refused action would do.
-START = 'starting it'
-AUTOSTART = 'starting it with the root (autostart)'
-SNAPSHOT = 'taking a snapshot, which is written inside its disks,'
-REVERT = 'reverting it to a snapshot'
-
-
-def clone_source_problem(name, clones, action):
-    """While linked clones of domain name exist, nothing may start it, mark it to start with
-    the root or write its disks: their disks are overlays on its. The helper checks it on every
-    such operation, modules before they change anything. (error kind, problem, fix), or None."""
-    if not clones:
-        return None
-    return ('clone_source', "domain '%s' is the source of the linked clones %s: %s would change the disk they are "
-            "built on" % (name, ', '.join(clones), action),
-            'remove the clones first (embedvirt.libvirt.instance state=undefined), or make a full copy of the source '
-            'and use that')
-
-
 def unmark_autostart_of_clone_sources(root):
     """Take the autostart mark off every source of linked clones, before the QEMU driver opens.
 

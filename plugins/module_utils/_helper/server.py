@@ -10,7 +10,7 @@ _protocol's operations over a private UNIX socket, several clients at once, unti
 stopped, told to, or idle for too long.
 
 The client runs it as the root's owner: `python -I -c BOOTSTRAP` reads the helper's bundle
-(this package, _protocol and _root) on stdin and calls main() with the bundle's hash as the
+(_bundle.py: this package and what it imports) on stdin and calls main() with its hash as the
 version. Standard library only, plus the libvirt bindings (imported by drivers.py).
 """
 

@@ -20,10 +20,9 @@ import logging
 import time
 from xml.etree import ElementTree
 
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.domains import REVERT, SNAPSHOT
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.drivers import DriverUser
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.errors import HelperError, parse_xml
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import snapshot_name_problem
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._rules import REVERT, SNAPSHOT, creation_problem, name_problem
 
 log = logging.getLogger('embedvirt.helper')
 
@@ -151,45 +150,6 @@ class Snapshots(DriverUser):
     def snapshot_delete(self, name, snapshot):
         dom = self.domains.domain_required(name)
         self.snapshot_required(dom, snapshot, deleting=True).delete(0)
-
-
-def name_problem(snapshot, deleting=False):
-    """What forbids a snapshot name, as (error kind, problem, fix), or None: one plain word
-    (_root.snapshot_name_problem), and not digits only. QEMU's revert (qemu-img snapshot -a,
-    loadvm) compares the name with each snapshot's id first, and QEMU numbers them 1, 2, ...
-    itself; its delete (qemu-img snapshot -d, delvm) looks the name up among names only, so a
-    snapshot so named by an earlier release can still be deleted."""
-    problem = snapshot_name_problem(snapshot)
-    if problem:
-        return ('name',) + problem
-    if snapshot.isdigit() and not deleting:
-        return ('name', 'snapshot name %r is not usable: QEMU looks a name of digits up as a snapshot id first, and '
-                'would revert to the snapshot numbered so, whatever its name' % snapshot,
-                'give a name with something other than digits in it, such as snap-%s (a snapshot so named by an '
-                'earlier release can be deleted, state=absent, and taken again under such a name)' % snapshot)
-    return None
-
-
-def creation_problem(name, snapshot, running, memory, quiesce, xml):
-    """What forbids taking the snapshot of domain name (running or not, defined by xml), as
-    (error kind, problem, fix), or None. The snapshot module asks before it acts (in check mode
-    too), the helper again for every client."""
-    problem = name_problem(snapshot)
-    if problem:
-        return problem
-    if memory and not running:
-        return ('memory', "domain '%s' is not running: it has no memory state to save" % name,
-                'start the guest first, or set memory=false for a snapshot of its disks')
-    if quiesce and (memory or not running):
-        return ('quiesce', 'quiesce freezes the filesystems of a running guest for a snapshot of its disks only; '
-                'a memory snapshot and a shut-off guest need none', 'set quiesce=false, or memory=false on a running guest')
-    os_el = ElementTree.fromstring(xml).find('os')
-    # The inactive XML of a guest whose firmware libvirt picks says firmware='efi' only.
-    if memory and os_el is not None and (os_el.get('firmware') == 'efi' or os_el.find("loader[@type='pflash']") is not None):
-        return ('memory', "domain '%s' boots UEFI firmware, whose variables are a raw pflash file: libvirt 9.0 "
-                'cannot keep its memory in an internal snapshot' % name,
-                'set memory=false for a snapshot of its disks (reverting restarts the guest)')
-    return None
 
 
 def snapshot_disks(name, xml):

@@ -22,7 +22,7 @@ import uuid
 from xml.etree import ElementTree
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils import _protocol, _root
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._client import helper_bundle
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._bundle import helper_bundle
 
 # What every guest agent answers guest-info with: the commands the connection needs, enabled.
 AGENT_COMMANDS = ('guest-ping', 'guest-info', 'guest-exec', 'guest-exec-status', 'guest-file-open',

@@ -2,8 +2,6 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
 
-import hashlib
-import json
 import os
 import socket
 import subprocess
@@ -16,18 +14,6 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils import _client a
 
 STATUS = _protocol.Operations.helper_status.operation
 HELLO = _protocol.Control.hello.operation
-
-
-def test_the_bundle_ships_every_helper_module_and_its_hash_is_the_version():
-    data, version = client.helper_bundle()
-    bundle = json.loads(data)
-    for module in client.HELPER_BUNDLE:
-        name = module.__name__ + ('.__init__' if hasattr(module, '__path__') else '')
-        with open(module.__file__, 'rb') as f:
-            assert bundle['sources'][name] == f.read().decode()
-    assert len(bundle['sources']) == len(client.HELPER_BUNDLE)
-    assert bundle['main'] == client.server.__name__
-    assert version == hashlib.sha256(data).hexdigest()
 
 
 def test_error_text_carries_the_fix():

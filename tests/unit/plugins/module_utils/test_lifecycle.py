@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._client import BOOTSTRAP
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._bundle import BOOTSTRAP
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._lifecycle import (
     BOOT_HELPER, DirStack, MountAppeared, boot_unit, delete_tree, enclosing_root, is_guest_of, mount_points,
     other_filesystems, proven_marker, systemd_escape_path, systemd_quote, unescape_mountinfo)

@@ -4,7 +4,6 @@
 
 import os
 import socket
-import sys
 import threading
 
 import pytest
@@ -112,18 +111,3 @@ def test_a_large_frame_waits_for_the_gate_and_keeps_what_came(pipe):
     assert len(asked) == 1 and 0 < asked[0] <= 5
     assert reader.read(5) == large[:-1]
     writer.join()
-
-
-def test_bundle_importer_imports_packages_and_gives_sources_back():
-    sources = {'evt_bundle_test.__init__': 'X = 1\n', 'evt_bundle_test.inner': 'from evt_bundle_test import X\nY = X + 1\n'}
-    scope = {'BUNDLE_SOURCES': sources}
-    exec(_protocol.BUNDLE_IMPORTER, scope)  # pylint: disable=exec-used
-    try:
-        from evt_bundle_test import inner  # pylint: disable=import-error,import-outside-toplevel
-        assert inner.Y == 2
-        assert inner.__loader__.get_data(inner.__file__) == sources['evt_bundle_test.inner'].encode()
-        assert sys.modules['evt_bundle_test'].__loader__.get_data(sys.modules['evt_bundle_test'].__file__) == b'X = 1\n'
-    finally:
-        sys.meta_path.remove(next(f for f in sys.meta_path if getattr(f, 'sources', None) is not None))
-        for name in ('evt_bundle_test', 'evt_bundle_test.inner'):
-            sys.modules.pop(name, None)

@@ -1,0 +1,97 @@
+# -*- coding: utf-8 -*-
+# Copyright: embedvirt.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# This is a private module: it is not part of this collection's public API and may change
+# without notice in any release.
+
+"""The helper's bundle, the one place that knows its parts: which modules it holds, the
+importer that makes them importable from a bundle, the bootstrap that runs it, and its version
+(the sha256 of its bytes). The SSH relay's bundle (the client and the helper's) is made here too.
+
+The client ships these modules as sources and never runs them: reading a module's source
+(bundle_sources) does not import it, so a task pays for the modules it uses, not for the helper's.
+"""
+
+import hashlib
+import importlib.util
+import json
+
+PACKAGE = __name__.rsplit('.', 1)[0]
+
+# The helper: _helper/server.py's main() and everything it imports of this collection.
+HELPER_MODULES = tuple(PACKAGE + '.' + name for name in (
+    '_protocol', '_root', '_rules', '_versions', '_network', '_confinement', '_qemu_conf', '_helper', '_helper.errors',
+    '_helper.drivers', '_helper.domains', '_helper.agent', '_helper.secrets', '_helper.snapshots',
+    '_helper.confine', '_helper.server'))
+HELPER_MAIN = PACKAGE + '._helper.server'
+# The relay on a hypervisor (plugin_utils/_hypervisor.py): a client there, with the helper to start.
+RELAY_MODULES = tuple(PACKAGE + '.' + name for name in ('_bundle', '_client', '_helper_python')) + HELPER_MODULES
+
+# `python -I -c BOOTSTRAP <helper argv>` reads the helper's bundle from stdin, makes its modules
+# importable and runs the helper; the version is the hash of exactly those bytes. A boot unit
+# gives it the same bytes from a file (StandardInput=file:).
+BOOTSTRAP = ("import hashlib, importlib, json, sys; data = sys.stdin.buffer.read(); sys.stdin.close(); "
+             "bundle = json.loads(data); exec(bundle['importer'], {'BUNDLE_SOURCES': bundle['sources']}); "
+             "sys.exit(importlib.import_module(bundle['main']).main(sys.argv[1:], hashlib.sha256(data).hexdigest()))")
+
+# The importer of a bundle: python modules given as {name: source}, importable by name (the
+# packages above them made empty), each module's spec naming its source (origin) and its loader
+# returning that source from get_data, as a module's loader does from a file or AnsiballZ's zip.
+# The helper (BOOTSTRAP) and the SSH relay run it before they import anything of this collection.
+BUNDLE_IMPORTER = r'''
+import importlib.abc, importlib.util, sys
+
+class Bundle(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def __init__(self, sources):
+        self.sources = dict((name, source.encode('utf-8')) for name, source in sources.items())
+    def find_spec(self, name, path=None, target=None):
+        if name in self.sources and not name.endswith('.__init__'):
+            return importlib.util.spec_from_loader(name, self, origin=name,
+                                                   is_package=name + '.__init__' in self.sources)
+        if name + '.__init__' in self.sources:
+            return importlib.util.spec_from_loader(name, self, origin=name + '.__init__', is_package=True)
+        if any(m.startswith(name + '.') for m in self.sources):
+            return importlib.util.spec_from_loader(name, self, origin=name, is_package=True)
+        return None
+    def create_module(self, spec):
+        return None
+    def exec_module(self, module):
+        name = module.__spec__.origin
+        if name in self.sources:
+            module.__file__ = name
+            exec(compile(self.sources[name], name, 'exec'), module.__dict__)
+    def get_data(self, path):
+        return self.sources[path]
+
+sys.meta_path.insert(0, Bundle(BUNDLE_SOURCES))
+'''
+
+
+def bundle_sources(names):
+    """{name: source} of this collection's modules, for a bundle (a package under '<name>.__init__'):
+    each as shipped, from a file, AnsiballZ's zip or a bundle alike, and never imported."""
+    sources = {}
+    for name in names:
+        spec = importlib.util.find_spec(name)
+        key = name + '.__init__' if spec.submodule_search_locations is not None else name
+        sources[key] = spec.loader.get_data(spec.origin).decode('utf-8')
+    return sources
+
+
+def helper_bundle():
+    """The helper's bundle (what BOOTSTRAP reads) and its version."""
+    data = json.dumps({'importer': BUNDLE_IMPORTER, 'main': HELPER_MAIN, 'sources': bundle_sources(HELPER_MODULES)},
+                      sort_keys=True).encode('utf-8')
+    return data, hashlib.sha256(data).hexdigest()
+
+
+def relay_setup():
+    """What the SSH relay needs before its first request: the importer and the sources."""
+    return {'package': PACKAGE, 'importer': BUNDLE_IMPORTER, 'sources': bundle_sources(RELAY_MODULES)}
+
+
+def _packed_by_ansiballz():
+    """Never called. AnsiballZ packs the module_utils a module imports, found by reading its code
+    (in functions too): this import makes it pack the helper, which the client only reads."""
+    from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper import server  # pylint: disable=unused-import,import-outside-toplevel
