@@ -350,6 +350,8 @@ class Domains(DriverUser):
 
 # The largest stored definition read for clone sources: libvirt's own are a few KiB.
 DEFINITION_LIMIT = 10 << 20
+
+
 def unmark_autostart_of_clone_sources(root):
     """Take the autostart mark off every source of linked clones, before the QEMU driver opens.
 
