@@ -451,9 +451,10 @@ autostart:
 
 import stat
 
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._archive import RootArchive, RootRestore
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._archive import RootArchive
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._common import EmbedvirtModule
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._lifecycle import RootLifecycle
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._restore import RootRestore
 
 
 def main():

@@ -22,11 +22,15 @@ import zlib
 
 import pytest
 
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._archive import (
-    FORMAT, FORMAT_VERSION, MANIFEST, ArchiveError, RootRestore, boot_files, check_budget, check_for_root, check_manifest,
-    copy_member, moved_backing, moved_path, names_root, qcow2_header, read_archive, rewrite_paths, scan, set_backing_name)
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._archive import boot_files, scan
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._archive_format import (
+    FORMAT, FORMAT_VERSION, MANIFEST, ArchiveError, check_budget, check_manifest, copy_member, moved_path, names_root,
+    read_archive)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._qemu_conf import render, settings_for
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._restore import (
+    RootRestore, check_for_root, moved_backing, rewrite_paths, set_backing_name)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import RootDir, RootError, libvirt_root, open_dir_path
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._volume import qcow2_header
 
 OLD = '/srv/vms'
 FILES = {
