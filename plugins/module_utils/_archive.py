@@ -24,11 +24,10 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils._archive_format 
     CHUNK, FORMAT, FORMAT_VERSION, MANIFEST, MEMBER_PREFIX, matches, moved_path, summary)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._client import HelperClientError
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._common import Manager
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._lifecycle import (
-    mount_points, proven_marker, qemu_processes)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import ACTIVE_STATES
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import (
     ARCHIVED_EMPTY, AUTOSTART_DIR, NOT_ARCHIVED, SAVE_DIR, RootError, open_dir_path, real_path, write_whole)
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._tree import mount_points, proven_marker, qemu_processes
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._volume import qcow2_header
 
 
