@@ -4,7 +4,7 @@
 
 """A root as one unit, written out (root_dir state=archived); the format is _archive_format's.
 
-Archiving reads the root only through its pinned descriptors (_root.RootDir): never through
+Archiving reads the root only through its pinned descriptors (_root_dir.RootDir): never through
 a link, never a file of a stranger. Its guests are shut down and its helper stopped (with the
 root's start lock held) while it copies, so nothing writes meanwhile.
 """
@@ -26,8 +26,10 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils._client import H
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._common import Manager
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import ACTIVE_STATES
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import (
-    ARCHIVED_EMPTY, AUTOSTART_DIR, NOT_ARCHIVED, SAVE_DIR, RootError, open_dir_path, real_path, write_whole)
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._tree import mount_points, proven_marker, qemu_processes
+    ARCHIVED_EMPTY, AUTOSTART_DIR, NOT_ARCHIVED, SAVE_DIR, RootError, real_path)
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root_dir import open_dir_path, write_whole
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._marker import proven_marker
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._tree import mount_points, qemu_processes
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._volume import qcow2_header
 
 

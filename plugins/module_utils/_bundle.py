@@ -21,8 +21,8 @@ PACKAGE = __name__.rsplit('.', 1)[0]
 
 # The helper: _helper/server.py's main() and everything it imports of this collection.
 HELPER_MODULES = tuple(PACKAGE + '.' + name for name in (
-    '_protocol', '_root', '_rules', '_versions', '_network', '_confinement', '_qemu_conf', '_helper', '_helper.errors',
-    '_helper.drivers', '_helper.domains', '_helper.agent', '_helper.secrets', '_helper.snapshots',
+    '_protocol', '_root', '_root_dir', '_rules', '_versions', '_network', '_confinement', '_qemu_conf', '_helper',
+    '_helper.errors', '_helper.drivers', '_helper.domains', '_helper.agent', '_helper.secrets', '_helper.snapshots',
     '_helper.confine', '_helper.server'))
 HELPER_MAIN = PACKAGE + '._helper.server'
 # The relay on a hypervisor (plugin_utils/_hypervisor.py): a client there, with the helper to start.

@@ -11,7 +11,7 @@ The helper of a root runs as the root's owner, whoever starts it (like qemu:///s
 an ordinary user): a root owned by uid U is U's, so root never runs code in U's driver, and
 never executes, follows or trusts a file U could have placed in the root. The helper's code
 comes from this collection as one bundle (_bundle.helper_bundle) fed to `python -I -c` on stdin;
-every file the client opens in a root goes through _root.RootDir (descriptors, no links,
+every file the client opens in a root goes through _root_dir.RootDir (descriptors, no links,
 checked owners).
 """
 
@@ -29,7 +29,8 @@ import time
 from ansible_collections.embedvirt.libvirt.plugins.module_utils import _helper_python, _protocol, _root
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._bundle import BOOTSTRAP, helper_bundle
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import Control, Operations
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import EmbedRoot, RootError
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import RootError
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root_dir import EmbedRoot
 
 DEFAULT_IDLE_TIMEOUT = 300
 START_TIMEOUT = 120

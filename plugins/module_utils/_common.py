@@ -15,7 +15,8 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils import _qemu_con
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._client import HelperClient, HelperClientError
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._confinement import AccountError
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import Operations
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import RootError, write_marker
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._marker import write_marker
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import RootError
 
 # Matches the doc fragment embedvirt.libvirt.root.
 ROOT_ARGUMENT_SPEC = dict(

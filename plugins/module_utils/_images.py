@@ -11,7 +11,7 @@ base with a relative path.
 
 A download goes to images/base/.<name>.partial, resumed with an HTTP range request when a
 run was interrupted, and becomes <name> only once its checksum matches; a wrong checksum
-leaves nothing behind. Every file is opened through the pinned root (_root.RootDir); a local
+leaves nothing behind. Every file is opened through the pinned root (_root_dir.RootDir); a local
 image is read only as the root's owner may read it.
 """
 
@@ -121,7 +121,7 @@ def cache_name(image, checksum):
 
 
 class BaseImage:
-    """images/base/<name> of a pinned root (a _root.RootDir)."""
+    """images/base/<name> of a pinned root (a _root_dir.RootDir)."""
 
     def __init__(self, root_dir, image, checksum, timeout):
         self.root_dir = root_dir

@@ -26,7 +26,8 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils._domain import D
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._images import BaseImage, ImageError, is_url, parse_checksum
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import ACTIVE_STATES, CLONE_ELEMENT, CLONE_NAMESPACE
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import (
-    BASE_IMAGES, CONSOLE_DIR, IMAGES, NVRAM_DIR, RootError, domain_name_problem, real_path)
+    BASE_IMAGES, CONSOLE_DIR, IMAGES, RootError, console_log, domain_name_problem, instance_disk, instance_seed,
+    nvram_file, real_path)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._volume import VolumeManager, qcow2_header
 
 # What the module's state means for the domain.
@@ -114,12 +115,13 @@ def clone_source(xml):
     return None if marker is None else marker.get('source')
 
 
-def clone_disks(source_xml, source_seed, images, name, extra_devices):
+def clone_disks(source_xml, source_seed, root, name, extra_devices):
     """The disks of a linked clone called name of the domain defined by source_xml, as
     [(clone disk, source disk, its format, target)]: images/<name>.qcow2 (vda) on the source's
     first writable disk, images/<name>-<target>.qcow2 on each further one in order (targets
     from vdc on that extra_devices leave free). CD-ROMs, read-only disks and the source's seed
     are not cloned. ValueError naming the fix for a source an overlay cannot be put on."""
+    images = os.path.join(root, IMAGES)
     sources = []
     taken = set()  # every file the source names as a disk
     for disk in ElementTree.fromstring(source_xml).iterfind('devices/disk'):
@@ -153,8 +155,8 @@ def clone_disks(source_xml, source_seed, images, name, extra_devices):
     if len(sources) > len(targets):
         raise ValueError('it has %d writable disks, more than the %d virtio targets left'
                          % (len(sources), len(targets)))
-    names = [name + '.qcow2'] + ['%s-%s.qcow2' % (name, target) for target in targets[1:]]
-    disks = [(os.path.join(images, file_name), path, disk_format, target)
+    names = [instance_disk(name)] + [instance_disk(name, target) for target in targets[1:]]
+    disks = [(os.path.join(root, file_name), path, disk_format, target)
              for file_name, (path, disk_format), target in zip(names, sources, targets)]
     for clone_disk, dummy, dummy, dummy in disks:
         # Such as a source defined with the domain module on images/<clone's name>.qcow2.
@@ -171,9 +173,9 @@ class InstanceManager(Manager):
         super().__init__(module)
         self.root = module.client.root
         self.name = self.params['name']
-        self.disk = self.root.join(os.path.join(IMAGES, self.name + '.qcow2'))
-        self.seed = self.root.join(os.path.join(IMAGES, self.name + '-cidata.img'))
-        self.console = self.root.join(os.path.join(CONSOLE_DIR, self.name + '.log'))
+        self.disk = self.root.join(instance_disk(self.name))
+        self.seed = self.root.join(instance_seed(self.name))
+        self.console = self.root.join(console_log(self.name))
         self.domain = None
         self.diff = None
         self.network = self.files = self.seed_bytes = None
@@ -277,8 +279,8 @@ class InstanceManager(Manager):
             self.module.fail("clone_from: domain '%s' starts with the root (autostart), which its clones forbid: "
                              "set autostart=false on it first" % source, error_kind='clone_source')
         try:
-            return clone_disks(current['xml'], self.root.join(os.path.join(IMAGES, source + '-cidata.img')),
-                               self.root.join(IMAGES), self.name, self.params['extra_devices'])
+            return clone_disks(current['xml'], self.root.join(instance_seed(source)), self.root.path, self.name,
+                               self.params['extra_devices'])
         except ValueError as e:
             self.module.fail("clone_from: domain '%s' cannot be the source of a linked clone: %s" % (source, e),
                              error_kind='clone_source')
@@ -407,7 +409,7 @@ class InstanceManager(Manager):
         for disk in ElementTree.fromstring(domain['xml']).iterfind('devices/disk'):
             path, target = disk.find('source'), disk.find('target')
             if path is not None and target is not None and path.get('file') == self.root.join(
-                    os.path.join(IMAGES, '%s-%s.qcow2' % (self.name, target.get('dev')))):
+                    instance_disk(self.name, target.get('dev'))):
                 overlays.append(path.get('file'))
         return overlays
 
@@ -420,7 +422,7 @@ class InstanceManager(Manager):
         os_el = ElementTree.fromstring(domain['xml']).find('os')
         path = os_el.findtext('nvram') if os_el is not None else None
         if not path and os_el is not None and os_el.get('firmware') == 'efi':
-            path = self.root.join(os.path.join(NVRAM_DIR, self.name + '_VARS.fd'))
+            path = self.root.join(nvram_file(self.name))
         path = real_path(path, self.root.path) if path else None
         return [path] if path and path.startswith(self.root.path + '/') else []
 

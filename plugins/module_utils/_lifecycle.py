@@ -22,10 +22,13 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils._boot_unit impor
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._bundle import helper_bundle
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._common import Manager
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import ACTIVE_STATES
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._marker import marker_fields, write_marker
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import (
-    BOOT_HELPER, IMAGES, LAYOUT, MARKER_NAME, RootError, marker_fields, open_dir_path, remove_alias, write_marker)
+    BOOT_HELPER, IMAGES, LAYOUT, MARKER_NAME, RootError, remove_alias)
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root_dir import open_dir_path
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._marker import enclosing_root, proven_marker
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._tree import (
-    DirStack, MountAppeared, delete_tree, enclosing_root, mount_points, other_filesystems, proven_marker, qemu_processes)
+    DirStack, MountAppeared, delete_tree, mount_points, other_filesystems, qemu_processes)
 
 
 class RootLifecycle(Manager):

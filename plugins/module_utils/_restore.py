@@ -27,10 +27,12 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils._archive_format 
     ArchiveError, check_budget, copy_member, moved_path, names_root, read_archive, summary)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._common import Manager
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._lifecycle import RootLifecycle
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._marker import parse_marker, write_marker
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import (
-    AUTOSTART_DIR, MARKER_NAME, QCOW2_BACKING_MAX, QEMU_CONF, RootDir, RootError, alias_regex, libvirt_root,
-    open_dir_path, parse_marker, real_path, write_marker)
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._tree import DirStack, delete_tree, enclosing_root
+    AUTOSTART_DIR, MARKER_NAME, QCOW2_BACKING_MAX, QEMU_CONF, RootError, alias_regex, libvirt_root, real_path)
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root_dir import RootDir, open_dir_path
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._marker import enclosing_root
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._tree import DirStack, delete_tree
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._volume import QCOW2_MAGIC, qcow2_header
 
 

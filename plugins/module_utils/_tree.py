@@ -13,41 +13,7 @@ import re
 import stat
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import (
-    QEMU_RUN_DIRS, RootError, alias_regex, libvirt_root, marker_proof)
-
-
-def proven_marker(root_dir):
-    """(marker, None) when the marker proves the pinned root is one of this collection's,
-    else (None, why not): marker_proof's rule, and no root encloses it (roots do not nest,
-    so a marker inside another root, say in a directory a user was given in root's root,
-    proves nothing)."""
-    marker, why_not = marker_proof(root_dir.fd, root_dir.path)
-    outer = enclosing_root(root_dir.path) if marker is not None else None
-    if outer is not None:
-        return None, 'it lies inside the root %s, and roots do not nest' % outer
-    return marker, why_not
-
-
-def enclosing_root(path):
-    """The outermost directory above path whose marker proves it a root (marker_proof), or None.
-
-    A marker that proves nothing (one a user planted in /tmp, say) blocks nobody; one inside
-    a root proves nothing either (roots do not nest), so the outermost is the root."""
-    found = None
-    parent = os.path.dirname(path)
-    while parent != os.path.dirname(parent):
-        try:
-            fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError:
-            fd = None  # missing (not made yet), a link (a root never is one), or not ours to read
-        if fd is not None:
-            try:
-                if marker_proof(fd, parent)[0] is not None:
-                    found = parent
-            finally:
-                os.close(fd)
-        parent = os.path.dirname(parent)
-    return found
+    QEMU_RUN_DIRS, RootError, alias_regex, libvirt_root)
 
 
 def unescape_mountinfo(field):

@@ -23,7 +23,7 @@ import tempfile
 from ansible_collections.embedvirt.libvirt.plugins.module_utils import _bundle, _protocol
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._client import HelperClient, HelperClientError
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import Operations
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import EmbedRoot
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root_dir import EmbedRoot
 
 # Reuse one SSH connection for the many short sessions of a play, as the ssh connection does.
 DEFAULT_SSH_ARGS = ('-o', 'ControlMaster=auto', '-o', 'ControlPersist=60s',

@@ -21,7 +21,7 @@ import sys
 import threading
 import urllib.parse
 
-from ansible_collections.embedvirt.libvirt.plugins.module_utils import _root
+from ansible_collections.embedvirt.libvirt.plugins.module_utils import _root, _root_dir
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.errors import (
     HelperError, explain_open_error)
 
@@ -195,11 +195,11 @@ def reset_runtime_state_after_reboot(root):
 
 
 def write_whole(path, data):
-    """Write a file of the helper's own whole or not at all (_root.write_whole): never through
+    """Write a file of the helper's own whole or not at all (_root_dir.write_whole): never through
     a link, and no temporary file left behind when the disk is full."""
     dir_fd = os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        _root.write_whole(dir_fd, os.path.basename(path), lambda f: f.write(data), 0o600, True)
+        _root_dir.write_whole(dir_fd, os.path.basename(path), lambda f: f.write(data), 0o600, True)
     finally:
         os.close(dir_fd)
 

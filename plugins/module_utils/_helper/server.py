@@ -38,7 +38,8 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.errors i
     HelperError, hint_for_libvirt_error)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.secrets import Secrets
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.snapshots import Snapshots
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import EmbedRoot, RootError
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import RootError
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root_dir import EmbedRoot
 
 POLL_SECONDS = 0.2
 # Connections waiting to be accepted: many parallel tasks connect at once.

@@ -29,7 +29,8 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils._archive_format 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._qemu_conf import render, settings_for
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._restore import (
     RootRestore, check_for_root, moved_backing, rewrite_paths, set_backing_name)
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import RootDir, RootError, libvirt_root, open_dir_path
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import RootError, libvirt_root
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root_dir import RootDir, open_dir_path
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._volume import qcow2_header
 
 OLD = '/srv/vms'

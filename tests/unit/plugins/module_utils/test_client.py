@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from ansible_collections.embedvirt.libvirt.plugins.module_utils import _client as client, _protocol, _root as root
+from ansible_collections.embedvirt.libvirt.plugins.module_utils import (
+    _client as client, _protocol, _root as root, _root_dir as root_dir)
 
 STATUS = _protocol.Operations.helper_status.operation
 HELLO = _protocol.Control.hello.operation
@@ -66,7 +67,7 @@ def test_pid_alive():
 
 @pytest.fixture
 def rootdir(short_tmp):
-    with root.EmbedRoot(short_tmp).open() as pinned:
+    with root_dir.EmbedRoot(short_tmp).open() as pinned:
         yield pinned
 
 
@@ -92,7 +93,7 @@ def _connection(reply):
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     theirs.sendall(reply)
     theirs.shutdown(socket.SHUT_WR)
-    return client.HelperConnection(ours, root.EmbedRoot('/srv/vms')), theirs
+    return client.HelperConnection(ours, root_dir.EmbedRoot('/srv/vms')), theirs
 
 
 def test_a_reply_cut_off_is_a_helper_that_went_away():
@@ -104,7 +105,7 @@ def test_a_reply_cut_off_is_a_helper_that_went_away():
 
 def test_a_helper_that_does_not_answer_is_named_with_the_fix():
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    connection = client.HelperConnection(ours, root.EmbedRoot('/srv/vms'))
+    connection = client.HelperConnection(ours, root_dir.EmbedRoot('/srv/vms'))
     with pytest.raises(client.HelperClientError) as err:
         connection.send(HELLO, {}, 0.2)
     theirs.close()
@@ -130,7 +131,7 @@ def test_a_child_runs_as_the_owner_only_when_we_are_root_and_not_it(monkeypatch)
 
 def test_a_reply_that_never_ends_is_cut_at_the_deadline():
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    connection = client.HelperConnection(ours, root.EmbedRoot('/srv/vms'))
+    connection = client.HelperConnection(ours, root_dir.EmbedRoot('/srv/vms'))
     theirs.sendall(b'{"ok": true, "result": "')  # and then a byte now and then, never a newline
     with pytest.raises(client.HelperClientError) as err:
         connection.send(STATUS, {}, 0.3)

@@ -8,7 +8,7 @@ import pytest
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._common import (
     EmbedvirtModule, Manager, ModuleOperations, describe_os_error)
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import EmbedRoot
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root_dir import EmbedRoot
 
 
 class Failed(Exception):

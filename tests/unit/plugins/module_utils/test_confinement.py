@@ -11,7 +11,8 @@ import pytest
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils import _confinement
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._qemu_conf import write_default
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import EmbedRoot, RootError
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import RootError
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root_dir import EmbedRoot
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason='makes devices and gives files away')
 

@@ -11,7 +11,7 @@ from xml.etree import ElementTree
 
 import pytest
 
-from ansible_collections.embedvirt.libvirt.plugins.module_utils import _protocol, _root
+from ansible_collections.embedvirt.libvirt.plugins.module_utils import _protocol, _root, _root_dir
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper import (
     agent, domains, drivers, errors, secrets, server, snapshots)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.errors import HelperError
@@ -321,7 +321,7 @@ def clone_source_domains(clones):
 ])
 def test_the_helper_neither_starts_nor_marks_autostart_a_source_of_linked_clones(operation, args, says):
     part, dom = clone_source_domains(['c1', 'c2'])
-    part.drivers = type('Drivers', (), {'root': _root.EmbedRoot('/srv/vms'), 'libvirt': NoLibvirt()})()
+    part.drivers = type('Drivers', (), {'root': _root_dir.EmbedRoot('/srv/vms'), 'libvirt': NoLibvirt()})()
     part.root = part.drivers.root
     with pytest.raises(HelperError) as caught:
         getattr(part, operation)(**args)
@@ -380,7 +380,7 @@ def test_the_autostart_mark_of_a_source_of_linked_clones_goes_before_the_drivers
     for name in ('tmpl', 'c1', 'plain'):
         os.symlink(os.path.join(definitions, name + '.xml'), os.path.join(definitions, 'autostart', name + '.xml'))
     with caplog.at_level(logging.WARNING, logger='embedvirt.helper'):
-        domains.unmark_autostart_of_clone_sources(_root.EmbedRoot(short_tmp))
+        domains.unmark_autostart_of_clone_sources(_root_dir.EmbedRoot(short_tmp))
     assert sorted(os.listdir(os.path.join(definitions, 'autostart'))) == ['c1.xml', 'plain.xml']
     assert sorted(os.listdir(definitions)) == sorted(list(files) + ['autostart', 'c2.xml'])
     assert 'domain tmpl is the source of linked clones: removed its autostart mark' in caplog.text
@@ -388,7 +388,7 @@ def test_the_autostart_mark_of_a_source_of_linked_clones_goes_before_the_drivers
 
 
 def test_a_root_without_autostart_marks_is_left_alone(short_tmp):
-    domains.unmark_autostart_of_clone_sources(_root.EmbedRoot(short_tmp))
+    domains.unmark_autostart_of_clone_sources(_root_dir.EmbedRoot(short_tmp))
     assert os.listdir(short_tmp) == []
 
 
@@ -397,7 +397,7 @@ def test_what_qemu_refuses_is_a_snapshot_error_with_a_fix_and_its_reply_in_the_l
         @staticmethod
         def qemuMonitorCommand(dom, command, flags):
             return '{"error": {"class": "GenericError", "desc": "Device has no medium"}}'
-    root = _root.EmbedRoot('/srv/vms')
+    root = _root_dir.EmbedRoot('/srv/vms')
     part = snapshots.Snapshots(type('Drivers', (), {'root': root, 'libvirt_qemu': QemuMonitor})(), None)
     with caplog.at_level(logging.ERROR, logger='embedvirt.helper'), pytest.raises(HelperError) as caught:
         part.monitor(SnapshotDomain(True), 'transaction', {'actions': []})

@@ -13,7 +13,8 @@ import time
 import pytest
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils import _images
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import BASE_IMAGES, EmbedRoot
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import BASE_IMAGES
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root_dir import EmbedRoot
 
 IMAGE = os.urandom(3 << 20) + b'end'
 DIGEST = 'sha256:' + hashlib.sha256(IMAGE).hexdigest()

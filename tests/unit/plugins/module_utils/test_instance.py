@@ -32,7 +32,7 @@ def test_a_clone_overlays_the_writable_disks_in_order_and_leaves_seed_cdrom_and_
                  disk(IMAGES + '/ro.img', 'vdd', 'raw', extra='<readonly/>'),
                  disk(IMAGES + '/sub/data.raw', 'sdb', 'raw'),
                  disk(IMAGES + '/logs.qcow2', 'vde', kind=None))
-    assert clone_disks(xml, IMAGES + '/t-cidata.img', IMAGES, 'c', None) == [
+    assert clone_disks(xml, IMAGES + '/t-cidata.img', '/r', 'c', None) == [
         (IMAGES + '/c.qcow2', IMAGES + '/t.qcow2', 'qcow2', 'vda'),
         (IMAGES + '/c-vdc.qcow2', IMAGES + '/sub/data.raw', 'raw', 'vdc'),
         # libvirt opens a disk without a driver type as raw (it never probes), so the overlay says so too
@@ -43,7 +43,7 @@ def test_a_clone_overlays_the_writable_disks_in_order_and_leaves_seed_cdrom_and_
 def test_further_disks_take_the_targets_extra_devices_leave():
     xml = source(disk(IMAGES + '/t.qcow2', 'vda'), disk(IMAGES + '/d1.qcow2', 'vdb'), disk(IMAGES + '/d2.qcow2', 'vdc'))
     extra = ["<disk type='file' device='disk'><source file='/x'/><target dev='vdc' bus='virtio'/></disk>"]
-    assert [target for dummy, dummy, dummy, target in clone_disks(xml, None, IMAGES, 'c', extra)] == ['vda', 'vdd', 'vde']
+    assert [target for dummy, dummy, dummy, target in clone_disks(xml, None, '/r', 'c', extra)] == ['vda', 'vdd', 'vde']
 
 
 @pytest.mark.parametrize('xml, problem', [
@@ -59,7 +59,7 @@ def test_further_disks_take_the_targets_extra_devices_leave():
 ])
 def test_a_source_an_overlay_cannot_be_put_on_is_refused(xml, problem):
     with pytest.raises(ValueError, match=problem):
-        clone_disks(xml, None, IMAGES, 'c', None)
+        clone_disks(xml, None, '/r', 'c', None)
 
 
 PARAMS = dict(name='c', accelerator='tcg', memory=512, vcpus=1, firmware='bios', agent=False, extra_devices=None)
@@ -95,4 +95,4 @@ def test_an_instance_from_an_image_is_no_clone():
 def test_a_clone_whose_disk_would_be_a_disk_of_its_source_is_refused(disks):
     with pytest.raises(ValueError, match="the clone's disk /r/images/c(-vdc)?.qcow2 would be the source's own disk: "
                                          "choose another name for the clone"):
-        clone_disks(source(*disks), None, IMAGES, 'c', None)
+        clone_disks(source(*disks), None, '/r', 'c', None)

@@ -13,10 +13,11 @@ import pytest
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._bundle import BOOTSTRAP
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._boot_unit import boot_unit, systemd_escape_path, systemd_quote
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import BOOT_HELPER, MARKER_NAME, EmbedRoot, libvirt_root
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import BOOT_HELPER, MARKER_NAME, libvirt_root
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root_dir import EmbedRoot
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._marker import enclosing_root, proven_marker
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._tree import (
-    DirStack, MountAppeared, delete_tree, enclosing_root, is_guest_of, mount_points, other_filesystems, proven_marker,
-    unescape_mountinfo)
+    DirStack, MountAppeared, delete_tree, is_guest_of, mount_points, other_filesystems, unescape_mountinfo)
 
 # systemd-escape --path --template=embedvirt-helper@.service PATH, systemd 252 (Debian 12).
 SYSTEMD_ESCAPE = [

@@ -7,7 +7,7 @@ import types
 
 import pytest
 
-from ansible_collections.embedvirt.libvirt.plugins.module_utils import _root
+from ansible_collections.embedvirt.libvirt.plugins.module_utils import _root, _root_dir
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.domains import Domains
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.errors import HelperError
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import PROBE_PREFIX, domain_name_problem
@@ -89,7 +89,7 @@ class FakeLibvirt:
 
 def driver_with(path, names):
     """The helper's Domains on fake drivers whose QEMU connection holds names."""
-    root = _root.EmbedRoot.__new__(_root.EmbedRoot)
+    root = _root_dir.EmbedRoot.__new__(_root_dir.EmbedRoot)
     root.path = str(path)  # pytest's tmp_path is longer than a root may be; nothing here makes sockets
     return Domains(types.SimpleNamespace(root=root, libvirt=FakeLibvirt, qemu=FakeConnection(names)))
 

@@ -8,7 +8,7 @@ import stat
 import pytest
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils import _confinement, _qemu_conf as qemu_conf
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import EmbedRoot
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root_dir import EmbedRoot
 
 
 def settings_lines(text):

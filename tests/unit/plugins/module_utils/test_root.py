@@ -9,9 +9,11 @@ import stat
 import pytest
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils import _root
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._marker import marker_proof, parse_marker
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import (
-    DIRECT_ROOT_MAX, LONGEST_SOCKET_SUFFIX, MARKER_LIMIT, MARKER_NAME, ROOT_MAX_LENGTH, SOCKET_PATH_MAX, EmbedRoot,
-    RootError, check_root_path, ensure_alias, libvirt_root, marker_proof, parse_marker, real_path, remove_alias)
+    DIRECT_ROOT_MAX, LONGEST_SOCKET_SUFFIX, MARKER_LIMIT, MARKER_NAME, ROOT_MAX_LENGTH, SOCKET_PATH_MAX, RootError,
+    check_root_path, ensure_alias, libvirt_root, real_path, remove_alias)
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root_dir import EmbedRoot
 
 
 @pytest.mark.parametrize('path, says', [

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import EmbedRoot
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root_dir import EmbedRoot
 from ansible_collections.embedvirt.libvirt.plugins.module_utils import _volume as volume_utils
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._volume import QEMU_IMG_TIMEOUT, VolumeManager
 
