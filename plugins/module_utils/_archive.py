@@ -47,6 +47,7 @@ def boot_files(xml):
     nvram = element.find('nvram')
     return found + ([nvram.get('template')] if nvram is not None and nvram.get('template') else [])
 
+
 class HashingWriter:
     """A file object that counts and hashes what is written to it."""
 

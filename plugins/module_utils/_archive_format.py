@@ -48,6 +48,7 @@ DEFLATE_RATIO = 1032
 class ArchiveError(Exception):
     """An archive that is not one of this collection's, or does not match its manifest."""
 
+
 def matches(relative, pattern):
     """Whether a path below a root matches a pattern of _root (fnmatch per path component)."""
     names, patterns = relative.split('/'), pattern.split('/')

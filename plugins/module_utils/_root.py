@@ -220,7 +220,7 @@ def end_child(pid):
         time.sleep(0.01)
 
 
-# --- the files of an instance (relative to its root) ------------------------------------------
+# The files of an instance, relative to its root.
 def instance_disk(name, target=None):
     """images/<name>.qcow2, its first disk; images/<name>-<target>.qcow2, a clone's other disks."""
     return '%s/%s.qcow2' % (IMAGES, name if target is None else '%s-%s' % (name, target))

@@ -38,6 +38,7 @@ def mount_points(path):
 # need as many (the soft limit is often 1024); shallower ones are opened again from the root.
 HELD_DIRS = 64
 
+
 class MountAppeared(RootError):
     """A directory met during a walk is on another filesystem than the root."""
 
