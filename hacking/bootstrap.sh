@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Installs what the demo and the tests need on a Debian 12 machine, as root:
-# QEMU (with SeaBIOS, and OVMF for UEFI guests), libvirt's QEMU and secret drivers and the
-# Python bindings (Debian packages), the libvirt-qemu account the privileged embedded driver
-# looks up, and a virtual environment in .cache/venv (ansible-core and test tools) that also
-# sees Debian's python3-libvirt.
+# Installs what the demo and the tests need on a Debian 12 machine, as root: a virtual
+# environment in .cache/venv (ansible-core and test tools) that also sees Debian's
+# python3-libvirt, then, with it, the collection's host role, which installs QEMU, libvirt's
+# QEMU and secret drivers, the Python bindings and OVMF and makes the libvirt-qemu account the
+# privileged embedded driver looks up (the role's list of packages is the only one), and the
+# tools the tests use besides.
 # Usage: hacking/bootstrap.sh [more Debian packages]
 #        hacking/bootstrap.sh --venv-only   (only the virtual environment: hacking/debian13.sh
 #                                            then lets the host role install the rest, as a user would)
@@ -16,10 +17,8 @@ venv_only=false core=
 [ "${1:-}" = --core ] && { venv_only=true core=${2:?"--core needs an ansible-core version such as 2.17"}; shift 2; }
 
 packages=(
-  qemu-system-x86 qemu-utils seabios ovmf
-  libvirt-daemon libvirt-daemon-driver-qemu
-  python3 python3-venv python3-libvirt
-  git procps util-linux iproute2
+  python3 python3-venv python3-apt   # the venv, and the apt module the host role runs
+  git procps iproute2
   mtools dosfstools   # independent readers of the cloud-init seed's FAT image (unit tests)
   "$@"   # what the caller needs on top (hacking/test.sh: an SSH server for the hypervisor tests)
 )
@@ -33,13 +32,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -q
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
-
-# Running as root, libvirt's QEMU driver resolves its build-default account before it reads
-# qemu.conf, and fails without it (see docs/docsite/rst/troubleshooting.rst).
-$venv_only || getent group libvirt-qemu >/dev/null || groupadd --system libvirt-qemu
-$venv_only || getent passwd libvirt-qemu >/dev/null \
-  || useradd --system --gid libvirt-qemu --no-create-home --home-dir /var/lib/libvirt \
-             --shell /usr/sbin/nologin libvirt-qemu
 
 venv=.cache/venv requirements=requirements-dev.txt
 if [ -n "$core" ]; then
@@ -60,6 +52,13 @@ fi
 if [ -z "$core" ]; then
   mkdir -p .cache/collections/ansible_collections/embedvirt
   ln -sfn "$PWD" .cache/collections/ansible_collections/embedvirt/libvirt
+fi
+
+# QEMU, libvirt and the bindings, and libvirt's QEMU account: the host role, as a user runs it.
+if ! $venv_only; then
+  ANSIBLE_COLLECTIONS_PATH=$PWD/.cache/collections .cache/venv/bin/ansible localhost -c local \
+    -m ansible.builtin.include_role -a name=embedvirt.libvirt.host >.cache/host-role.log 2>&1 \
+    || { echo "bootstrap: the host role failed (.cache/host-role.log):" >&2; tail -40 .cache/host-role.log >&2; exit 1; }
 fi
 
 # ansible-test bootstraps pip in its test environments with a script from a host this
