@@ -78,6 +78,90 @@ ERROR_DESCRIPTORS = 'descriptors'    # the helper ran out of file descriptors
 ERROR_LIBVIRT = 'libvirt'            # libvirt refused; the message is libvirt's
 ERROR_STORAGE = 'storage'            # a file the helper handles (a full disk, a removed directory)
 
+# Every error_kind a task can return (a module's result, the connection's and the inventory's
+# errors), with what it means: users match on them (failed_when, rescue). A unit test holds
+# the code to this registry, and the Troubleshooting guide lists it.
+ERROR_KINDS = {
+    # the helper and its socket
+    ERROR_PROTOCOL: 'a request the helper does not know, or with bad arguments (a client of another release)',
+    ERROR_INTERNAL: "a bug in the helper: the traceback is in the root's helper log",
+    ERROR_STOPPING: 'the helper was stopping and did not carry the request out; the next task starts another',
+    ERROR_CONNECTION: 'the helper (or the SSH session to the hypervisor) went away during the call',
+    ERROR_UNRESPONSIVE: 'the helper did not answer in time (stopped, or stuck in libvirt)',
+    ERROR_DESCRIPTORS: 'the helper ran out of file descriptors',
+    ERROR_LIBVIRT: "libvirt refused the operation; the message is libvirt's",
+    ERROR_STORAGE: 'a file the helper writes could not be written (a full disk, a removed directory)',
+    'client': 'the client failed to talk to the helper for another reason (the message says which)',
+    'helper': 'the helper reported an error without a kind (a helper of another release)',
+    'start': 'the helper did not start, or the SSH session to the hypervisor ended as it started',
+    'stop': 'the helper did not stop when asked',
+    'lock_timeout': "another task held the root's start lock too long",
+    'socket': "the helper's socket is not a socket of the root's owner",
+    'permission': "the process on the helper's socket is neither root nor the root's owner",
+    'bindings_missing': 'no Python with the libvirt bindings: install python3-libvirt or give helper_python',
+    'timeout': 'a wait ran out (a guest, its agent, an SSH port, a helper call over SSH)',
+    # the root
+    'root': 'the root path, or something in the root, breaks a rule (the message names the rule and the fix)',
+    'root_missing': 'the root does not exist and the task does not create one (check mode, a read)',
+    'root_busy': 'another process (not a helper of this collection) has the root open in libvirt',
+    'not_ours': 'the directory has no marker proving it a root of this collection',
+    'not_empty': 'the root still holds guests or images that a purge was not told to delete',
+    'mount': 'something is mounted below the root, or it spans filesystems',
+    'symlink': 'the root path goes through a symbolic link',
+    'owner': 'the owner or group given does not exist, or differs from the root\'s',
+    'mode': 'a mode that is not octal, or one that lets others write in the root',
+    'account': 'the QEMU account of a root of root\'s (or one qemu.conf names) is missing or is another\'s',
+    'qemu_conf': "the root's qemu.conf cannot be read or written",
+    'os': 'the operating system refused a file operation (the message names the file)',
+    'driver_missing': "libvirt's QEMU or secret driver is not installed",
+    # archives
+    'archive': 'the archive is not one of this collection\'s, or does not match its manifest; nothing was written',
+    'src': 'the archive to restore cannot be opened, or is not a regular file with one link',
+    'dest': 'where the archive goes cannot be written',
+    'dest_exists': 'the archive file exists and force is not set',
+    'guest_state': 'a guest of the root would not shut down for the archive',
+    'shutdown_timeout': 'a guest did not shut down within shutdown_timeout',
+    # domains and snapshots
+    'name': 'a domain or snapshot name libvirt would misuse (a path, a control character, too long)',
+    'xml': 'the domain XML is not well-formed, or lacks what it needs',
+    'no_domain': 'no domain of that name in the root',
+    'transient': 'the domain is transient: it cannot be defined or marked autostart as asked',
+    'states': 'a domain state filter that is not a state',
+    'clone_source': 'linked clones are built on this domain: it cannot be started, marked autostart or written',
+    'snapshots': 'the domain has snapshots, so libvirt keeps its definition',
+    'no_snapshot': 'no snapshot of that name',
+    'exists': 'it exists already (a snapshot of that name, the root a restore would make)',
+    'snapshot': 'QEMU refused the snapshot or the revert',
+    'memory': 'a memory snapshot of a domain that is not running, or whose firmware libvirt cannot keep',
+    'quiesce': 'quiesce asked where it cannot apply, or the guest agent could not freeze the filesystems',
+    'disk_format': 'the domain has no disk that QEMU can snapshot by itself (raw, or none)',
+    # volumes and images
+    'path': 'an image path outside the images directory that allow_outside_root does not allow',
+    'format': 'a disk format this operation does not take',
+    'size': 'a size that is not a number of bytes with an optional K, M, G or T',
+    'shrink': 'a disk would shrink, which loses data',
+    'mismatch': 'the image exists with another format, size or backing file than asked',
+    'in_use': 'the image is used by a guest, or other images are built on it',
+    'passphrase': 'an encrypted image without its passphrase, or with a wrong one',
+    'qemu_img': 'qemu-img failed or did not finish in time',
+    'image': 'the base image cannot be downloaded, read or used',
+    'checksum': 'the image does not match its checksum, or the checksum cannot be had',
+    'cloud_init': 'cloud-init data this collection cannot put in a seed',
+    'port': 'a port forward that cannot be bound',
+    'wait_for': 'what wait_for asks cannot happen with these options',
+    # the guest agent
+    'agent': 'the guest agent failed the command',
+    'agent_unavailable': 'the guest agent does not answer (no channel, or not running in the guest)',
+    'agent_disabled': 'the guest agent refuses the command (disabled in its configuration)',
+    'agent_reply': 'the guest agent\'s reply is not what the protocol allows',
+    'not_running': 'the domain is not running',
+    'output': 'a command wrote more output than a reply carries',
+    # values
+    'value': 'an option value out of range or of the wrong form',
+    'uuid': 'a secret UUID that is not one',
+    'unsupported': 'this libvirt cannot do it (the message names the version that can)',
+}
+
 OPERATIONS = {}
 
 
