@@ -215,7 +215,7 @@ class RootArchive(Manager):
         if self.module.check_mode:
             for action in ['shutdown %s' % name for name in running] + ['stop helper', 'write %s' % dest] + [
                     'start %s' % name for name in running]:
-                self.act(action)
+                self.plan(action)
             return dict(manifest=summary(self.manifest(root_dir, domains, {}, disks, entries)), restarted=running)
         versions = helper.versions()
         stopped = []
@@ -226,7 +226,7 @@ class RootArchive(Manager):
             # The start lock keeps other tasks from starting a helper while the root is copied.
             lock = self.module.client.start_lock(root_dir)
             try:
-                self.act('stop helper')
+                self.plan('stop helper')
                 self.module.client.stop()
                 left = qemu_processes(self.path)
                 if left:
@@ -234,7 +234,7 @@ class RootArchive(Manager):
                                             'could write to its disks' % (', '.join(map(str, left)), self.path),
                                             'guest_state', 'stop them and archive again')
                 manifest = self.manifest(root_dir, domains, versions, disks, scan(root_dir, self.warnings))
-                self.act('write %s' % dest)
+                self.plan('write %s' % dest)
                 written = self.write(root_dir, manifest, dest)
             finally:
                 os.close(lock)
@@ -244,7 +244,7 @@ class RootArchive(Manager):
                     sha256=written.digest.hexdigest())
 
     def shutdown(self, name):
-        self.act('shutdown %s' % name)
+        self.plan('shutdown %s' % name)
         timeout = self.params['shutdown_timeout']
         if not self.module.client.domain_shutdown(name=name, timeout=timeout, force=False)['done']:
             raise HelperClientError(
@@ -256,7 +256,7 @@ class RootArchive(Manager):
         """Start the guests the archive shut down, even when it failed; a guest that does not
         start is a warning (the task's result says what was archived)."""
         for name in names:
-            self.act('start %s' % name)
+            self.plan('start %s' % name)
             try:
                 self.module.client.domain_start(name)
             except HelperClientError as e:

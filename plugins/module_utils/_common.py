@@ -183,8 +183,8 @@ class Manager:
         self.changed = False
         self.actions = []
 
-    def act(self, action):
-        """Record an action; whether to carry it out (not in check mode)."""
+    def plan(self, action):
+        """Plan an action: record it, and say whether to carry it out now (not in check mode)."""
         self.changed = True
         self.actions.append(action)
         return not self.module.check_mode

@@ -106,10 +106,10 @@ class DomainManager(Manager):
         return name, xml
 
     # --- steps -------------------------------------------------------------------------
-    def step(self, action, operation, predicted, **args):
-        """Record an action; carry it out (operation, one of module.helper's) unless in check
+    def step(self, action, call, predicted, **args):
+        """Plan an action; carry it out (call, one of module.helper's methods) unless in check
         mode, where the domain becomes predicted."""
-        self.domain = operation(**args) if self.act(action) else predicted
+        self.domain = call(**args) if self.plan(action) else predicted
 
     def predict(self, **changes):
         domain = dict(self.domain or {})

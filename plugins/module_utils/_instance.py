@@ -194,9 +194,9 @@ class InstanceManager(Manager):
         self.check_inputs(current)
         if self.module.root_missing:
             # Check mode on a root a real run would create: everything would be made.
-            self.act('%s %s' % ('download' if is_url(self.params['image']) else 'copy', self.params['image']))
-            self.act('create %s' % self.disk)
-            self.act('write seed %s' % self.seed)
+            self.plan('%s %s' % ('download' if is_url(self.params['image']) else 'copy', self.params['image']))
+            self.plan('create %s' % self.disk)
+            self.plan('write seed %s' % self.seed)
         else:
             with self.module.guard(self.root.open) as root_dir:
                 if self.clone:
@@ -291,7 +291,7 @@ class InstanceManager(Manager):
         try:
             base = BaseImage(root_dir, params['image'], params['checksum'], params['download_timeout'])
             if not base.present():
-                if self.act('download %s' % params['image'] if is_url(params['image']) else 'copy %s' % params['image']):
+                if self.plan('download %s' % params['image'] if is_url(params['image']) else 'copy %s' % params['image']):
                     os.close(root_dir.subdir(BASE_IMAGES, create=True))
                     base.fetch()
         except ImageError as e:
@@ -301,7 +301,7 @@ class InstanceManager(Manager):
     def ensure_disk(self, base):
         """images/<name>.qcow2 over the base image, at least disk_size."""
         if self.module.check_mode and not base.present():
-            self.act('create %s' % self.disk)
+            self.plan('create %s' % self.disk)
             return
         self.ensure_overlay(self.disk, base.path, None, self.params['disk_size'])
 
@@ -338,7 +338,7 @@ class InstanceManager(Manager):
             self.module.warn("the cloud-init seed of '%s' changed: cloud-init reads it on a guest's first boot only; "
                              "to have it applied again, change meta_data's instance-id (the next boot then counts "
                              "as a first boot)" % self.name)
-        if self.act('write seed %s' % self.seed):
+        if self.plan('write seed %s' % self.seed):
             root_dir.write_file(relative, self.seed_bytes, mode=0o600)
 
     # --- the domain --------------------------------------------------------------------
@@ -398,7 +398,7 @@ class InstanceManager(Manager):
                     if built_on:
                         self.module.warn('%s is kept: %s %s built on it' % (
                             base.path, ', '.join(built_on), 'is' if len(built_on) == 1 else 'are'))
-                    elif self.act('remove %s' % base.path):
+                    elif self.plan('remove %s' % base.path):
                         base.remove()
 
     def clone_overlays(self, domain):
@@ -427,7 +427,7 @@ class InstanceManager(Manager):
         return [path] if path and path.startswith(self.root.path + '/') else []
 
     def remove_file(self, root_dir, relative):
-        if root_dir.lexists(relative) and self.act('remove %s' % self.root.join(relative)):
+        if root_dir.lexists(relative) and self.plan('remove %s' % self.root.join(relative)):
             root_dir.remove_file(relative)
 
     # --- waiting and the result ----------------------------------------------------------

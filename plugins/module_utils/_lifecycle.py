@@ -52,7 +52,7 @@ class RootLifecycle(Manager):
     def ensure_boot_helper(self):
         bundle = helper_bundle()[0]
         needed = install_boot_helper(bundle, check_mode=True)
-        if needed and self.act('install %s' % BOOT_HELPER):
+        if needed and self.plan('install %s' % BOOT_HELPER):
             install_boot_helper(bundle, check_mode=False)
         return needed
 
@@ -67,7 +67,7 @@ class RootLifecycle(Manager):
             root_dir = self.module.guard(self.root.open)
         else:
             uid, gid = self.owner_ids(None)
-            if not self.act('create %s' % self.path):
+            if not self.plan('create %s' % self.path):
                 # Check mode: everything below a root that is not there would be made.
                 self.actions.extend(['create %s/%s' % (self.path, d) for d in LAYOUT] + ['mark', 'write ' + qemu_conf.PATH])
                 return self.present_result(uid, gid, qemu_conf_changed=True)
@@ -92,16 +92,16 @@ class RootLifecycle(Manager):
             # Its group is QEMU's, which passes through it (and QEMU_PASSAGE) and nowhere else.
             gid, mode = qemu[1], (mode & ~0o070) | stat.S_IXGRP
         st = os.fstat(root_dir.fd)
-        if stat.S_IMODE(st.st_mode) != mode and self.act('chmod %s' % self.path):
+        if stat.S_IMODE(st.st_mode) != mode and self.plan('chmod %s' % self.path):
             os.fchmod(root_dir.fd, mode)
-        if st.st_gid != gid and self.act('chgrp %s' % self.path):
+        if st.st_gid != gid and self.plan('chgrp %s' % self.path):
             os.fchown(root_dir.fd, -1, gid)
             root_dir.gid = gid  # what it gives the files it writes from now on
         for relative in LAYOUT:
             self.ensure_directory(root_dir, relative, gid)
         wanted = marker_fields(self.path, params['lifecycle'])
         if marker is None or any(marker.get(k) != v for k, v in wanted.items()):
-            if self.act('mark'):
+            if self.plan('mark'):
                 write_marker(root_dir, params['lifecycle'], created=(marker or {}).get('created'))
         return self.present_result(uid, gid, qemu_conf_changed=qemu_conf_changed)
 
@@ -155,16 +155,16 @@ class RootLifecycle(Manager):
         try:
             os.stat(relative, dir_fd=root_dir.fd, follow_symlinks=False)
         except FileNotFoundError:
-            if self.act('create %s' % path):
+            if self.plan('create %s' % path):
                 os.close(root_dir.subdir(relative, create=True))
             return
         fd = root_dir.subdir(relative)  # a real directory of the owner, or RootError with the fix
         try:
             st = os.fstat(fd)
-            if st.st_gid != gid and self.act('chgrp %s' % path):
+            if st.st_gid != gid and self.plan('chgrp %s' % path):
                 os.fchown(fd, -1, gid)
             mode = root_dir.dir_mode(relative)
-            if stat.S_IMODE(st.st_mode) != mode and self.act('chmod %s' % path):
+            if stat.S_IMODE(st.st_mode) != mode and self.plan('chmod %s' % path):
                 os.fchmod(fd, mode)
         finally:
             os.close(fd)
@@ -196,12 +196,12 @@ class RootLifecycle(Manager):
         self.warn_about_qemu(root_dir, settings, options, legacy)
         if settings['user'] == _confinement.name(self.path):
             created = self.module.guard(_confinement.ensure, self.path, check_mode=True)[1]
-            if created and self.act('create account %s' % settings['user']):
+            if created and self.plan('create account %s' % settings['user']):
                 self.module.guard(_confinement.ensure, self.path)
         path = self.root.join(qemu_conf.PATH)
         self.diff = dict(before_header=path, after_header=path, after=text,
                          before='' if before is None else before.decode('utf-8', 'replace'))
-        if self.act('write %s' % path):
+        if self.plan('write %s' % path):
             # Unasked, it writes only where there is none, even if one appeared meanwhile.
             root_dir.write_file(qemu_conf.PATH, text.encode(), mode=qemu_conf.MODE,
                                 replace=options is not None or legacy)
@@ -256,16 +256,16 @@ class RootLifecycle(Manager):
             for domain in domains:
                 if domain['state'] in ACTIVE_STATES:
                     self.stop_guest(domain['name'])
-            if self.act('stop helper'):
+            if self.plan('stop helper'):
                 self.module.guard(self.module.client.stop)
                 self.module.guard(self.kill_leftover_qemu)
-            if self.act('delete %s' % self.path):
+            if self.plan('delete %s' % self.path):
                 self.refuse_mounts(root_dir)  # again: nothing may have been mounted meanwhile
                 self.module.guard(self.delete, root_dir)
                 self.module.guard(remove_alias, self.path, root_dir.uid)
             # Its QEMU processes have ended: the account owns nothing any more.
             if root_dir.uid == 0 and self.module.guard(_confinement.remove, self.path, check_mode=True):
-                if self.act('remove account %s' % _confinement.name(self.path)):
+                if self.plan('remove account %s' % _confinement.name(self.path)):
                     self.module.guard(_confinement.remove, self.path)
         finally:
             root_dir.close()
@@ -334,7 +334,7 @@ class RootLifecycle(Manager):
         return sorted(found)
 
     def stop_guest(self, name):
-        if not self.act('shutdown %s' % name):
+        if not self.plan('shutdown %s' % name):
             return
         timeout = self.params['shutdown_timeout']
         outcome = self.module.helper.domain_shutdown(name=name, timeout=timeout, force=True)

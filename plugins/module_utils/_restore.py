@@ -229,7 +229,7 @@ class RootRestore(Manager):
         with self.open_src(src) as archive:
             manifest, files, uid, gid = self.checked(self.verify, archive)
             old = manifest['root']
-            self.act('restore %s from %s' % (self.path, src))
+            self.plan('restore %s from %s' % (self.path, src))
             if not self.module.check_mode:
                 archive.seek(0)
                 self.checked(self.module.guard, self.restore, archive, manifest, uid, gid)

@@ -73,7 +73,7 @@ class SecretManager(Manager):
         after = before
         if params['state'] == 'absent':
             if before is not None:
-                if self.act('undefine'):
+                if self.plan('undefine'):
                     self.module.helper.secret_undefine(uuid=before['uuid'])
                 after = None
         else:
@@ -98,7 +98,7 @@ class SecretManager(Manager):
                        and _versions.ephemeral_secret_problem(self.module.helper.helper_status()['libvirt']))
             if problem:
                 self.module.fail('%s: %s' % problem, error_kind='unsupported')
-            if self.act('define'):
+            if self.plan('define'):
                 secret = self.module.helper.secret_define(xml=secret_xml(uuid, **wanted))
             else:
                 secret = dict(wanted, uuid=uuid)
@@ -108,6 +108,6 @@ class SecretManager(Manager):
                 matches = self.module.helper.secret_value_matches(uuid=secret['uuid'], value=value)
             if not matches:
                 self.value_changed = True
-                if self.act('set value'):
+                if self.plan('set value'):
                     secret = self.module.helper.secret_set_value(uuid=secret['uuid'], value=value)
         return secret

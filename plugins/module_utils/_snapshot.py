@@ -62,7 +62,7 @@ class SnapshotManager(Manager):
         # The helper's own checks, made here too so that check mode predicts no snapshot it would refuse.
         self.refuse(creation_problem(domain, name, running, memory, params['quiesce'], self.domain['xml']))
         self.refuse_clone_source(domain, SNAPSHOT)
-        if self.act('create'):
+        if self.plan('create'):
             created = self.module.helper.snapshot_create(
                 name=domain, snapshot=name, description=params['description'], memory=memory,
                 quiesce=params['quiesce'], timeout=params['timeout'])
@@ -81,7 +81,7 @@ class SnapshotManager(Manager):
     def ensure_absent(self, domain, name, existing):
         if existing is None:
             return
-        if self.act('delete'):
+        if self.plan('delete'):
             self.module.helper.snapshot_delete(name=domain, snapshot=name)
             self.snapshots = self.module.helper.snapshot_list(name=domain)
         else:
@@ -95,7 +95,7 @@ class SnapshotManager(Manager):
             self.module.fail("domain '%s' has no snapshot '%s': list them with embedvirt.libvirt.domain_info "
                              "snapshots=true" % (domain, name), error_kind='no_snapshot')
         self.refuse_clone_source(domain, REVERT)
-        if self.act('revert'):
+        if self.plan('revert'):
             self.domain = self.module.helper.snapshot_revert(name=domain, snapshot=name)
             self.snapshots = self.module.helper.snapshot_list(name=domain)
             return

@@ -283,7 +283,7 @@ class VolumeManager(Manager):
                                      'see its disk cut short, so it is refused; give a size of at least %d bytes, or '
                                      'none' % (self.size, backing_size, params['backing_file'], backing_size),
                                      error_kind='shrink')
-            if self.act('create'):
+            if self.plan('create'):
                 self.create(passphrase)
                 return self.info()
             return {'path': self.path, 'format': params['format'], 'virtual_size': self.size,
@@ -305,7 +305,7 @@ class VolumeManager(Manager):
             if current['encrypted'] and passphrase is None:
                 self.module.fail('%s is encrypted: give encryption_passphrase to grow it' % self.path,
                                  error_kind='passphrase')
-            if self.act('grow'):
+            if self.plan('grow'):
                 self.grow(passphrase if current['encrypted'] else None)
                 return self.info()
             return dict(current, virtual_size=self.size)
@@ -419,7 +419,7 @@ class VolumeManager(Manager):
         if current is None:
             return None
         self.refuse_if_in_use('remove')
-        if self.act('remove'):
+        if self.plan('remove'):
             if self.place is None:
                 os.unlink(self.path)
             else:
