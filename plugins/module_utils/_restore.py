@@ -29,7 +29,7 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils._common import M
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._lifecycle import RootLifecycle
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._marker import parse_marker, write_marker
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import (
-    AUTOSTART_DIR, MARKER_NAME, QCOW2_BACKING_MAX, QEMU_CONF, RootError, alias_regex, libvirt_root, real_path)
+    AUTOSTART_DIR, MARKER_NAME, QCOW2_BACKING_MAX, QEMU_CONF, RootError, real_path, root_regex)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root_dir import RootDir, open_dir_path
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._marker import enclosing_root
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._tree import DirStack, delete_tree
@@ -66,10 +66,7 @@ def rewrite_paths(data, old, new):
 
     Only old as a whole path: not /old-2 or /x/old, whatever quotes or tags surround it. An alias
     of old (what libvirt knows a long root by, such as in the NVRAM paths it fills in) names it too."""
-    name = re.escape(old.encode())
-    if libvirt_root(old, 0) != old:
-        name = b'(?:' + name + b'|' + alias_regex(old).encode() + b')'
-    pattern = re.compile(rb'(?<![/' + PATH_BYTES + rb'])' + name + rb'(?![' + PATH_BYTES + rb'])')
+    pattern = re.compile(rb'(?<![/' + PATH_BYTES + rb'])' + root_regex(old).encode() + rb'(?![' + PATH_BYTES + rb'])')
     return pattern.subn(lambda _match: new.encode(), data)
 
 

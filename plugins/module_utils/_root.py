@@ -272,24 +272,36 @@ def check_root_path(path):
     return path
 
 
+def needs_alias(path):
+    """Whether the sockets libvirt makes below root path would not fit: it then reaches libvirt
+    through its alias (see DIRECT_ROOT_MAX)."""
+    return len(path.encode('utf-8')) > DIRECT_ROOT_MAX
+
+
+def alias_name(path):
+    return hashlib.sha256(path.encode('utf-8')).hexdigest()[:ALIAS_HASH_CHARACTERS]
+
+
 def libvirt_root(path, uid):
-    """The root as libvirt is given it by a helper running as uid: the path itself, or, when the
-    sockets libvirt makes below it would not fit, its alias (see DIRECT_ROOT_MAX)."""
-    if len(path.encode('utf-8')) <= DIRECT_ROOT_MAX:
+    """The root as libvirt is given it by a helper running as uid: the path itself, or its alias."""
+    if not needs_alias(path):
         return path
-    directory = ALIAS_DIR_UID0 if uid == 0 else ALIAS_DIR_USER % uid
-    return '%s/%s' % (directory, hashlib.sha256(path.encode('utf-8')).hexdigest()[:ALIAS_HASH_CHARACTERS])
+    return '%s/%s' % (ALIAS_DIR_UID0 if uid == 0 else ALIAS_DIR_USER % uid, alias_name(path))
 
 
 def alias_regex(path):
     """A pattern (of str) of the aliases the root path may have had, for any owner."""
-    name = hashlib.sha256(path.encode('utf-8')).hexdigest()[:ALIAS_HASH_CHARACTERS]
-    return ALIAS_PATTERN + name + '(?=/|$)'
+    return ALIAS_PATTERN + alias_name(path) + '(?=/|$)'
+
+
+def root_regex(path):
+    """A pattern (of str) of the root path as libvirt may name it: the path, or any alias it may have had."""
+    return '(?:%s|%s)' % (re.escape(path), alias_regex(path)) if needs_alias(path) else re.escape(path)
 
 
 def real_path(path, root):
     """A path libvirt reported, with the root's alias (if it starts with one) replaced by the root."""
-    if len(root.encode('utf-8')) <= DIRECT_ROOT_MAX:
+    if not needs_alias(root):
         return path
     return re.sub('^' + alias_regex(root), lambda _match: root, path, count=1)
 
@@ -373,7 +385,7 @@ def domain_name_problem(name, root=None):
         return 'domain name %r is not valid UTF-8' % name, fix
     if root is not None:
         # An aliased root's sockets are below its alias, of at most DIRECT_ROOT_MAX bytes.
-        base = root if len(root.encode('utf-8')) <= DIRECT_ROOT_MAX else 'x' * DIRECT_ROOT_MAX
+        base = 'x' * DIRECT_ROOT_MAX if needs_alias(root) else root
         size = len((base + AGENT_SOCKET_DIR + head + AGENT_SOCKET_NAME).encode('utf-8'))
         if size > SOCKET_PATH_MAX:
             return ("domain name '%s' is too long for root %s in bytes: libvirt puts its first %d "

@@ -12,8 +12,7 @@ import os
 import re
 import stat
 
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import (
-    QEMU_RUN_DIRS, RootError, alias_regex, libvirt_root)
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import QEMU_RUN_DIRS, RootError, root_regex
 
 
 def unescape_mountinfo(field):
@@ -172,12 +171,10 @@ def is_guest_of(cmdline, root):
     argv = cmdline.split(b'\0')
     if not os.path.basename(argv[0]).startswith(b'qemu-system'):
         return False
-    # A path starts an argument or an option value (path=..., QEMU doubles commas in it).
-    dirs = b'|'.join(re.escape(os.path.join(root, d).replace(',', ',,').encode()) for d in QEMU_RUN_DIRS)
-    if libvirt_root(root, 0) != root:  # libvirt knows a long root by its alias
-        dirs += b'|' + alias_regex(root).encode() + b'/(?:' + b'|'.join(re.escape(d.encode()) for d in QEMU_RUN_DIRS) + b')'
-
-    return any(re.search(b'(?:^|[=,])(?:' + dirs + b')', arg) for arg in argv[1:])
+    # A path starts an argument or an option value (path=...; a root holds no comma, which QEMU
+    # would double); a long root's guests name its alias.
+    dirs = root_regex(root).encode() + b'/(?:' + b'|'.join(re.escape(d.encode()) for d in QEMU_RUN_DIRS) + b')'
+    return any(re.search(b'(?:^|[=,])' + dirs, arg) for arg in argv[1:])
 
 
 def qemu_processes(root):
