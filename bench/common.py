@@ -55,7 +55,7 @@ def fresh_root(root, *subdirs):
     os.makedirs(root, 0o700)
     sys.path.insert(0, COLLECTIONS)
     from ansible_collections.embedvirt.libvirt.plugins.module_utils._qemu_conf import write_default
-    from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import EmbedRoot
+    from ansible_collections.embedvirt.libvirt.plugins.module_utils._root_dir import EmbedRoot
     with EmbedRoot(root).open() as root_dir:
         write_default(root_dir)
         for d in subdirs:

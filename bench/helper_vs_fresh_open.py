@@ -31,7 +31,7 @@ EMBED_PRELUDE = """
 import os, sys, threading
 sys.path.insert(0, %r)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.confine import Confinement
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import EmbedRoot
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root_dir import EmbedRoot
 Confinement(EmbedRoot(%r)).before_open()
 sys.setdlopenflags(os.RTLD_NOW | os.RTLD_GLOBAL)
 import libvirt
