@@ -14,7 +14,6 @@ The client ships these modules as sources and never runs them: reading a module'
 """
 
 import hashlib
-import importlib.util
 import json
 
 PACKAGE = __name__.rsplit('.', 1)[0]
@@ -26,7 +25,7 @@ HELPER_MODULES = tuple(PACKAGE + '.' + name for name in (
     '_helper.confine', '_helper.server'))
 HELPER_MAIN = PACKAGE + '._helper.server'
 # The relay on a hypervisor (plugin_utils/_hypervisor.py): a client there, with the helper to start.
-RELAY_MODULES = tuple(PACKAGE + '.' + name for name in ('_bundle', '_client', '_helper_python')) + HELPER_MODULES
+RELAY_MODULES = tuple(PACKAGE + '.' + name for name in ('_bundle', '_client', '_helper_start', '_helper_python')) + HELPER_MODULES
 
 # `python -I -c BOOTSTRAP <helper argv>` reads the helper's bundle from stdin, makes its modules
 # importable and runs the helper; the version is the hash of exactly those bytes. A boot unit
@@ -36,8 +35,9 @@ BOOTSTRAP = ("import hashlib, importlib, json, sys; data = sys.stdin.buffer.read
              "sys.exit(importlib.import_module(bundle['main']).main(sys.argv[1:], hashlib.sha256(data).hexdigest()))")
 
 # The importer of a bundle: python modules given as {name: source}, importable by name (the
-# packages above them made empty), each module's spec naming its source (origin) and its loader
-# returning that source from get_data, as a module's loader does from a file or AnsiballZ's zip.
+# packages above them made empty). Each module's origin is the path it has in the collection
+# ('a/b/__init__.py', 'a/b/c.py'), and its loader's get_data gives a source back by that path, as a
+# module's loader does from a file or AnsiballZ's zip: so bundle_sources reads a bundle like those.
 # The helper (BOOTSTRAP) and the SSH relay run it before they import anything of this collection.
 BUNDLE_IMPORTER = r'''
 import importlib.abc, importlib.util, sys
@@ -46,23 +46,20 @@ class Bundle(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def __init__(self, sources):
         self.sources = dict((name, source.encode('utf-8')) for name, source in sources.items())
     def find_spec(self, name, path=None, target=None):
-        if name in self.sources and not name.endswith('.__init__'):
-            return importlib.util.spec_from_loader(name, self, origin=name,
-                                                   is_package=name + '.__init__' in self.sources)
-        if name + '.__init__' in self.sources:
-            return importlib.util.spec_from_loader(name, self, origin=name + '.__init__', is_package=True)
-        if any(m.startswith(name + '.') for m in self.sources):
-            return importlib.util.spec_from_loader(name, self, origin=name, is_package=True)
-        return None
+        package = name + '.__init__' in self.sources or any(m.startswith(name + '.') for m in self.sources)
+        if name.endswith('.__init__') or not (package or name in self.sources):
+            return None
+        origin = name.replace('.', '/') + ('/__init__.py' if package else '.py')
+        return importlib.util.spec_from_loader(name, self, origin=origin, is_package=package)
     def create_module(self, spec):
         return None
     def exec_module(self, module):
-        name = module.__spec__.origin
-        if name in self.sources:
-            module.__file__ = name
-            exec(compile(self.sources[name], name, 'exec'), module.__dict__)
+        module.__file__ = module.__spec__.origin
+        source = self.sources.get(module.__file__[:-3].replace('/', '.'))
+        if source is not None:
+            exec(compile(source, module.__file__, 'exec'), module.__dict__)
     def get_data(self, path):
-        return self.sources[path]
+        return self.sources[path[:-3].replace('/', '.')]
 
 sys.meta_path.insert(0, Bundle(BUNDLE_SOURCES))
 '''
@@ -70,12 +67,18 @@ sys.meta_path.insert(0, Bundle(BUNDLE_SOURCES))
 
 def bundle_sources(names):
     """{name: source} of this collection's modules, for a bundle (a package under '<name>.__init__'):
-    each as shipped, from a file, AnsiballZ's zip or a bundle alike, and never imported."""
+    each read as shipped, from a file, AnsiballZ's zip or a bundle alike, by the loader of this
+    module, which lies next to them. Never imported, nor compiled: importlib's find_spec compiles
+    a module in a zip to tell its file name."""
+    here = __spec__  # pylint: disable=undefined-variable
+    directory = here.origin.rsplit('/', 1)[0]
     sources = {}
     for name in names:
-        spec = importlib.util.find_spec(name)
-        key = name + '.__init__' if spec.submodule_search_locations is not None else name
-        sources[key] = spec.loader.get_data(spec.origin).decode('utf-8')
+        path = directory + '/' + name[len(PACKAGE) + 1:].replace('.', '/')
+        if any(other.startswith(name + '.') for other in names):
+            sources[name + '.__init__'] = here.loader.get_data(path + '/__init__.py').decode('utf-8')
+        else:
+            sources[name] = here.loader.get_data(path + '.py').decode('utf-8')
     return sources
 
 

@@ -75,11 +75,11 @@ def test_the_bundle_ships_each_module_s_file_and_its_hash_is_the_version():
     assert version == hashlib.sha256(data).hexdigest()
 
 
-def test_reading_the_bundle_imports_none_of_the_helper():
-    # Only the _helper package itself, a docstring (find_spec imports a module's parents).
+def test_reading_the_bundle_imports_and_compiles_none_of_the_helper():
     code = ('import sys; from ansible_collections.embedvirt.libvirt.plugins.module_utils import _client, _bundle; '
             '_bundle.helper_bundle(); _bundle.relay_setup(); '
-            'print(sorted(m for m in sys.modules if m.endswith(("_network", "_versions", "_qemu_conf")) or "._helper." in m))')
+            'print(sorted(m for m in sys.modules if m.endswith(("_network", "_versions", "_qemu_conf", "._helper")) '
+            'or "._helper." in m))')
     out = subprocess.check_output([sys.executable, '-c', code], env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
     assert out.decode().strip() == '[]'
 
@@ -91,11 +91,22 @@ def test_a_bundle_imports_its_packages_and_gives_each_module_s_source_back():
     try:
         from evt_bundle_test import inner  # pylint: disable=import-error,import-outside-toplevel
         assert inner.Y == 2
+        assert inner.__file__ == 'evt_bundle_test/inner.py'
         assert inner.__loader__.get_data(inner.__file__) == sources['evt_bundle_test.inner'].encode()
-        assert sys.modules['evt_bundle_test'].__loader__.get_data(sys.modules['evt_bundle_test'].__file__) == b'X = 1\n'
-        # What the relay does on a hypervisor: read sources from the bundle, for the helper's.
-        assert _bundle.bundle_sources(['evt_bundle_test', 'evt_bundle_test.inner']) == sources
+        package = sys.modules['evt_bundle_test']
+        assert package.__file__ == 'evt_bundle_test/__init__.py' and package.__loader__.get_data(package.__file__) == b'X = 1\n'
     finally:
         sys.meta_path.remove(next(f for f in sys.meta_path if getattr(f, 'sources', None) is not None))
         for name in ('evt_bundle_test', 'evt_bundle_test.inner'):
             sys.modules.pop(name, None)
+
+
+def test_the_relay_makes_from_its_bundle_the_same_helper_bundle_as_from_files():
+    # What the relay does on a hypervisor: the client, imported from the relay's bundle, reads
+    # the helper's sources from it.
+    code = ('import json, sys; setup = json.load(sys.stdin); exec(setup["importer"], {"BUNDLE_SOURCES": setup["sources"]}); '
+            'from ansible_collections.embedvirt.libvirt.plugins.module_utils import _bundle; '
+            'assert type(_bundle.__loader__).__name__ == "Bundle", _bundle.__loader__; '
+            'print(_bundle.helper_bundle()[1])')
+    out = subprocess.check_output([sys.executable, '-I', '-c', code], input=json.dumps(_bundle.relay_setup()).encode())
+    assert out.decode().strip() == _bundle.helper_bundle()[1]
