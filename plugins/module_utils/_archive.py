@@ -23,6 +23,7 @@ from xml.etree import ElementTree
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._archive_format import (
     CHUNK, FORMAT, FORMAT_VERSION, MANIFEST, MEMBER_PREFIX, matches, moved_path, summary)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._client import HelperClientError
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper_start import start_lock
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._common import Manager
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import ACTIVE_STATES
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import (
@@ -127,7 +128,7 @@ def scan(root_dir, warnings):
 
 
 def check_dest_dir(st, directory):
-    """Raise RootError unless the directory of an archive may be written by root or the caller only
+    """Raise RootError unless the directory of an archive may be written by uid 0 or the caller only
     (or is sticky): anyone else could replace the archive before it is complete."""
     if st.st_uid not in (0, os.geteuid()) or (st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX):
         raise RootError("the directory %s of dest may be written by others (uid %d, mode %04o), who could replace the "
@@ -198,7 +199,7 @@ class RootArchive(Manager):
         return dest
 
     def archive(self, root_dir, dest):
-        helper = self.module.helper
+        helper = self.module.helper_or_fail
         domains = helper.domain_list()
         stuck = ['%s (%s%s)' % (d['name'], d['state'], '' if d['persistent'] else ', transient') for d in domains
                  if d['state'] in ACTIVE_STATES and (d['state'] in ('paused', 'pmsuspended') or not d['persistent'])]
@@ -224,7 +225,7 @@ class RootArchive(Manager):
                 self.shutdown(name)
                 stopped.append(name)
             # The start lock keeps other tasks from starting a helper while the root is copied.
-            lock = self.module.client.start_lock(root_dir)
+            lock = start_lock(self.module.client.root, root_dir)
             try:
                 self.plan('stop helper')
                 self.module.client.stop()

@@ -11,12 +11,9 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback
 
-from ansible_collections.embedvirt.libvirt.plugins.module_utils import _qemu_conf
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._client import HelperClient, HelperClientError
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._confinement import AccountError
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import Operations
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._marker import write_marker
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import RootError
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import AccountError, RootError
 
 # Matches the doc fragment embedvirt.libvirt.root.
 ROOT_ARGUMENT_SPEC = dict(
@@ -68,11 +65,13 @@ class EmbedvirtModule:
         # Only a run that may change things creates a missing root (check mode never does).
         self.read_only = read_only
         creates_root = not (read_only or self.check_mode)
+        # Two ways to call the helper: client (HelperClient) raises HelperClientError, for a
+        # caller that handles a failure; helper_or_fail fails the task.
         self.client = self.guard(HelperClient, self.params['root'], idle_timeout=timeout,
                                  python=self.params['helper_python'], create=creates_root and fill_new_root)
         self.root_missing = not creates_root and not os.path.lexists(self.client.root.path)
         self.predicted_from_empty_root = False
-        self.helper = ModuleOperations(self)
+        self.helper_or_fail = ModuleOperations(self)
 
     def fail(self, msg, **result):
         """Fail the task, first undoing what undo callbacks were registered for."""
@@ -138,8 +137,8 @@ class EmbedvirtModule:
 
 
 class ModuleOperations(Operations):
-    """The helper's operations as modules call them (module.helper.domain_plan(...)): a failure
-    fails the task; a root that does not exist yet answers check mode's reads as the empty root
+    """The helper's operations as modules call them (module.helper_or_fail.domain_plan(...)): a
+    failure fails the task; a root that does not exist yet answers check mode's reads as the empty root
     a real run would create."""
 
     def __init__(self, module):
@@ -198,10 +197,14 @@ class Manager:
 
 def fill_new_root(rootdir):
     """What a module writes into a root it has just made, as the root role would: qemu.conf, so
-    that the first guest starts (as root, libvirt's own defaults want the system virtlogd), and
-    the marker that lets root_dir (and the role) purge it later. What the task should tell."""
+    that the first guest starts (as uid 0, libvirt's own defaults want the system virtlogd), and
+    the marker that lets root_dir (and the role) purge it later. What the task should tell.
+    Imported here: compiling them would cost every task (AnsiballZ ships sources), and only the
+    first task on a root runs this."""
+    # pylint: disable-next=import-outside-toplevel
+    from ansible_collections.embedvirt.libvirt.plugins.module_utils import _marker, _qemu_conf
     settings = _qemu_conf.write_default(rootdir)
-    write_marker(rootdir, 'persistent', replace=False)
+    _marker.write_marker(rootdir, 'persistent', replace=False)
     return _qemu_conf.warnings(rootdir.path, settings, False) if settings and rootdir.uid == 0 else []
 
 

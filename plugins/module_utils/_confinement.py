@@ -2,10 +2,10 @@
 # Copyright: embedvirt.libvirt contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""What confines the QEMU of a root of root's: its account, /dev/kvm, a private mount namespace.
+"""What confines the QEMU of a root of uid 0: its account, /dev/kvm, a private mount namespace.
 
-A guest's QEMU is hostile after an escape. Run as root it would own the host; run as one
-account shared by every root it would reach the other roots' disks. So each root of root's
+A guest's QEMU is hostile after an escape. Run as uid 0 it would own the host; run as one
+account shared by every root it would reach the other roots' disks. So each root of uid 0
 gets a system user and group of its own, named after the root's path, that owns nothing
 but what libvirt lends it while a guest runs (its disks, NVRAM and sockets, chowned back
 when the guest stops). libvirt runs QEMU as that account without capabilities, and with
@@ -22,6 +22,8 @@ import stat
 import subprocess
 import time
 
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import AccountError
+
 PREFIX = 'embedvirt-'
 COMMENT = 'QEMU of embedvirt root %s'
 KVM = '/dev/kvm'
@@ -29,10 +31,6 @@ KVM = '/dev/kvm'
 # holds them (parallel tasks): they are tried again, within this bound.
 LOCK_WAIT = 30
 LOCKED = (1, 10)  # "cannot lock /etc/passwd", "cannot update the group file"
-
-
-class AccountError(Exception):
-    pass
 
 
 def name(root_path):
@@ -172,7 +170,7 @@ def hide_kvm():
     """In this process's own mount namespace, make /dev/kvm a device nobody can open (nodev).
 
     libvirt probes QEMU's capabilities with CAP_DAC_OVERRIDE as the QEMU account: a
-    /dev/kvm of root's alone (0600) then opens for the probe but not for guests, libvirt
+    /dev/kvm of uid 0 alone (0600) then opens for the probe but not for guests, libvirt
     finds its cache wrong at every start and probes again (40 s or more). Seen nodev by
     both, KVM is what it is for the guests: absent; they run under TCG.
     """

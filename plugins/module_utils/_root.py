@@ -40,25 +40,25 @@ LOG = LOG_DIR + '/helper.log'
 SECRET_DIGESTS = 'lib/embedvirt/secret-digests'
 # Directories a root is made with.
 LAYOUT = (ETC, IMAGES, BASE_IMAGES, 'lib', 'lib/embedvirt', 'log', LOG_DIR, 'run', STATE_DIR)
-# What QEMU of a root of root's passes through (search, not list) to its guests' files: the
+# What QEMU of a root of uid 0 passes through (search, not list) to its guests' files: the
 # root, the images, libvirt's lib/qemu (NVRAM, a guest's directory with its master key) and
 # the serial consoles. They belong to the group of the root's QEMU account with mode 0710;
-# every other directory of the root is root's alone (secrets, the helper's socket and log).
+# every other directory of the root is uid 0's alone (secrets, the helper's socket and log).
 QEMU_PASSAGE = (IMAGES, BASE_IMAGES, 'lib', 'log', CONSOLE_DIR)
 PASSAGE_MODE = 0o710
 PRIVATE_MODE = 0o700
 # What libvirt gives the QEMU account at every open of the driver, as libvirtd does: its
 # lib/qemu directories (snapshot and checkpoint metadata, save images, NVRAM, channel
-# sockets) and capability cache. The helper gives them back to root, passage only: QEMU
-# never writes there itself, and libvirt (as root) trusts what they hold.
+# sockets) and capability cache. The helper gives them back to uid 0, passage only: QEMU
+# never writes there itself, and libvirt (as uid 0) trusts what they hold.
 LIBVIRT_LENDS = ('lib/qemu', 'lib/qemu/*', 'lib/qemu/channel/target', 'cache/qemu')
 # Below them, libvirt's directories of one running guest, which are that guest's QEMU's.
 GUEST_DIR = 'domain-*'
 # What libvirt makes readable by all (0755) on QEMU's way without QEMU needing it: QEMU's
-# logs (libvirt hands QEMU the open file) and the capability cache (probed as root). The
-# helper makes them root's alone, so QEMU's account cannot even list them.
+# logs (libvirt hands QEMU the open file) and the capability cache (probed as uid 0). The
+# helper makes them uid 0's alone, so QEMU's account cannot even list them.
 LIBVIRT_OPENS = ('log/qemu', 'cache')
-# Where libvirt's DAC driver lends guests' files to the QEMU account of a root of root's
+# Where libvirt's DAC driver lends guests' files to the QEMU account of a root of uid 0
 # (directories and what is below them): disks, backing images and seeds, serial console logs,
 # NVRAM. It gives a file back when its guest stops, except a backing image or a read-only disk
 # (they may be shared), which stay the account's. Never the helper's log directory.
@@ -103,7 +103,7 @@ MARKER_MODE = 0o600
 # What a marker may hold: a few fields (its owner could make it any size).
 MARKER_LIMIT = 65536
 
-# Outside every root: the helper code that boot units run, owned by root.
+# Outside every root: the helper code that boot units run, owned by uid 0.
 BOOT_HELPER_DIR = '/usr/local/libexec/embedvirt'
 BOOT_HELPER = BOOT_HELPER_DIR + '/helper.bundle'
 
@@ -152,6 +152,11 @@ class RootError(Exception):
     """A root path breaks one of the rules; the message names the rule and the fix."""
 
 
+class AccountError(Exception):
+    """The account a root's QEMU runs as (_confinement) cannot be made or used. Defined here,
+    with RootError, so that modules catch it without loading _confinement on every task."""
+
+
 def open_regular(path):
     """Descriptor for reading the regular file at path, as this process may open it. What is
     there is looked at through a descriptor that only names it (O_PATH) before it is opened:
@@ -174,10 +179,10 @@ def user_groups(uid, gid):
 
 
 def open_as_user(path, uid, gid, timeout=OPEN_AS_TIMEOUT):
-    """open_regular(path) as the user uid (with gid and its groups) could: a task run as root
-    never reads for that user what it may not read itself (a file of root's, through a link or a
+    """open_regular(path) as the user uid (with gid and its groups) could: a task run as uid 0
+    never reads for that user what it may not read itself (a file of uid 0, through a link or a
     hard link or not). A forked child takes the user's ids, opens, and passes the descriptor
-    back; directly when this process is not root, or uid is root. OSError or RootError."""
+    back; directly when this process is not uid 0, or uid is 0. OSError or RootError."""
     if os.geteuid() != 0 or uid == 0:
         return open_regular(path)
     groups = user_groups(uid, gid)

@@ -208,7 +208,6 @@ error_path:
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._client import HelperClientError
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._common import EmbedvirtModule
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._network import forwarded_ports
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import DOMAIN_STATES
 
 # What a guest agent that cannot say anything reports; any other error fails the task.
@@ -226,21 +225,24 @@ def main():
         read_only=True,
         supports_check_mode=True,
     )
-    domains = module.helper.domain_list(names=module.params['name'], states=module.params['state'])
+    domains = module.helper_or_fail.domain_list(names=module.params['name'], states=module.params['state'])
     for domain in domains:
         if domain['state'] == 'running':
             add_network(module, domain)
         if module.params['snapshots']:
-            domain['snapshots'] = module.helper.snapshot_list(name=domain['name'])
-    versions = module.helper.versions()
-    helper = dict(module.helper.helper_status(), running=True)
+            domain['snapshots'] = module.helper_or_fail.snapshot_list(name=domain['name'])
+    versions = module.helper_or_fail.versions()
+    helper = dict(module.helper_or_fail.helper_status(), running=True)
     module.exit(changed=False, domains=domains, versions=versions, helper=helper)
 
 
 def add_network(module, domain):
     """A running domain's forwarded ports (from its definition, as domain_get gives it) and, when
-    asked, its interfaces."""
-    detail = module.helper.domain_get(domain['name'])
+    asked, its interfaces. _network is imported here: a listing without running guests never
+    compiles it (AnsiballZ ships sources, and every task pays for what it compiles)."""
+    # pylint: disable-next=import-outside-toplevel
+    from ansible_collections.embedvirt.libvirt.plugins.module_utils._network import forwarded_ports
+    detail = module.helper_or_fail.domain_get(domain['name'])
     domain['forwarded_ports'] = forwarded_ports(detail['xml']) if detail else []
     if not module.params['interfaces']:
         return

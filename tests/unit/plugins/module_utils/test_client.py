@@ -11,7 +11,7 @@ import time
 import pytest
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils import (
-    _client as client, _protocol, _root as root, _root_dir as root_dir)
+    _client as client, _helper_start as start, _protocol, _root as root, _root_dir as root_dir)
 
 STATUS = _protocol.Operations.helper_status.operation
 HELLO = _protocol.Control.hello.operation
@@ -30,19 +30,19 @@ def _child(code):
 
 def test_ready_line_is_read():
     process = _child('import sys; sys.stdout.write(\'{"ok": true}\\n\'); sys.stdout.flush()')
-    assert client.read_ready_line(process, 10) == {'ok': True}
+    assert start.read_ready_line(process, 10) == {'ok': True}
     process.wait()
 
 
 def test_ready_line_of_a_helper_that_died():
     process = _child('raise SystemExit(3)')
-    assert client.read_ready_line(process, 10) is None
+    assert start.read_ready_line(process, 10) is None
     assert process.wait() == 3
 
 
 def test_ready_line_of_a_helper_that_hangs_kills_it():
     process = _child('import time; time.sleep(60)')
-    assert client.read_ready_line(process, 0.2) is None
+    assert start.read_ready_line(process, 0.2) is None
     assert process.wait() != 0
 
 
@@ -52,7 +52,7 @@ def _state(pid):
 
 
 def test_pid_alive():
-    assert client.pid_alive(os.getpid())
+    assert start.pid_alive(os.getpid())
     process = _child('pass')
     process.stdout.close()
     pid = process.pid
@@ -60,9 +60,9 @@ def test_pid_alive():
     deadline = time.time() + 10
     while _state(pid) != 'Z' and time.time() < deadline:
         time.sleep(0.01)
-    assert not client.pid_alive(pid)
+    assert not start.pid_alive(pid)
     process.wait()
-    assert not client.pid_alive(pid)
+    assert not start.pid_alive(pid)
 
 
 @pytest.fixture
@@ -72,10 +72,10 @@ def rootdir(short_tmp):
 
 
 def test_log_tail(rootdir):
-    assert client.log_tail(rootdir) == '(no log)'
+    assert start.log_tail(rootdir) == '(no log)'
     os.close(rootdir.subdir(root.LOG_DIR, create=True))
     rootdir.write_file(root.LOG, '\n'.join('line %d' % i for i in range(100)).encode())
-    assert client.log_tail(rootdir, lines=3) == 'line 97\nline 98\nline 99'
+    assert start.log_tail(rootdir, lines=3) == 'line 97\nline 98\nline 99'
 
 
 @pytest.mark.parametrize('make', [os.mkdir, lambda path: os.symlink('/etc/passwd', path), os.mkfifo])
@@ -118,10 +118,10 @@ def test_a_child_runs_as_the_owner_only_when_we_are_root_and_not_it(monkeypatch)
     monkeypatch.setenv('AWS_SECRET_ACCESS_KEY', 'of root')
     monkeypatch.setenv('LIBVIRT_DEBUG', '1')
     if os.geteuid() != 0:
-        assert client.as_owner(12345, 12345) == {}
+        assert start.as_owner(12345, 12345) == {}
         return
-    assert client.as_owner(0, 0) == {}
-    nobody = client.as_owner(65534, 65534)
+    assert start.as_owner(0, 0) == {}
+    nobody = start.as_owner(65534, 65534)
     assert (nobody['user'], nobody['group']) == (65534, 65534)
     assert 0 not in nobody['extra_groups']
     assert 'XDG_RUNTIME_DIR' not in nobody['env']
@@ -149,9 +149,8 @@ def test_a_reply_that_is_not_a_reply_is_a_protocol_error():
 
 def test_a_stopping_helper_is_waited_for_no_longer_than_a_request_may_last(monkeypatch):
     waited = []
-    monkeypatch.setattr(client, 'wait_for_exit', lambda pid, timeout: waited.append(timeout) or True)
-    helper = client.HelperClient('/srv/vms')
+    monkeypatch.setattr(start, 'wait_for_exit', lambda pid, timeout: waited.append(timeout) or True)
     for said in (1e9, 'forever', None, 30):
-        helper._wait_for_exit(1, said)  # pylint: disable=protected-access
+        start.wait_for_helper_exit(root_dir.EmbedRoot('/srv/vms'), 1, said)
     assert waited == [client.CALL_TIMEOUT + 10, client.CALL_TIMEOUT + 10,
                       _protocol.STOP_DRAIN_SECONDS + 10, 40]
