@@ -4,7 +4,7 @@
 
 """A root's boot unit: the systemd unit that starts its helper at boot (named as systemd-escape
 --path names it, quoted as systemd reads it) and the helper's code it reads, installed where
-only root may change it.
+only uid 0 may change it.
 """
 
 
@@ -66,7 +66,7 @@ def boot_unit(path, python):
 def install_boot_helper(bundle, check_mode):
     """Put the helper's bundle where boot units read it; whether it changed.
 
-    Owned by root outside every root, in a directory only root may change, so that no
+    Owned by uid 0 outside every root, in a directory only uid 0 may change, so that no
     root's owner can change what a unit starts; replaced whole (a unit starting meanwhile
     reads the old or the new bundle).
     """

@@ -64,7 +64,7 @@ class DomainManager(Manager):
         name, xml = self.resolve_name()
         state = params['state']
         # Removing a domain needs no normalised definition (and no probe define).
-        plan = self.module.helper.domain_plan(name=name, xml=xml if state != 'undefined' else None)
+        plan = self.module.helper_or_fail.domain_plan(name=name, xml=xml if state != 'undefined' else None)
         before = plan['current']
         self.domain = dict(before) if before else None
         self.wanted_xml = plan['wanted_xml']
@@ -107,7 +107,7 @@ class DomainManager(Manager):
 
     # --- steps -------------------------------------------------------------------------
     def step(self, action, call, predicted, **args):
-        """Plan an action; carry it out (call, one of module.helper's methods) unless in check
+        """Plan an action; carry it out (call, one of module.helper_or_fail's methods) unless in check
         mode, where the domain becomes predicted."""
         self.domain = call(**args) if self.plan(action) else predicted
 
@@ -130,7 +130,7 @@ class DomainManager(Manager):
         starts = self.params['state'] in ('running', 'paused') and current.get('state') not in ACTIVE_STATES
         autostarts = self.params['autostart'] and not current.get('autostart')
         if starts or autostarts:
-            self.refuse(clone_source_problem(name, self.module.helper.domain_clones(name=name),
+            self.refuse(clone_source_problem(name, self.module.helper_or_fail.domain_clones(name=name),
                                              START if starts else AUTOSTART))
 
     def ensure_definition(self, name, xml):
@@ -144,7 +144,7 @@ class DomainManager(Manager):
         predicted = self.predict(name=name, xml=self.wanted_xml, persistent=True)
         if current is None:
             predicted.update(state='shutoff', id=None, uuid=None, autostart=False, state_reason=0)
-        self.step(action, self.module.helper.domain_define, predicted, xml=self.define_xml)
+        self.step(action, self.module.helper_or_fail.domain_define, predicted, xml=self.define_xml)
         if current is None and not self.module.check_mode:
             # Bad input must change nothing: a definition this task made goes if it fails later.
             self.module.on_failure_undo(
@@ -160,7 +160,7 @@ class DomainManager(Manager):
         if not self.domain['persistent']:
             self.module.fail("domain '%s' is transient and cannot autostart: define it (give xml) "
                              "first" % name, error_kind='transient')
-        self.step('autostart' if autostart else 'no_autostart', self.module.helper.domain_set_autostart,
+        self.step('autostart' if autostart else 'no_autostart', self.module.helper_or_fail.domain_set_autostart,
                   self.predict(autostart=autostart), name=name, autostart=autostart)
 
     def ensure_defined(self, name):
@@ -169,20 +169,20 @@ class DomainManager(Manager):
     def ensure_running(self, name):
         state = self.domain['state']
         if state == 'paused':
-            self.step('resume', self.module.helper.domain_resume, self.predict(state='running'), name=name)
+            self.step('resume', self.module.helper_or_fail.domain_resume, self.predict(state='running'), name=name)
         elif state not in ACTIVE_STATES:
-            self.step('start', self.module.helper.domain_start, self.predict(state='running'), name=name)
+            self.step('start', self.module.helper_or_fail.domain_start, self.predict(state='running'), name=name)
 
     def ensure_paused(self, name):
         state = self.domain['state']
         if state == 'running':
-            self.step('suspend', self.module.helper.domain_suspend, self.predict(state='paused'), name=name)
+            self.step('suspend', self.module.helper_or_fail.domain_suspend, self.predict(state='paused'), name=name)
         elif state not in ACTIVE_STATES:
-            self.step('start_paused', self.module.helper.domain_start, self.predict(state='paused'), name=name, paused=True)
+            self.step('start_paused', self.module.helper_or_fail.domain_start, self.predict(state='paused'), name=name, paused=True)
 
     def ensure_destroyed(self, name):
         if self.domain['state'] in ACTIVE_STATES:
-            self.step('destroy', self.module.helper.domain_destroy, self.predict(state='shutoff'), name=name)
+            self.step('destroy', self.module.helper_or_fail.domain_destroy, self.predict(state='shutoff'), name=name)
 
     def ensure_shutdown(self, name):
         state = self.domain['state']
@@ -195,7 +195,7 @@ class DomainManager(Manager):
             self.domain = self.predict(state='shutoff')
             return
         timeout = self.params['shutdown_timeout']
-        outcome = self.module.helper.domain_shutdown(name=name, timeout=timeout, force=self.params['force'])
+        outcome = self.module.helper_or_fail.domain_shutdown(name=name, timeout=timeout, force=self.params['force'])
         self.actions.extend(outcome['steps'])
         self.domain = outcome['domain']
         if not outcome['done']:
@@ -209,7 +209,7 @@ class DomainManager(Manager):
         if self.domain is None:
             return
         remove_snapshots = self.params.get('remove_snapshots', False)
-        snapshots = [s['name'] for s in self.module.helper.snapshot_list(name=name)] if self.domain['persistent'] else []
+        snapshots = [s['name'] for s in self.module.helper_or_fail.snapshot_list(name=name)] if self.domain['persistent'] else []
         if snapshots and not remove_snapshots:
             # Before anything changes: libvirt would refuse the undefine after the destroy.
             self.module.fail("domain '%s' has snapshots (%s): libvirt keeps the definition of a domain that has any; "
@@ -217,11 +217,11 @@ class DomainManager(Manager):
                              "remove_snapshots=true to delete them with the domain" % (name, ', '.join(snapshots)),
                              error_kind='snapshots', snapshots=snapshots)
         if self.domain['state'] in ACTIVE_STATES:
-            self.step('destroy', self.module.helper.domain_destroy, self.predict(state='shutoff'), name=name)
+            self.step('destroy', self.module.helper_or_fail.domain_destroy, self.predict(state='shutoff'), name=name)
         if self.domain is not None and self.domain['persistent']:
             if snapshots:
                 self.actions.append('delete_snapshots')
-            self.step('undefine', self.module.helper.domain_undefine, None, name=name,
+            self.step('undefine', self.module.helper_or_fail.domain_undefine, None, name=name,
                       remove_snapshots=bool(snapshots))
         if self.module.check_mode:
             self.domain = None

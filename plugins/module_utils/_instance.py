@@ -187,7 +187,7 @@ class InstanceManager(Manager):
         if problem:
             self.module.fail('%s. Fix: %s' % problem, error_kind='name')
         # First: a module run creates a missing root (with its qemu.conf) on its first call.
-        current = self.module.helper.domain_get(name=self.name)
+        current = self.module.helper_or_fail.domain_get(name=self.name)
         if self.params['state'] == 'undefined':
             self.ensure_undefined(current)
             return self.result()
@@ -222,7 +222,7 @@ class InstanceManager(Manager):
                 self.module.fail('%s is %d: give at least 1' % (option, params[option]), error_kind=option)
         # The files named after this instance are overwritten or grown: never another guest's disk.
         # One that is already this instance's own (a template's disk under its clones) is kept as it is.
-        disks = self.module.helper.domain_disks()
+        disks = self.module.helper_or_fail.domain_disks()
         own = set(disk['path'] for disk in disks if disk['domain'] == self.name)
         taken = sorted(set('%s (%s)' % (disk['path'], disk['domain']) for disk in disks
                            if disk['path'] in (self.disk, self.seed) and disk['path'] not in own))
@@ -266,7 +266,7 @@ class InstanceManager(Manager):
         if source == self.name:
             self.module.fail("clone_from names the instance itself ('%s'): give the domain to clone" % source,
                              error_kind='clone_source')
-        current = self.module.helper.domain_get(name=source)
+        current = self.module.helper_or_fail.domain_get(name=source)
         if current is None:
             self.module.fail("clone_from: domain '%s' is not defined in root %s: make it first (an instance "
                              "booted once and shut down serves as a template), or correct the name"
@@ -363,7 +363,7 @@ class InstanceManager(Manager):
         if self.module.root_missing:
             return
         # Even once the source is undefined, its disk is what its clones' disks are built on.
-        clones = self.module.helper.domain_clones(name=self.name)
+        clones = self.module.helper_or_fail.domain_clones(name=self.name)
         if clones:
             self.module.fail("'%s' is the source of the linked clones %s: removing its disk would break theirs; "
                              "undefine the clones first" % (self.name, ', '.join(clones)), error_kind='clone_source')
@@ -371,7 +371,7 @@ class InstanceManager(Manager):
         # The same rule as creation's: a file named after this instance that another domain uses
         # is that domain's (also when no domain of this name exists, as in an idempotent clean-up).
         users = {}
-        for disk in self.module.helper.domain_disks():
+        for disk in self.module.helper_or_fail.domain_disks():
             if disk['domain'] != self.name and disk['path'] in files:
                 users.setdefault(disk['path'], set()).add(disk['domain'])
         with self.module.guard(self.root.open) as root_dir:
@@ -438,7 +438,7 @@ class InstanceManager(Manager):
         if params['wait_for'] == 'agent':
             if not params['agent']:
                 self.module.fail('wait_for=agent needs agent=true', error_kind='wait_for')
-            self.module.helper.guest_wait_agent(name=self.name, timeout=params['wait_timeout'])
+            self.module.helper_or_fail.guest_wait_agent(name=self.name, timeout=params['wait_timeout'])
             return
         forwards = [f for f in _network.forwarded_ports(self.domain['xml']) if f['guest'] == 22]
         if not forwards:
@@ -462,7 +462,7 @@ class InstanceManager(Manager):
         if (self.module.check_mode or not self.params['agent'] or self.domain['state'] != 'running'
                 or self.params['wait_for'] != 'agent'):
             return []
-        return self.module.helper.domain_interfaces(name=self.name)
+        return self.module.helper_or_fail.domain_interfaces(name=self.name)
 
 
 def wait_for_ssh(module, forward, timeout):

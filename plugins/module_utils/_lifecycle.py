@@ -4,7 +4,7 @@
 
 """A root's life: create its layout, marker and qemu.conf, and purge it, only ever inside itself.
 
-Run as root on a root that belongs to a user, everything below the root is done through
+Run as uid 0 on a root that belongs to a user, everything below the root is done through
 descriptors of the pinned root (root.RootDir), never by path: the owner may have put links
 anywhere in it.
 """
@@ -137,7 +137,7 @@ class RootLifecycle(Manager):
         return uid, gid
 
     def qemu_ids(self, root_dir, text):
-        """(uid, gid) QEMU of a root of root's runs as by its qemu.conf, or None (as root, or the owner)."""
+        """(uid, gid) QEMU of a root of uid 0 runs as by its qemu.conf, or None (as uid 0, or the owner)."""
         if root_dir.uid != 0 or text is None:
             return None
         try:
@@ -171,7 +171,7 @@ class RootLifecycle(Manager):
 
     def ensure_qemu_conf(self, root_dir):
         """Write qemu.conf: the given settings, or the defaults when there is none or an earlier
-        release's default for a root of root's (QEMU as root). Its text (None in check mode when
+        release's default for a root of uid 0 (QEMU as uid 0). Its text (None in check mode when
         it would be made) and whether it changed."""
         options = self.params['qemu_conf']
         try:
@@ -214,7 +214,7 @@ class RootLifecycle(Manager):
         for warning in qemu_conf.warnings(self.path, settings, (options or {}).get('namespaces') is not None):
             self.module.warn(warning)
         if legacy:
-            running = [d['name'] for d in self.module.helper.domain_list() if d['state'] in ACTIVE_STATES]
+            running = [d['name'] for d in self.module.helper_or_fail.domain_list() if d['state'] in ACTIVE_STATES]
             self.module.warn("root %s was made by an earlier release, whose QEMU ran as root: its qemu.conf now names "
                              "the account %s, for guests started after its helper restarts%s"
                              % (self.path, settings['user'], '; these still run as root until then, shut them '
@@ -242,7 +242,7 @@ class RootLifecycle(Manager):
                                  "refusing to delete it" % (self.path, why_not), error_kind='not_ours')
             self.refuse_mounts(root_dir)
             scratch = marker.get('lifecycle') == 'ephemeral'
-            domains = self.module.helper.domain_list()
+            domains = self.module.helper_or_fail.domain_list()
             images = self.module.guard(self.images, root_dir)
             kept = []
             if domains and not (params['purge_guests'] or scratch):
@@ -337,7 +337,7 @@ class RootLifecycle(Manager):
         if not self.plan('shutdown %s' % name):
             return
         timeout = self.params['shutdown_timeout']
-        outcome = self.module.helper.domain_shutdown(name=name, timeout=timeout, force=True)
+        outcome = self.module.helper_or_fail.domain_shutdown(name=name, timeout=timeout, force=True)
         self.actions.extend('%s %s' % (step, name) for step in outcome['steps'] if step != 'shutdown')
 
     def kill_leftover_qemu(self):

@@ -12,7 +12,7 @@ QEMU's slirp `hostfwd`, given on QEMU's command line (<qemu:commandline>), becau
 9.0's own ways do not work here: its parser refuses <backend type='passt'/> on an
 <interface type='user'> ("Invalid value for attribute 'type' in element 'backend'"), and
 without passt it accepts a <portForward> but QEMU never binds the port. slirp needs no
-privilege, so the same arguments serve a root run as root and one run as an ordinary user.
+privilege, so the same arguments serve a root run as uid 0 and one run as an ordinary user.
 """
 
 import errno

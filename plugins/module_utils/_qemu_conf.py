@@ -2,10 +2,10 @@
 # Copyright: embedvirt.libvirt contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""A root's qemu.conf: the embedded defaults that work as root and as an ordinary user.
+"""A root's qemu.conf: the embedded defaults that work as uid 0 and as an ordinary user.
 
 root_dir writes it, and so does the first module that creates a root, so that the first
-guest of any root starts (as root, without stdio_handler = "file", libvirt asks the
+guest of any root starts (as uid 0, without stdio_handler = "file", libvirt asks the
 system virtlogd, which an embedded root does not use), confined (_confinement).
 """
 
@@ -36,7 +36,7 @@ DEFAULTS = dict(
     extra={},
 )
 
-# The defaults that earlier releases wrote for a root of uid 0 (QEMU as root): root_dir
+# The defaults that earlier releases wrote for a root of uid 0 (QEMU as uid 0): root_dir
 # moves a root that still has one of them to its own account.
 LEGACY_DEFAULTS = frozenset([
     '311298a9aa3b15dda6c5f98ba342497ab19b8182eca90db637d7b292e0fd6efd',
@@ -88,8 +88,8 @@ def settings_for(uid, root_path, options=None, mount_namespace=None):
 
 
 def qemu_ids(text):
-    """(uid, gid) that QEMU runs as by this qemu.conf (text) of a root of root's, or None when
-    it runs as root or the file names no user; KeyError names an account that does not exist."""
+    """(uid, gid) that QEMU runs as by this qemu.conf (text) of a root of uid 0, or None when
+    it runs as uid 0 or the file names no user; KeyError names an account that does not exist."""
     user, group = setting(text, 'user'), setting(text, 'group')
     if not user:
         return None
@@ -102,7 +102,7 @@ def qemu_ids(text):
 
 
 def warnings(root_path, settings, namespaces_asked):
-    """What the settings of a root of root's give away, as sentences for the task's user."""
+    """What the settings of a root of uid 0 give away, as sentences for the task's user."""
     said = []
     if settings['user'] in ('root', '+0'):
         said.append("QEMU of root %s runs as root, with every capability: a guest that escapes QEMU owns the host. "

@@ -48,7 +48,7 @@ RENAME_NOREPLACE = 1
 PATH_BYTES = rb'A-Za-z0-9._+@\x80-\xff-'
 
 
-# What a root of root's may hold from an archive that is not root's own (check_for_root):
+# What a root of uid 0 may hold from an archive that is not uid 0's own (check_for_root):
 # qemu.conf settings root_dir writes itself, and no definition element that runs a host
 # program, hands QEMU a host device or passes it options of its own.
 ROOT_QEMU_CONF_KEYS = ('user', 'group', 'stdio_handler', 'security_driver', 'cgroup_controllers', 'namespaces')
@@ -105,8 +105,8 @@ def set_backing_name(fd, header, name):
 
 
 def check_for_root(relative, data, root):
-    """ArchiveError unless a file of an archive not root's own, as restored at root, is fit for a
-    root of root's, whose guests run as root: no definition may name a program or a file outside
+    """ArchiveError unless a file of an archive not uid 0's own, as restored at root, is fit for a
+    root of uid 0, whose guests run as uid 0: no definition may name a program or a file outside
     the root, and qemu.conf may hold root_dir's own settings only, none naming a path."""
     problem = qemu_conf_problem(data) if relative == QEMU_CONF else definition_problem(data, root)
     if problem:
@@ -116,7 +116,7 @@ def check_for_root(relative, data, root):
 
 
 def qemu_conf_problem(data):
-    """Why a qemu.conf is not fit for a root of root's, or None."""
+    """Why a qemu.conf is not fit for a root of uid 0, or None."""
     for token in re.findall(r'"[^"\n]*"|\'[^\'\n]*\'|#[^\n]*|[^"\'#]+|.', data.decode('utf-8', 'replace')):
         if token.startswith('#'):
             continue
@@ -131,7 +131,7 @@ def qemu_conf_problem(data):
 
 
 def definition_problem(data, root):
-    """Why a definition (domain, snapshot, checkpoint, secret XML) is not fit for a root of root's, or None."""
+    """Why a definition (domain, snapshot, checkpoint, secret XML) is not fit for a root of uid 0, or None."""
     if len(data) > DEFINITION_LIMIT:
         return 'has %d bytes, more than a definition of libvirt holds' % len(data)
     if b'<!DOCTYPE' in data or b'<!ENTITY' in data:
@@ -163,7 +163,7 @@ def definition_problem(data, root):
 
 def root_program(path):
     """Whether path is a QEMU emulator only root could have put there: a qemu-system-* or qemu-kvm
-    file at its real path, of root's, that group and others cannot write, in directories alike."""
+    file at its real path, of uid 0, that group and others cannot write, in directories alike."""
     if not path.startswith('/') or os.path.realpath(path) != path or not EMULATOR_NAME.match(os.path.basename(path)):
         return False
     while True:
@@ -240,7 +240,7 @@ class RootRestore(Manager):
                     seconds=round(time.time() - started, 2))
 
     def open_src(self, src):
-        """The archive, opened through its directory's descriptor (links on the way only of root's or
+        """The archive, opened through its directory's descriptor (links on the way only of uid 0 or
         the caller's), never through a link itself, never blocking on a FIFO, a regular file of one link."""
         directory, name = os.path.split(src)
         try:
@@ -268,7 +268,7 @@ class RootRestore(Manager):
     def owner_ids(self, manifest, src, writer):
         """uid and gid of the restored root: as asked, else the archived root's owner (a user's root stays
         the user's: its qemu.conf and definitions are what that user wrote), who must exist here. The
-        manifest names that owner only when root or the task's user wrote the archive (writer): anyone
+        manifest names that owner only when uid 0 or the task's user wrote the archive (writer): anyone
         may write a manifest."""
         params = self.params
         owner = manifest.get('owner')
@@ -299,15 +299,15 @@ class RootRestore(Manager):
 
     def verify(self, archive):
         """(manifest, file entries, uid, gid) once every member matched the manifest. The archive must
-        fit where it is restored (checked before any member is read), and a root of root's holds
-        only what root may run, unless root's own archive of a root of root's."""
+        fit where it is restored (checked before any member is read), and a root of uid 0 holds
+        only what uid 0 may run, unless uid 0's own archive of a root of uid 0."""
         src = os.fstat(archive.fileno())
         members = read_archive(archive)
         manifest = next(members)
         where = os.path.dirname(self.path)
         fs = os.statvfs(where)
         check_budget(manifest, src.st_size, fs.f_bavail * fs.f_frsize, where)
-        # Only the task's user or root wrote a file of theirs that nobody else may write.
+        # Only the task's user or uid 0 wrote a file of theirs that nobody else may write.
         writer = src.st_uid if src.st_uid in (0, os.geteuid()) and not src.st_mode & 0o022 else None
         uid, gid = self.owner_ids(manifest, src, writer)
         untrusted = uid == 0 and (writer != 0 or manifest.get('owner') not in (None, 'root'))
@@ -365,7 +365,7 @@ class RootRestore(Manager):
 
     def move_account(self, data, old):
         """(qemu.conf data for the new root, changes): the old root's QEMU account becomes the new root's,
-        created here; an earlier release's default (QEMU as root) becomes today's."""
+        created here; an earlier release's default (QEMU as uid 0) becomes today's."""
         if self.restored_uid != 0:
             return data, 0
         if qemu_conf.is_legacy_default(data):
@@ -450,7 +450,7 @@ class RootRestore(Manager):
 
     def rebase(self, staged, relative, old):
         """Point a qcow2 image whose backing file names the old root to the new one. Done here, not
-        by qemu-img: the image comes from the archive, and no program of root's parses it."""
+        by qemu-img: the image comes from the archive, and no program of uid 0 parses it."""
         dir_fd = staged.subdir(os.path.dirname(relative))
         try:
             fd = os.open(os.path.basename(relative), os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)

@@ -134,14 +134,14 @@ class RootDir:
     @property
     def lets_qemu_pass(self):
         """Whether QEMU runs as an account of the root's group, which passes through QEMU_PASSAGE:
-        a root of root's whose group (not root's) may search it."""
+        a root of uid 0 whose group (not uid 0's) may search it."""
         st = os.fstat(self.fd)
         return self.uid == 0 and st.st_gid != 0 and bool(st.st_mode & stat.S_IXGRP)
 
     @property
     def qemu_ids(self):
-        """(uid, gid) of the account QEMU of a root of root's runs as by its qemu.conf, which libvirt
-        lends guests' files to; None when QEMU runs as root or the owner, or the account does not exist."""
+        """(uid, gid) of the account QEMU of a root of uid 0 runs as by its qemu.conf, which libvirt
+        lends guests' files to; None when QEMU runs as uid 0 or the owner, or the account does not exist."""
         if self._qemu_ids is False:
             self._qemu_ids = None
             if self.lets_qemu_pass:
@@ -203,7 +203,7 @@ class RootDir:
         return changed
 
     def close_to_qemu(self):
-        """Make LIBVIRT_OPENS (those that exist) root's alone, mode 0700; the paths changed."""
+        """Make LIBVIRT_OPENS (those that exist) uid 0's alone, mode 0700; the paths changed."""
         changed = []
         for relative in LIBVIRT_OPENS:
             try:
@@ -221,7 +221,7 @@ class RootDir:
     def take_back_from_qemu(self, uid):
         """Give root the directories libvirt gave QEMU's account uid at its open (LIBVIRT_LENDS),
         leaving QEMU passage; the paths changed. Each is a directory of QEMU's when its parent
-        is root's again (LIBVIRT_LENDS lists parents first): what QEMU made there becomes root's."""
+        is uid 0's again (LIBVIRT_LENDS lists parents first): what QEMU made there becomes uid 0's."""
         changed = []
         for pattern in LIBVIRT_LENDS:
             parent, name = os.path.split(pattern)
@@ -280,8 +280,8 @@ class RootDir:
     def open_file(self, relative, flags=os.O_RDONLY, mode=0o600):
         """Descriptor of a regular file below the root, never through a link or a FIFO. A file
         it creates (O_CREAT) is given to the root's owner; an existing one must be the
-        owner's, or root's with no other name (an earlier release made it as root; a second
-        name would be a hard link to a file of root's elsewhere), or one libvirt lent the root's
+        owner's, or uid 0's with no other name (an earlier release made it as uid 0; a second
+        name would be a hard link to a file of uid 0 elsewhere), or one libvirt lent the root's
         QEMU account, with no other name (see owns)."""
         directory, name = os.path.split(relative)
         path = os.path.join(self.path, relative)
@@ -366,7 +366,7 @@ class RootDir:
         download): with resume, the one an earlier run left if it still is such a file (at its
         end); else a new one (O_EXCL), whatever had its name removed first. It stays this
         user's, mode 0600, until publish() gives it to the owner: the owner can neither read a
-        file of root's nor (fs.protected_hardlinks) link it."""
+        file of uid 0 nor (fs.protected_hardlinks) link it."""
         if resume:
             try:
                 fd = self.open_file(relative, os.O_RDWR)
@@ -496,7 +496,7 @@ def open_dir_path(path, create=False, uid=None, gid=None, mode=0o700):
     (anyone else could point it elsewhere between a check and its use); the directory
     itself must not be a link. With create, missing directories are made: parents as
     ordinary directories (0755), the last one with mode and given to uid/gid. Then every
-    directory on the way must be one that only root or the root's owner can change (see
+    directory on the way must be one that only uid 0 or the root's owner can change (see
     check_ancestors).
     """
     names = [name for name in path.split('/') if name]
@@ -554,7 +554,7 @@ def open_dir_path(path, create=False, uid=None, gid=None, mode=0o700):
 
 
 def check_ancestors(path, steps, owner):
-    """Raise RootError unless every directory above the root can be changed only by root or
+    """Raise RootError unless every directory above the root can be changed only by uid 0 or
     the root's owner: a directory anyone else may write to lets them move the root away and
     put one of their own in its place. In a sticky directory (such as /tmp) only an entry's
     owner may move it, so it is enough that the entry is root's or the owner's."""

@@ -69,12 +69,12 @@ class SecretManager(Manager):
         lookup = dict(uuid=params['uuid'])
         if not params['uuid']:
             lookup.update(usage_type=params['usage_type'], usage_id=params['usage_id'])
-        before = self.module.helper.secret_get(**lookup)
+        before = self.module.helper_or_fail.secret_get(**lookup)
         after = before
         if params['state'] == 'absent':
             if before is not None:
                 if self.plan('undefine'):
-                    self.module.helper.secret_undefine(uuid=before['uuid'])
+                    self.module.helper_or_fail.secret_undefine(uuid=before['uuid'])
                 after = None
         else:
             value = self.encoded_value() if params['value'] is not None else None
@@ -95,19 +95,19 @@ class SecretManager(Manager):
             uuid = params['uuid'] or (current or {}).get('uuid')
             # (A root check mode would create gets the libvirt of the real run: not known yet.)
             problem = (params['ephemeral'] and not self.module.root_missing
-                       and _versions.ephemeral_secret_problem(self.module.helper.helper_status()['libvirt']))
+                       and _versions.ephemeral_secret_problem(self.module.helper_or_fail.helper_status()['libvirt']))
             if problem:
                 self.module.fail('%s: %s' % problem, error_kind='unsupported')
             if self.plan('define'):
-                secret = self.module.helper.secret_define(xml=secret_xml(uuid, **wanted))
+                secret = self.module.helper_or_fail.secret_define(xml=secret_xml(uuid, **wanted))
             else:
                 secret = dict(wanted, uuid=uuid)
         if value is not None:
             matches = None
             if current is not None and secret.get('uuid'):
-                matches = self.module.helper.secret_value_matches(uuid=secret['uuid'], value=value)
+                matches = self.module.helper_or_fail.secret_value_matches(uuid=secret['uuid'], value=value)
             if not matches:
                 self.value_changed = True
                 if self.plan('set value'):
-                    secret = self.module.helper.secret_set_value(uuid=secret['uuid'], value=value)
+                    secret = self.module.helper_or_fail.secret_set_value(uuid=secret['uuid'], value=value)
         return secret

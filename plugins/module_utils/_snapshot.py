@@ -29,11 +29,11 @@ class SnapshotManager(Manager):
         domain, name = params['domain'], params['name']
         # Before anything: QEMU could take the name for another snapshot's (the helper checks again).
         self.refuse(name_problem(name, deleting=params['state'] == 'absent'))
-        self.domain = self.module.helper.domain_get(name=domain)
+        self.domain = self.module.helper_or_fail.domain_get(name=domain)
         if self.domain is None:
             self.module.fail("domain '%s' is not defined in root %s: check the name with "
                              "embedvirt.libvirt.domain_info" % (domain, params['root']), error_kind='no_domain')
-        before = self.module.helper.snapshot_list(name=domain)
+        before = self.module.helper_or_fail.snapshot_list(name=domain)
         self.snapshots = [dict(s) for s in before]
         existing = self.find(name)
         getattr(self, 'ensure_' + params['state'])(domain, name, existing)
@@ -49,7 +49,7 @@ class SnapshotManager(Manager):
         return next((s for s in self.snapshots if s['name'] == name), None)
 
     def refuse_clone_source(self, domain, action):
-        self.refuse(clone_source_problem(domain, self.module.helper.domain_clones(name=domain), action))
+        self.refuse(clone_source_problem(domain, self.module.helper_or_fail.domain_clones(name=domain), action))
 
     def ensure_present(self, domain, name, existing):
         if existing is not None:
@@ -63,12 +63,12 @@ class SnapshotManager(Manager):
         self.refuse(creation_problem(domain, name, running, memory, params['quiesce'], self.domain['xml']))
         self.refuse_clone_source(domain, SNAPSHOT)
         if self.plan('create'):
-            created = self.module.helper.snapshot_create(
+            created = self.module.helper_or_fail.snapshot_create(
                 name=domain, snapshot=name, description=params['description'], memory=memory,
                 quiesce=params['quiesce'], timeout=params['timeout'])
-            self.snapshots = self.module.helper.snapshot_list(name=domain)
+            self.snapshots = self.module.helper_or_fail.snapshot_list(name=domain)
             if not created['memory'] and running:
-                self.domain = self.module.helper.domain_get(name=domain)
+                self.domain = self.module.helper_or_fail.domain_get(name=domain)
             return
         # Check mode: what the helper would record.
         parent = next((s['name'] for s in self.snapshots if s['current']), None)
@@ -82,8 +82,8 @@ class SnapshotManager(Manager):
         if existing is None:
             return
         if self.plan('delete'):
-            self.module.helper.snapshot_delete(name=domain, snapshot=name)
-            self.snapshots = self.module.helper.snapshot_list(name=domain)
+            self.module.helper_or_fail.snapshot_delete(name=domain, snapshot=name)
+            self.snapshots = self.module.helper_or_fail.snapshot_list(name=domain)
         else:
             self.snapshots.remove(existing)
             for snapshot in self.snapshots:
@@ -96,8 +96,8 @@ class SnapshotManager(Manager):
                              "snapshots=true" % (domain, name), error_kind='no_snapshot')
         self.refuse_clone_source(domain, REVERT)
         if self.plan('revert'):
-            self.domain = self.module.helper.snapshot_revert(name=domain, snapshot=name)
-            self.snapshots = self.module.helper.snapshot_list(name=domain)
+            self.domain = self.module.helper_or_fail.snapshot_revert(name=domain, snapshot=name)
+            self.snapshots = self.module.helper_or_fail.snapshot_list(name=domain)
             return
         for snapshot in self.snapshots:
             snapshot['current'] = snapshot['name'] == name

@@ -376,7 +376,7 @@ class VolumeManager(Manager):
                 os.close(fd)
 
     def root_qemu_ids(self):
-        """(uid, gid) of the root's own QEMU account (a root of root's), or None."""
+        """(uid, gid) of the root's own QEMU account (a root of uid 0), or None."""
         if self.module.root_missing:
             return None
         try:
@@ -427,7 +427,7 @@ class VolumeManager(Manager):
         return None
 
     def refuse_if_in_use(self, what):
-        users = [disk for disk in self.module.helper.domain_disks() if disk['path'] == self.path]
+        users = [disk for disk in self.module.helper_or_fail.domain_disks() if disk['path'] == self.path]
         active = sorted(set(d['domain'] for d in users if d['state'] in ACTIVE_STATES))
         if active:
             self.module.fail('refusing to %s %s: it is in use by running domain(s) %s; shut them down '
@@ -435,7 +435,7 @@ class VolumeManager(Manager):
         defined = sorted(set(d['domain'] for d in users))
         self.used_by = defined
         for domain in defined:
-            clones = self.module.helper.domain_clones(name=domain)
+            clones = self.module.helper_or_fail.domain_clones(name=domain)
             if clones:
                 self.module.fail('refusing to %s %s: it is a disk of %s, the source of the linked clones %s, '
                                  'whose disks are built on it; remove the clones first (embedvirt.libvirt.instance '

@@ -213,7 +213,7 @@ class GuestAgent(DriverUser):
         # qemu-ga drops a guest-exec message this large (pipelined modules are): the command
         # reads its input from a file instead. guest-file-open creates files with mode 0666
         # whatever the umask (any guest user could read the module's arguments, or rewrite the
-        # module before it runs as root), so the file goes into a new directory only the
+        # module before it runs as uid 0), so the file goes into a new directory only the
         # agent's user may enter; the command's shell opens it and removes both before the
         # command runs (become comes after, and gets the open input).
         directory = STDIN_DIRECTORY % uuid.uuid4().hex

@@ -5,7 +5,7 @@
 # This is a private module: it is not part of this collection's public API and may change
 # without notice in any release.
 
-"""The helper's part in confining the QEMU of a root of root's (see _confinement).
+"""The helper's part in confining the QEMU of a root of uid 0 (see _confinement).
 
 Before the drivers open it lets QEMU's account through the root (a root made by an
 earlier release, or restored, gets it here) and, when that account cannot open /dev/kvm,
@@ -29,7 +29,7 @@ class Confinement:
 
     def __init__(self, root):
         self.root = root
-        self.ids = None  # (uid, gid) QEMU runs as in a root of root's; None: root, or the owner
+        self.ids = None  # (uid, gid) QEMU runs as in a root of uid 0; None: uid 0, or the owner
         self.kvm = False
         self.kvm_hidden = False
 

@@ -49,24 +49,24 @@ def module_on_missing_root(read_only):
     module.client = FakeClient()
     module.root_missing = True
     module.predicted_from_empty_root = False
-    module.helper = ModuleOperations(module)
+    module.helper_or_fail = ModuleOperations(module)
     return module
 
 
 def test_read_only_module_fails_root_missing_and_says_how_to_create_it():
     module = module_on_missing_root(read_only=True)
     with pytest.raises(Failed) as e:
-        module.helper.domain_list()
+        module.helper_or_fail.domain_list()
     assert e.value.result['error_kind'] == 'root_missing'
     assert 'root_dir' in str(e.value) and '/tmp/evt-missing' in str(e.value)
 
 
 def test_check_mode_reads_answer_as_an_empty_root_and_the_result_says_it_would_be_created():
     module = module_on_missing_root(read_only=False)
-    plan = module.helper.domain_plan(name='web', xml='<domain/>')
+    plan = module.helper_or_fail.domain_plan(name='web', xml='<domain/>')
     assert plan == {'current': None, 'wanted_xml': '<domain/>', 'define_xml': '<domain/>'}
-    assert module.helper.secret_get(uuid=None) is None
-    assert module.helper.domain_clones(name='web') == []  # a start or autostart asks first
+    assert module.helper_or_fail.secret_get(uuid=None) is None
+    assert module.helper_or_fail.domain_clones(name='web') == []  # a start or autostart asks first
     module.exit(changed=True, actions=['define'])
     assert module.module.exited['actions'] == ['create root /tmp/evt-missing', 'define']
     assert 'does not exist' in module.module.exited['msg']
@@ -74,7 +74,7 @@ def test_check_mode_reads_answer_as_an_empty_root_and_the_result_says_it_would_b
 
 def test_check_mode_on_a_missing_root_with_nothing_to_do_is_unchanged():
     module = module_on_missing_root(read_only=False)
-    module.helper.domain_plan(name='web', xml=None)
+    module.helper_or_fail.domain_plan(name='web', xml=None)
     module.exit(changed=False, actions=[])
     assert module.module.exited['actions'] == []
     assert 'nothing to do' in module.module.exited['msg']
@@ -83,7 +83,7 @@ def test_check_mode_on_a_missing_root_with_nothing_to_do_is_unchanged():
 def test_a_change_that_an_empty_root_cannot_answer_fails_root_missing():
     module = module_on_missing_root(read_only=False)
     with pytest.raises(Failed) as e:
-        module.helper.domain_start(name='web')
+        module.helper_or_fail.domain_start(name='web')
     assert e.value.result['error_kind'] == 'root_missing'
 
 

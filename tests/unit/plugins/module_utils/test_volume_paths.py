@@ -29,7 +29,7 @@ class FakeModule:
                            backing_format=None, encryption_passphrase=None, allow_outside_root=False)
         self.params.update(params)
         self.client = SimpleNamespace(root=EmbedRoot(root))
-        self.helper = SimpleNamespace(domain_disks=lambda: [])  # no guest uses any image
+        self.helper_or_fail = SimpleNamespace(domain_disks=lambda: [])  # no guest uses any image
         self.commands = []
 
     @staticmethod
