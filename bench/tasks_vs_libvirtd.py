@@ -2,7 +2,7 @@
 running guest: a no-op) against community.libvirt's virt (list_vms, info, state=running)
 on a libvirtd this script starts, and against ansible.builtin.ping as the floor of a task;
 then the same with 0 against N running firmware-only guests (each side in turn, the other
-side at 0 guests).
+side at 0 guests); and ping, ours and virt list_vms once more without pipelining.
 
 How a task is timed: one ansible-playbook run per phase against localhost (connection
 local) runs the tasks round-robin, rounds+1 times; a callback (callback_plugins/task_times.py)
@@ -115,6 +115,9 @@ def main():
             conn = libvirt.open(SYSTEM)
             conn.defineXML(common.FIRMWARE_GUEST.format(name=TARGET)).create()
             zero = play(PING + OURS + THEIRS, args.rounds, env, work)
+            # Without pipelining too: Python reads a script from stdin a byte per read(2), so
+            # with pipelining a module's payload size weighs on its task time (see CONTRIBUTING).
+            unpiped = play(PING + OURS + THEIRS[:1], args.rounds, dict(env, ANSIBLE_PIPELINING='False'), work)
             if not enough:
                 raise RuntimeError('%d MiB available: too little for %d guests' % (available, args.guests))
             figures['start_embedded_s'] = start_embedded(client, names)
@@ -151,6 +154,11 @@ def main():
     for ours, dummy, dummy in OURS:
         ratios.append(('%s vs ping' % ours, zero[ours], zero['ping'], 's', zero[ours] / zero['ping'],
                        'ours/ping'))
+    for ours, dummy, dummy in OURS:
+        ratios.append(('%s vs ping, no pipelining' % ours, unpiped[ours], unpiped['ping'], 's',
+                       unpiped[ours] / unpiped['ping'], 'ours/ping'))
+    ratios.append(('domain_info vs virt list_vms, no pipelining', unpiped['domain_info'], unpiped['virt list_vms'],
+                   's', unpiped['virt list_vms'] / unpiped['domain_info'], 'theirs/ours'))
     for ours, theirs in (('domain_info', 'virt info'), ('domain (no-op)', 'virt running')):
         ratios.append(('%s, %d vs 0 guests' % (ours, n), many[ours], zero[ours], 's', many[ours] / zero[ours],
                        '%d/0 guests' % n))
@@ -162,7 +170,7 @@ def main():
     print('\nstarting %d guests: embedded via helper %.1f s, libvirtd %.1f s; their QEMU RSS %.0f MiB; '
           'MemAvailable before %d MiB'
           % (n, figures['start_embedded_s'], figures['start_system_s'], figures['rss_embedded_mib'], available))
-    common.emit_json(args.json, ratios, zero=zero, many=many, **figures)
+    common.emit_json(args.json, ratios, zero=zero, many=many, unpiped=unpiped, **figures)
 
 
 if __name__ == '__main__':

@@ -25,7 +25,7 @@ HELPER_MODULES = tuple(PACKAGE + '.' + name for name in (
     '_helper.confine', '_helper.server'))
 HELPER_MAIN = PACKAGE + '._helper.server'
 # The relay on a hypervisor (plugin_utils/_hypervisor.py): a client there, with the helper to start.
-RELAY_MODULES = tuple(PACKAGE + '.' + name for name in ('_bundle', '_client', '_helper_start', '_helper_python')) + HELPER_MODULES
+RELAY_MODULES = tuple(PACKAGE + '.' + name for name in ('_bundle', '_client', '_client_error', '_helper_start', '_helper_python')) + HELPER_MODULES
 
 # `python -I -c BOOTSTRAP <helper argv>` reads the helper's bundle from stdin, makes its modules
 # importable and runs the helper; the version is the hash of exactly those bytes. A boot unit

@@ -24,8 +24,8 @@ import time
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils import _protocol, _root
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._bundle import helper_bundle
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._client_error import HelperClientError, unresponsive
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import Control, Operations
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import RootError
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root_dir import EmbedRoot
 
 CALL_TIMEOUT = _protocol.CALL_SECONDS
@@ -33,44 +33,6 @@ CALL_TIMEOUT = _protocol.CALL_SECONDS
 # (SIGSTOP) or stuck inside libvirt, and the task says so instead of waiting forever.
 CONNECT_TIMEOUT = 10
 HELLO_TIMEOUT = 30
-
-
-class HelperClientError(Exception):
-    """Anything that stops a call through the helper; the message says what to do."""
-
-    def __init__(self, message, kind='client', hint=None, pid=None, detail=None):
-        super().__init__(message)
-        self.kind = kind
-        self.hint = hint
-        self.pid = pid
-        self.detail = detail or {}
-
-    @classmethod
-    def from_reply(cls, error, pid=None):
-        """The error a helper reported; pid is who reported it (the helper's own word on its
-        pid is not taken: the owner of the root may run anything on its socket)."""
-        if not isinstance(error, dict):
-            error = {}
-        return cls(str(error.get('message') or 'helper error'), str(error.get('kind', 'helper')),
-                   error.get('hint') and str(error['hint']), pid, error)
-
-    def to_dict(self):
-        """The error as a reply's error (the SSH relay passes it on)."""
-        return {'message': self.args[0], 'kind': self.kind, 'hint': self.hint, 'pid': self.pid}
-
-    def __str__(self):
-        text = self.args[0]
-        return '%s. Fix: %s' % (text, self.hint) if self.hint else text
-
-
-def unresponsive(root, pid, problem):
-    """The error for a helper that does not answer: its pid, and how to get going again."""
-    who = 'the helper (pid %s)' % pid if pid else 'the helper'
-    return HelperClientError(
-        '%s of %s %s' % (who, root.path, problem), _protocol.ERROR_UNRESPONSIVE,
-        'it is stopped (kill -CONT %s) or stuck inside libvirt (see %s); `kill %s` replaces it (guests '
-        'keep running, the next task starts a new helper)' % (pid or '<pid>', root.log_path, pid or '<pid>'),
-        pid)
 
 
 class HelperConnection(Control):
@@ -225,7 +187,7 @@ class HelperClient(Operations):
                     'socket', 'remove it; the next task starts a helper')
             sock = connect_unix('/proc/self/fd/%d' % sock_fd, CONNECT_TIMEOUT)
         except TimeoutError:
-            raise unresponsive(self.root, driver_holder(self.root, rootdir),
+            raise unresponsive(self.root, self.root.driver_holder(rootdir),
                                'did not accept a connection within %d s' % CONNECT_TIMEOUT)
         except OSError as e:
             if e.errno == errno.ECONNREFUSED:
@@ -292,17 +254,6 @@ def connect_unix(path, timeout):
             sock.close()
             raise
         time.sleep(0.05)
-
-
-def driver_holder(root, rootdir):
-    """pid named by one of libvirt's driver pidfiles of the root, or None."""
-    for pidfile in root.driver_pidfiles:
-        try:
-            text = rootdir.read_file(os.path.relpath(pidfile, root.path), limit=64)
-            return int(text.strip()) if text else None
-        except (RootError, OSError, ValueError):
-            continue
-    return None
 
 
 def starting():

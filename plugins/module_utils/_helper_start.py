@@ -24,8 +24,7 @@ import time
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils import _helper_python, _protocol, _root
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._bundle import BOOTSTRAP
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._client import (
-    CALL_TIMEOUT, HelperClientError, driver_holder, unresponsive)
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._client_error import HelperClientError, unresponsive
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import RootError
 
 DEFAULT_IDLE_TIMEOUT = 300
@@ -112,8 +111,8 @@ def retire(client, status):
 def wait_for_helper_exit(root, pid, drain_seconds=None):
     """Wait for a stopping helper to exit, as long as its requests in flight may take (as
     it says, but never longer than a request may last)."""
-    if not isinstance(drain_seconds, (int, float)) or not 0 <= drain_seconds <= CALL_TIMEOUT:
-        drain_seconds = _protocol.STOP_DRAIN_SECONDS if drain_seconds is None else CALL_TIMEOUT
+    if not isinstance(drain_seconds, (int, float)) or not 0 <= drain_seconds <= _protocol.CALL_SECONDS:
+        drain_seconds = _protocol.STOP_DRAIN_SECONDS if drain_seconds is None else _protocol.CALL_SECONDS
     timeout = drain_seconds + 10
     if not wait_for_exit(pid, timeout):
         raise HelperClientError('the helper (pid %d) for %s did not stop within %d s' % (pid, root.path, timeout),
@@ -134,8 +133,8 @@ def spawn_after_stopping_helper(client, rootdir):
             raise
         started = time.time()
         while not wait_for_exit(holder, 0.2):
-            if time.time() - started >= CALL_TIMEOUT:
-                raise unresponsive(client.root, holder, 'holds the root but did not answer within %d s' % CALL_TIMEOUT)
+            if time.time() - started >= _protocol.CALL_SECONDS:
+                raise unresponsive(client.root, holder, 'holds the root but did not answer within %d s' % _protocol.CALL_SECONDS)
             status = client.connect()
             if status is not None and status['version'] == client.version:
                 client.notices.append('waited %.1f s for the helper (pid %d) of %s, which another program started, '
@@ -148,7 +147,7 @@ def spawn_after_stopping_helper(client, rootdir):
 
 def helper_holding_root(root, rootdir):
     """pid of a helper of this root that holds one of libvirt's driver locks, or None."""
-    pid = driver_holder(root, rootdir)
+    pid = root.driver_holder(rootdir)
     return pid if pid and _protocol.is_helper_of(pid, root.path) else None
 
 

@@ -60,6 +60,17 @@ class EmbedRoot:
     def driver_pidfiles(self):
         return [self.driver_pidfile(driver) for driver in DRIVER_RUN_DIRS]
 
+    def driver_holder(self, rootdir):
+        """pid named by one of libvirt's driver pidfiles of the root (rootdir, this root
+        pinned), or None."""
+        for pidfile in self.driver_pidfiles:
+            try:
+                text = rootdir.read_file(os.path.relpath(pidfile, self.path), limit=64)
+                return int(text.strip()) if text else None
+            except (RootError, OSError, ValueError):
+                continue
+        return None
+
     def secret_files(self, secret_uuid):
         """Where libvirt and this collection keep a secret: definition, value, digest."""
         name = str(uuid.UUID(secret_uuid))
