@@ -15,6 +15,10 @@ attributes:
   idempotent:
     description:
       - When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
+  action:
+    description: Has an action plugin, which runs on the controller; it gives the module the helper's code when
+      the module must start the root's helper, and runs the module a second time for that.
+    support: full
 '''
 
     # Every module of the action group libvirt in meta/runtime.yml.

@@ -33,6 +33,16 @@ options:
         C(/usr/bin/python3), C(/usr/libexec/platform-python) and C(/usr/local/bin/python3) that has them.
       - If not given, the value of the E(EMBEDVIRT_HELPER_PYTHON) environment variable on the managed host is used.
     type: path
+  _helper_version:
+    description:
+      - Internal, set by this collection's action plugin; never set it in a task.
+      - The version (sha256) of the helper's code on the controller.
+    type: str
+  _helper_code:
+    description:
+      - Internal, set by this collection's action plugin; never set it in a task.
+      - The helper's code, given only when the module must start the root's helper.
+    type: str
 notes:
   - Libvirt allows one process per embedded root, so every task against a root goes through
     one helper process per root, started on demand and serialised with a lock in the root.

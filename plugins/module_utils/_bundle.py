@@ -9,8 +9,10 @@
 importer that makes them importable from a bundle, the bootstrap that runs it, and its version
 (the sha256 of its bytes). The SSH relay's bundle (the client and the helper's) is made here too.
 
-The client ships these modules as sources and never runs them: reading a module's source
-(bundle_sources) does not import it, so a task pays for the modules it uses, not for the helper's.
+The bundle is made where this collection is installed (the controller, or the SSH relay's own
+bundle) and never imported there: reading a module's source (bundle_sources) does not import it.
+A module gets it from its action (plugin_utils/_action.py) only when it must start a helper: no
+module imports the helper, so AnsiballZ leaves it out of every module's payload.
 """
 
 import hashlib
@@ -92,9 +94,3 @@ def helper_bundle():
 def relay_setup():
     """What the SSH relay needs before its first request: the importer and the sources."""
     return {'package': PACKAGE, 'importer': BUNDLE_IMPORTER, 'sources': bundle_sources(RELAY_MODULES)}
-
-
-def _packed_by_ansiballz():
-    """Never called. AnsiballZ packs the module_utils a module imports, found by reading its code
-    (in functions too): this import makes it pack the helper, which the client only reads."""
-    from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper import server  # pylint: disable=unused-import,import-outside-toplevel

@@ -93,14 +93,17 @@ class HelperClient(Operations):
     """Calls into the helper of one root, starting it under the root's lock when needed: its
     methods are the operations of _protocol.Operations."""
 
-    def __init__(self, root, idle_timeout=None, python=None, create=None):
+    def __init__(self, root, idle_timeout=None, python=None, create=None, helper_code=None):
+        """helper_code: (the helper's bundle or None, its version) as a module's action gave
+        them (see plugin_utils/_action.py); when not given, the bundle is read here."""
         self.root = EmbedRoot(root)
         # Plugins only use roots that exist; modules make them: create(rootdir) fills a root just
         # made and returns what the task should tell its user.
         self.create = create
         self.idle_timeout = idle_timeout
         self.python = python  # the helper's Python as given; None: chosen (see helper_python)
-        self.bundle, self.version = helper_bundle()
+        # The bundle is None when this task has only its version: it cannot start a helper.
+        self.bundle, self.version = helper_code or helper_bundle()
         self.connection = None
         self.created_root = False
         # What the task should tell its user (waits it made), as sentences.

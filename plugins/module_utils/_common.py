@@ -6,13 +6,15 @@
 
 
 import errno
+import hashlib
 import os
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._client import HelperClient, HelperClientError
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import Operations
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import (
+    ERROR_HELPER_CODE_NEEDED, ERROR_PROTOCOL, Operations)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import AccountError, RootError
 
 # Matches the doc fragment embedvirt.libvirt.root.
@@ -20,6 +22,9 @@ ROOT_ARGUMENT_SPEC = dict(
     root=dict(type='path', required=True, fallback=(env_fallback, ['EMBEDVIRT_ROOT'])),
     helper_idle_timeout=dict(type='int'),
     helper_python=dict(type='path', fallback=(env_fallback, ['EMBEDVIRT_HELPER_PYTHON'])),
+    # Set by the collection's action (plugin_utils/_action.py), never by a playbook.
+    _helper_version=dict(type='str'),
+    _helper_code=dict(type='str', no_log=True),
 )
 
 # How a check-mode run answers its reads when the root does not exist yet: as the empty root
@@ -49,8 +54,10 @@ OS_ERROR_FIXES[errno.EEXIST] = OS_ERROR_FIXES[errno.EISDIR] = OS_ERROR_FIXES[err
 class EmbedvirtModule:
     """An AnsibleModule bound to one root's helper; every failure ends in fail_json."""
 
-    def __init__(self, argument_spec, read_only=False, **kwargs):
-        """read_only: the module only reads (domain_info); it never creates a missing root."""
+    def __init__(self, argument_spec, read_only=False, connect_first=True, **kwargs):
+        """read_only: the module only reads (domain_info); it never creates a missing root.
+        connect_first: the module calls the helper; without the helper's code, it asks for it
+        before doing anything when the helper must start (see require_running_helper)."""
         spec = dict(ROOT_ARGUMENT_SPEC)
         spec.update(argument_spec)
         self.module = AnsibleModule(argument_spec=spec, **kwargs)
@@ -68,10 +75,34 @@ class EmbedvirtModule:
         # Two ways to call the helper: client (HelperClient) raises HelperClientError, for a
         # caller that handles a failure; helper_or_fail fails the task.
         self.client = self.guard(HelperClient, self.params['root'], idle_timeout=timeout,
-                                 python=self.params['helper_python'], create=creates_root and fill_new_root)
+                                 python=self.params['helper_python'], create=creates_root and fill_new_root,
+                                 helper_code=self.helper_code())
         self.root_missing = not creates_root and not os.path.lexists(self.client.root.path)
         self.predicted_from_empty_root = False
         self.helper_or_fail = ModuleOperations(self)
+        if connect_first and self.client.bundle is None and not self.root_missing:
+            self.require_running_helper()
+
+    def helper_code(self):
+        """(the helper's bundle or None, its version) as the module's action gave them, or None
+        (the module runs without it: a unit test)."""
+        version, code = self.params['_helper_version'], self.params['_helper_code']
+        if version is None:
+            return None
+        bundle = None if code is None else code.encode('utf-8')
+        if bundle is not None and hashlib.sha256(bundle).hexdigest() != version:
+            self.fail("the helper's code given to this task is not of version %s: report this with the task's "
+                      'output (-vvv)' % version, error_kind=ERROR_PROTOCOL)
+        return bundle, version
+
+    def require_running_helper(self):
+        """Connect to the root's helper, or, when it must start (or be replaced), fail at once
+        for the helper's code: the module's action runs the task again with it. Nothing has been
+        done yet, so running again is safe."""
+        status = self.guard(self.client.connect)
+        if status is None or status['version'] != self.client.version:
+            self.fail("the helper of %s must start: this task runs again with the helper's code"
+                      % self.client.root.path, error_kind=ERROR_HELPER_CODE_NEEDED)
 
     def fail(self, msg, **result):
         """Fail the task, first undoing what undo callbacks were registered for."""

@@ -36,6 +36,11 @@ LOG_KEEP_BYTES = 1 << 20
 def start(client):
     """Start the root's helper (making the root first when the client may), or replace one of
     other code, under the root's start lock; its status."""
+    if client.bundle is None:
+        raise HelperClientError(
+            "the helper of %s must start (or be replaced by this release's), and this task ran without "
+            "the helper's code" % client.root.path, _protocol.ERROR_HELPER_CODE_NEEDED,
+            "run the module as a task (this collection's action plugin gives the code when it is needed)")
     if not client.create:
         client.root.check_exists()
     client.created_root = bool(client.create) and not os.path.lexists(client.root.path)

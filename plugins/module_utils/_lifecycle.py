@@ -19,7 +19,6 @@ import time
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils import _confinement, _qemu_conf as qemu_conf
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._boot_unit import boot_unit, install_boot_helper
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._bundle import helper_bundle
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._common import Manager
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import ACTIVE_STATES
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._marker import marker_fields, write_marker
@@ -50,7 +49,7 @@ class RootLifecycle(Manager):
 
     # --- present -----------------------------------------------------------------------
     def ensure_boot_helper(self):
-        bundle = helper_bundle()[0]
+        bundle = self.module.client.bundle
         needed = install_boot_helper(bundle, check_mode=True)
         if needed and self.plan('install %s' % BOOT_HELPER):
             install_boot_helper(bundle, check_mode=False)

@@ -77,6 +77,7 @@ ERROR_UNRESPONSIVE = 'unresponsive'  # the helper did not answer in time
 ERROR_DESCRIPTORS = 'descriptors'    # the helper ran out of file descriptors
 ERROR_LIBVIRT = 'libvirt'            # libvirt refused; the message is libvirt's
 ERROR_STORAGE = 'storage'            # a file the helper handles (a full disk, a removed directory)
+ERROR_HELPER_CODE_NEEDED = 'helper_code_needed'  # a module without the helper's code must start one
 
 # Every error_kind a task can return (a module's result, the connection's and the inventory's
 # errors), with what it means: users match on them (failed_when, rescue). A unit test holds
@@ -94,6 +95,8 @@ ERROR_KINDS = {
     'client': 'the client failed to talk to the helper for another reason (the message says which)',
     'helper': 'the helper reported an error without a kind (a helper of another release)',
     'start': 'the helper did not start, or the SSH session to the hypervisor ended as it started',
+    ERROR_HELPER_CODE_NEEDED: ("a module ran without the helper's code and must start a helper; its action plugin runs it "
+                               'again with the code, so a task shows this only when it ran without it'),
     'stop': 'the helper did not stop when asked',
     'lock_timeout': "another task held the root's start lock too long",
     'socket': "the helper's socket is not a socket of the root's owner",

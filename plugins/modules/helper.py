@@ -95,6 +95,7 @@ def main():
     module = EmbedvirtModule(
         dict(state=dict(type='str', choices=['started', 'stopped', 'status'], default='started')),
         supports_check_mode=True,
+        connect_first=False,  # status and stopped need no helper; started asks for the code itself
     )
     client = module.client
     state = module.params['state']
