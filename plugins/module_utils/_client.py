@@ -28,7 +28,6 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils._client_error im
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import Control, Operations
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root_dir import EmbedRoot
 
-CALL_TIMEOUT = _protocol.CALL_SECONDS
 # A helper that is alive answers these within milliseconds; one that does not is stopped
 # (SIGSTOP) or stuck inside libvirt, and the task says so instead of waiting forever.
 CONNECT_TIMEOUT = 10
@@ -142,10 +141,12 @@ class HelperClient(Operations):
 
     def ensure(self):
         """Connect to a current helper, starting (or replacing) one if needed; its status."""
+        return self.current() or starting().start(self)
+
+    def current(self):
+        """Connect to the root's helper: its status if it runs this version, else None."""
         status = self.connect()
-        if status is not None and status['version'] == self.version:
-            return status
-        return starting().start(self)
+        return status if status is not None and status['version'] == self.version else None
 
     def status(self):
         """Status of the running helper, or None; never starts one."""

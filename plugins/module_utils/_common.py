@@ -99,8 +99,7 @@ class EmbedvirtModule:
         """Connect to the root's helper, or, when it must start (or be replaced), fail at once
         for the helper's code: the module's action runs the task again with it. Nothing has been
         done yet, so running again is safe."""
-        status = self.guard(self.client.connect)
-        if status is None or status['version'] != self.client.version:
+        if self.guard(self.client.current) is None:
             self.fail("the helper of %s must start: this task runs again with the helper's code"
                       % self.client.root.path, error_kind=ERROR_HELPER_CODE_NEEDED)
 

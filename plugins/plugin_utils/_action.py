@@ -17,22 +17,20 @@ with the bundle (_helper_code). A module that always needs the bundle (root_dir 
 the boot unit) and an async task, whose result comes too late to answer, get it at once.
 """
 
+import functools
+
 from ansible.plugins.action import ActionBase
 from ansible.utils.vars import merge_hash
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._bundle import helper_bundle
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import ERROR_HELPER_CODE_NEEDED
 
-# Made once per controller process, on first use.
-BUNDLE = []
 
-
+@functools.lru_cache(maxsize=None)
 def bundle():
-    """(the helper's bundle as text, its version)."""
-    if not BUNDLE:
-        data, version = helper_bundle()
-        BUNDLE.append((data.decode('utf-8'), version))
-    return BUNDLE[0]
+    """(the helper's bundle as text, its version), made once per controller process."""
+    data, version = helper_bundle()
+    return data.decode('utf-8'), version
 
 
 class EmbedvirtAction(ActionBase):

@@ -152,5 +152,5 @@ def test_a_stopping_helper_is_waited_for_no_longer_than_a_request_may_last(monke
     monkeypatch.setattr(start, 'wait_for_exit', lambda pid, timeout: waited.append(timeout) or True)
     for said in (1e9, 'forever', None, 30):
         start.wait_for_helper_exit(root_dir.EmbedRoot('/srv/vms'), 1, said)
-    assert waited == [client.CALL_TIMEOUT + 10, client.CALL_TIMEOUT + 10,
+    assert waited == [_protocol.CALL_SECONDS + 10, _protocol.CALL_SECONDS + 10,
                       _protocol.STOP_DRAIN_SECONDS + 10, 40]
