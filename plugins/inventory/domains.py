@@ -76,6 +76,13 @@ options:
     type: str
     choices: [guest_agent, ssh]
     default: guest_agent
+  stats:
+    description:
+      - Give each running guest its statistics as C(embedvirt_stats), as
+        RV(embedvirt.libvirt.domain_info#module:domains[].stats) describes them, from one query per root; pick
+        what you need with O(compose) (see the examples).
+    type: bool
+    default: false
 '''
 
 EXAMPLES = r'''
@@ -98,6 +105,18 @@ states: [running]
 connection: ssh
 compose:
   ansible_user: "'debian'"
+
+# stats.embedvirt.yml: running guests with their CPU time and the memory their balloon leaves them
+plugin: embedvirt.libvirt.domains
+roots: [/srv/vms]
+states: [running]
+stats: true
+compose:
+  cpu_seconds: embedvirt_stats.cpu_time / 1000000000
+  memory_kib: embedvirt_stats.memory.current
+keyed_groups:
+  - key: (embedvirt_stats.memory.current > 2097152) | ternary('big', 'small')
+    prefix: memory
 '''
 
 from ansible import constants as C
@@ -164,9 +183,12 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 client = helper_client(root['path'], root['hypervisor'], root['hypervisor_ssh_args'],
                                        root['hypervisor_python'], root['helper_python'])
                 try:
+                    stats = client.domain_stats() if self.get_option('stats') else {}
                     for domain in client.domain_list(states=self.get_option('states') or None):
                         if self.get_option('connection') == 'ssh' and domain['state'] == 'running':
                             domain = dict(domain, ssh=ssh_endpoint(client, domain['name'], root))
+                        if domain['name'] in stats:
+                            domain = dict(domain, stats=stats[domain['name']])
                         found.append(dict(domain, root=root))
                 finally:
                     client.close()
@@ -205,6 +227,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 'embedvirt_persistent': domain['persistent'],
                 'embedvirt_autostart': domain['autostart'],
             }
+            if 'stats' in domain:
+                hostvars['embedvirt_stats'] = domain['stats']
             # What takes the connection to the root's helper: where it is, and its Python when given.
             placed = PLACEMENT if root['hypervisor'] else ('helper_python',)
             hostvars.update(('ansible_embedvirt_%s' % key, root[key]) for key in placed if root[key] is not None)

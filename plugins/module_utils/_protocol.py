@@ -315,6 +315,12 @@ class Operations:
     def domain_disks(self):
         """Every file or block device each domain uses: [{domain, state, path}]."""
 
+    @operation()
+    def domain_stats(self, names=None):
+        """Each running domain's statistics, by name, from one bulk query of libvirt: cpu_time
+        (ns), vcpus, memory (KiB: current, maximum, and what the guest's balloon driver reports),
+        disks and interfaces (bytes, requests or packets, and a disk's allocation)."""
+
     # --- snapshots -----------------------------------------------------------------------
     @operation()
     def snapshot_list(self, name):

@@ -43,6 +43,12 @@ options:
       - Also list each domain's snapshots (RV(domains[].snapshots)); see M(embedvirt.libvirt.snapshot).
     type: bool
     default: false
+  stats:
+    description:
+      - Also return each running domain's statistics (RV(domains[].stats)), from one query of libvirt for all
+        of them (C(getAllDomainStats)), as a monitoring task polls them.
+    type: bool
+    default: false
 extends_documentation_fragment:
   - embedvirt.libvirt.root
   - embedvirt.libvirt.attributes
@@ -79,6 +85,21 @@ EXAMPLES = r'''
       {{ (running.domains | selectattr('name', '==', 'web') | first).interfaces
          | rejectattr('name', '==', 'lo') | map(attribute='addresses') | flatten
          | selectattr('type', '==', 'ipv4') | map(attribute='address') | first }}
+
+- name: CPU time, memory and disk I/O of every running guest, from one query
+  embedvirt.libvirt.domain_info:
+    root: /srv/vms
+    state: running
+    interfaces: false
+    stats: true
+  register: load
+
+- name: Bytes each guest wrote to its first disk
+  ansible.builtin.debug:
+    msg: "{{ item.name }}: {{ item.stats.disks[0].write_bytes }}"
+  loop: "{{ load.domains }}"
+  loop_control:
+    label: "{{ item.name }}"
 
 - name: The host port that reaches SSH in web (user networking)
   ansible.builtin.debug:
@@ -170,6 +191,46 @@ domains:
       elements: dict
       sample: [{name: before-upgrade, description: null, creation_time: 1795662298, parent: null, state: running,
                 memory: true, current: true}]
+    stats:
+      description:
+        - The domain's statistics as libvirt counts them since its QEMU started. A counter libvirt does not
+          have for the guest is left out.
+        - C(memory.available), C(memory.unused) and C(memory.usable) come from the guest's balloon driver,
+          and are the guest's word.
+        - C(interfaces) lists the NICs libvirt knows (bridge, tap); user networking, which runs inside QEMU
+          from its command line, has none.
+      returned: for running domains, when O(stats=true)
+      type: dict
+      contains:
+        cpu_time:
+          description: CPU time the guest used, in nanoseconds.
+          type: int
+        vcpus:
+          description: Virtual CPUs the guest has now.
+          type: int
+        max_vcpus:
+          description: Virtual CPUs it may have.
+          type: int
+        memory:
+          description:
+            - Memory in KiB, C(current) (what the balloon leaves the guest), C(maximum), and from the guest
+              C(available), C(unused), C(usable); C(rss), what QEMU uses on the host.
+          type: dict
+          sample: {current: 1048576, maximum: 1048576, available: 1004520, unused: 730128, usable: 800812, rss: 412340}
+        disks:
+          description:
+            - Per disk, C(name) (its target), C(path), C(read_bytes), C(write_bytes), C(read_requests),
+              C(write_requests), C(allocation) (bytes the image holds on the host) and C(capacity) (its virtual
+              size).
+          type: list
+          elements: dict
+          sample: [{name: vda, path: /srv/vms/images/web.qcow2, read_bytes: 181203456, write_bytes: 14680064,
+                    read_requests: 7012, write_requests: 1370, allocation: 52559872, capacity: 4294967296}]
+        interfaces:
+          description: Per NIC libvirt knows, C(name), C(rx_bytes), C(tx_bytes), C(rx_packets), C(tx_packets),
+            C(rx_errors), C(tx_errors).
+          type: list
+          elements: dict
 versions:
   description: Versions of the software serving the root.
   returned: always
@@ -221,12 +282,17 @@ def main():
             state=dict(type='list', elements='str', choices=list(DOMAIN_STATES), aliases=['states']),
             interfaces=dict(type='bool', default=True),
             snapshots=dict(type='bool', default=False),
+            stats=dict(type='bool', default=False),
         ),
         read_only=True,
         supports_check_mode=True,
     )
     domains = module.helper_or_fail.domain_list(names=module.params['name'], states=module.params['state'])
+    running = [domain['name'] for domain in domains if domain['state'] == 'running']
+    stats = module.helper_or_fail.domain_stats(names=running) if module.params['stats'] and running else {}
     for domain in domains:
+        if domain['name'] in stats:
+            domain['stats'] = stats[domain['name']]
         if domain['state'] == 'running':
             add_network(module, domain)
         if module.params['snapshots']:
