@@ -11,8 +11,13 @@ XML built here, and the domain brought to its state by the domain module's manag
 
 A linked clone (clone_from) is the same with overlays on another domain's disks instead of
 the base image; its definition names that source in <metadata>, so the helper keeps the
-source from starting while the clone exists."""
+source from starting while the clone exists.
 
+The definition also records, in <metadata>, the options it was built from (DEFINITION): a
+later task that leaves one out keeps the guest's value, never the module's default, and a task
+that names only the guest acts on it as the domain module does."""
+
+import json
 import os
 import socket
 import stat
@@ -21,19 +26,27 @@ import time
 from xml.etree import ElementTree
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils import _cloud_init, _network
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._client_error import HelperClientError
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._common import Manager, ModuleView
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._domain import DomainManager
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._images import BaseImage, ImageError, is_url, parse_checksum
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import ACTIVE_STATES, CLONE_ELEMENT, CLONE_NAMESPACE
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import (
+    ACTIVE_STATES, CLONE_ELEMENT, CLONE_NAMESPACE, INSTANCE_NAMESPACE)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import (
     BASE_IMAGES, CONSOLE_DIR, IMAGES, RootError, console_log, domain_name_problem, instance_disk, instance_seed,
     nvram_file, real_path)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._volume import VolumeManager, qcow2_header
 
+# The options a definition is built from, with what a new guest gets for those a task leaves
+# out; an existing guest keeps the values its definition records (see instance_metadata).
+DEFINITION = dict(memory=1024, vcpus=1, firmware='bios', accelerator='auto', agent=True,
+                  network={'type': 'user'}, extra_devices=None)
+INSTANCE_ELEMENT = '{%s}instance' % INSTANCE_NAMESPACE
 # What the module's state means for the domain.
 DOMAIN_STATES = {'running': 'running', 'shutdown': 'shutdown', 'destroyed': 'destroyed', 'undefined': 'undefined'}
 AGENT_CHANNEL = 'org.qemu.guest_agent.0'
 SSH_BANNER_SECONDS = 5
+BALLOON_STATS_SECONDS = 5
 # The targets of a linked clone's further disks: its own disk is vda, its seed vdb.
 CLONE_TARGETS = tuple('vd' + letter for letter in string.ascii_lowercase[2:])
 
@@ -48,14 +61,14 @@ def accelerator(wanted, kvm_usable):
 
 def domain_xml(params, disks, seed, console, network, source=None, kvm_usable=False):
     """The domain definition of an instance: its qcow2 disks ([(path, target)], the first one
-    boots), the seed, the network of _network.interface_xml, the guest agent channel, a serial
-    console to a file, and the devices given in extra_devices as they are; for a linked clone,
-    the metadata naming its source."""
+    boots), the seed (if not None), the network of _network.interface_xml, the guest agent
+    channel, a serial console to a file, and the devices given in extra_devices as they are;
+    in its metadata the options of DEFINITION it is built from, and for a linked clone its
+    source."""
     virt = accelerator(params['accelerator'], kvm_usable)
     dom = ElementTree.Element('domain', type=virt)
     ElementTree.SubElement(dom, 'name').text = params['name']
-    if source is not None:
-        dom.append(clone_metadata(source))
+    dom.append(instance_metadata(params, source))
     ElementTree.SubElement(dom, 'memory', unit='MiB').text = str(params['memory'])
     ElementTree.SubElement(dom, 'vcpu').text = str(params['vcpus'])
     os_el = ElementTree.SubElement(dom, 'os')
@@ -72,7 +85,7 @@ def domain_xml(params, disks, seed, console, network, source=None, kvm_usable=Fa
     if virt == 'kvm':
         ElementTree.SubElement(dom, 'cpu', mode='host-passthrough')
     devices = ElementTree.SubElement(dom, 'devices')
-    for path, target in disks[:1] + [(seed, 'vdb')] + disks[1:]:
+    for path, target in disks[:1] + ([(seed, 'vdb')] if seed else []) + disks[1:]:
         el = ElementTree.SubElement(devices, 'disk', type='file', device='disk')
         ElementTree.SubElement(el, 'driver', name='qemu', type='raw' if path == seed else 'qcow2')
         ElementTree.SubElement(el, 'source', file=path)
@@ -88,6 +101,9 @@ def domain_xml(params, disks, seed, console, network, source=None, kvm_usable=Fa
     serial = ElementTree.SubElement(devices, 'serial', type='file')
     ElementTree.SubElement(serial, 'source', path=console, append='on')
     ElementTree.SubElement(serial, 'target', port='0')
+    balloon = ElementTree.SubElement(devices, 'memballoon', model='virtio')
+    # QEMU asks the guest's balloon driver for its memory figures (domain_info's stats).
+    ElementTree.SubElement(balloon, 'stats', period=str(BALLOON_STATS_SECONDS))
     rng = ElementTree.SubElement(devices, 'rng', model='virtio')
     # QEMU's own getrandom(): no device node needed in QEMU's private /dev.
     ElementTree.SubElement(rng, 'backend', model='builtin')
@@ -101,12 +117,38 @@ def domain_xml(params, disks, seed, console, network, source=None, kvm_usable=Fa
     return ElementTree.tostring(dom, encoding='unicode')
 
 
-def clone_metadata(source):
-    """The <metadata> of a linked clone of source, by which the helper finds a source's clones."""
+def instance_metadata(params, source):
+    """The <metadata> of an instance: the options of DEFINITION as JSON, and for a linked clone
+    of source the element by which the helper finds a source's clones."""
     ElementTree.register_namespace('embedvirt', CLONE_NAMESPACE)
+    ElementTree.register_namespace('embedvirt-instance', INSTANCE_NAMESPACE)
     metadata = ElementTree.Element('metadata')
-    ElementTree.SubElement(metadata, CLONE_ELEMENT, source=source)
+    options = dict((option, params[option]) for option in DEFINITION)
+    # Only what was set, so a network given as {type: user} and one left out record the same.
+    options['network'] = dict((key, value) for key, value in (params['network'] or {}).items() if value not in (None, []))
+    ElementTree.SubElement(metadata, INSTANCE_ELEMENT).text = json.dumps(options, sort_keys=True)
+    if source is not None:
+        ElementTree.SubElement(metadata, CLONE_ELEMENT, source=source)
     return metadata
+
+
+def recorded_options(xml):
+    """The options of DEFINITION an instance's definition records, or None for a domain that
+    this module did not define (or whose record is not a JSON object of them)."""
+    text = ElementTree.fromstring(xml).findtext('metadata/' + INSTANCE_ELEMENT)
+    try:
+        options = json.loads(text) if text else None
+    except ValueError:
+        return None
+    if not isinstance(options, dict) or set(options) != set(DEFINITION):
+        return None
+    kinds = dict(memory=int, vcpus=int, firmware=str, accelerator=str, agent=bool, network=dict, extra_devices=list)
+    for key, kind in kinds.items():
+        if type(options[key]) is not kind and not (key == 'extra_devices' and options[key] is None):
+            return None
+    if not all(isinstance(device, str) for device in options['extra_devices'] or ()):
+        return None
+    return options
 
 
 def clone_source(xml):
@@ -179,8 +221,15 @@ class InstanceManager(Manager):
         self.domain = None
         self.diff = None
         self.network = self.files = self.seed_bytes = None
+        # The task's options, with those of DEFINITION it leaves out as the guest has them.
+        self.options = None
         # A linked clone's disks (see clone_disks), once check_inputs found its source fit.
         self.clone = None
+        # With neither image nor clone_from: the existing guest's definition, and whether the
+        # task gives options that change it (else only its state, autostart, disk size or seed do).
+        self.existing = None
+        self.redefine = True
+        self.current = None
 
     def run(self):
         problem = domain_name_problem(self.name, self.root.path)
@@ -201,9 +250,12 @@ class InstanceManager(Manager):
             with self.module.guard(self.root.open) as root_dir:
                 if self.clone:
                     self.ensure_clone_disks(root_dir)
-                else:
+                elif self.params['image']:
                     self.ensure_disk(self.ensure_base(root_dir))
-                self.ensure_seed(root_dir)
+                elif self.params['disk_size']:
+                    self.ensure_existing_disk()
+                if self.seed_bytes is not None:
+                    self.ensure_seed(root_dir)
                 os.close(root_dir.subdir(CONSOLE_DIR, create=True))
         self.ensure_domain()
         self.wait()
@@ -213,13 +265,21 @@ class InstanceManager(Manager):
     def check_inputs(self, current):
         """Everything that can be wrong with the task, found before anything changes."""
         params = self.params
+        self.current = current
+        recorded = recorded_options(current['xml']) if current else None
+        self.options = dict(params)
+        for option in DEFINITION:
+            if params[option] is None:
+                self.options[option] = (recorded or DEFINITION)[option]
         if params['clone_from']:
             self.clone = self.check_source()
-        else:
+        elif params['image'] or current is None:
             self.check_image()
+        else:
+            self.check_existing(current, recorded)
         for option in ('memory', 'vcpus'):
-            if params[option] < 1:
-                self.module.fail('%s is %d: give at least 1' % (option, params[option]), error_kind=option)
+            if self.options[option] < 1:
+                self.module.fail('%s is %d: give at least 1' % (option, self.options[option]), error_kind=option)
         # The files named after this instance are overwritten or grown: never another guest's disk.
         # One that is already this instance's own (a template's disk under its clones) is kept as it is.
         disks = self.module.helper_or_fail.domain_disks()
@@ -231,25 +291,43 @@ class InstanceManager(Manager):
                              "them: choose another name for the instance" % (self.name, ', '.join(taken)),
                              error_kind='in_use')
         try:
-            self.network = _network.interface_xml(params['network'], self.name)
+            self.network = _network.interface_xml(self.options['network'], self.name)
         except ValueError as e:
             self.module.fail(str(e), error_kind='value')
-        try:
-            self.files = _cloud_init.render(params['cloud_init'] or {}, self.name)
-            self.seed_bytes = _cloud_init.fat_image(self.files)
-        except ValueError as e:
-            self.module.fail(str(e), error_kind='cloud_init')
-        if params['state'] == 'running' and (current is None or current['state'] not in ACTIVE_STATES):
+        # An existing guest's seed stays as it is unless the task gives cloud_init.
+        if current is None or params['cloud_init'] is not None:
             try:
-                _network.check_ports_free((params['network'] or {}).get('port_forwards') or [])
+                self.files = _cloud_init.render(params['cloud_init'] or {}, self.name)
+                self.seed_bytes = _cloud_init.fat_image(self.files)
+            except ValueError as e:
+                self.module.fail(str(e), error_kind='cloud_init')
+        if params['state'] == 'running' and (current is None or current['state'] not in ACTIVE_STATES):
+            forwards = (_network.forwarded_ports(current['xml']) if not self.redefine
+                        else (self.options['network'] or {}).get('port_forwards') or [])
+            try:
+                _network.check_ports_free(forwards)
             except ValueError as e:
                 self.module.fail(str(e), error_kind='port')
+
+    def check_existing(self, current, recorded):
+        """A task that names the guest without image or clone_from: it keeps the guest's disks
+        and changes only the options it gives, which needs the options its definition records."""
+        self.existing = current['xml']
+        given = [option for option in DEFINITION if self.params[option] is not None]
+        self.redefine = bool(given)
+        if given and recorded is None:
+            self.module.fail("domain '%s' records no options of embedvirt.libvirt.instance in its definition (another "
+                             "module defined it), so %s cannot be applied to it without image or clone_from: change "
+                             "its definition with embedvirt.libvirt.domain, or leave %s out to change only its state"
+                             % (self.name, ', '.join(given), 'it' if len(given) == 1 else 'them'),
+                             error_kind='not_instance')
 
     def check_image(self):
         params = self.params
         if not params['image']:
-            self.module.fail('image (or clone_from) is required unless state=undefined: give a local path or an '
-                             'http(s) URL of a cloud image', error_kind='image')
+            self.module.fail("image (or clone_from) is required to make instance '%s', which root %s does not have: "
+                             "give a local path or an http(s) URL of a cloud image, or the template to clone"
+                             % (self.name, self.root.path), error_kind='image')
         if is_url(params['image']) and not params['checksum'] and not params['allow_unverified']:
             self.module.fail("image '%s' is a URL without checksum: give checksum (such as sha256:<hex>, or "
                              "sha512:<URL of the SHA512SUMS next to the image>) so a damaged or replaced download is refused, or set "
@@ -317,11 +395,19 @@ class InstanceManager(Manager):
         for index, (path, backing, backing_format, dummy) in enumerate(self.clone):
             self.ensure_overlay(path, backing, backing_format, self.params['disk_size'] if index == 0 else None)
 
+    def ensure_existing_disk(self):
+        """An existing guest's own disk, images/<name>.qcow2, at least disk_size."""
+        if self.disk not in [path for path, dummy in self.own_disks(self.existing)]:
+            self.module.fail("disk_size: instance '%s' has no disk %s to grow: grow its disk with "
+                             "embedvirt.libvirt.volume" % (self.name, self.disk), error_kind='not_instance')
+        self.ensure_overlay(self.disk, None, None, self.params['disk_size'])
+
     def ensure_overlay(self, path, backing, backing_format, size):
-        """A qcow2 image at path (below images/) over backing, named relative to it, at least size."""
+        """A qcow2 image at path (below images/) over backing (None: as it is), named relative to
+        it, at least size."""
         params = dict(path=os.path.relpath(path, self.root.join(IMAGES)), state='present', format='qcow2', size=size,
-                      backing_file=os.path.relpath(backing, os.path.dirname(path)), backing_format=backing_format,
-                      encryption_passphrase=None, allow_outside_root=False)
+                      backing_file=backing and os.path.relpath(backing, os.path.dirname(path)),
+                      backing_format=backing_format, encryption_passphrase=None, allow_outside_root=False)
         outcome = VolumeManager(ModuleView(self.module, params)).run()
         self.changed |= outcome['changed']
         self.actions.extend('%s %s' % (action, path) for action in outcome['actions'])
@@ -343,13 +429,53 @@ class InstanceManager(Manager):
 
     # --- the domain --------------------------------------------------------------------
     def ensure_domain(self):
-        params = self.params
-        disks = [(path, target) for path, dummy, dummy, target in self.clone] if self.clone else [(self.disk, 'vda')]
-        kvm_usable = params['accelerator'] == 'auto' and self.module.client.ensure()['qemu']['kvm']
-        xml = domain_xml(params, disks, self.seed, self.console, self.network, params['clone_from'], kvm_usable)
-        self.run_domain_manager(dict(name=self.name, xml=xml, state=DOMAIN_STATES[params['state']],
-                                     autostart=params['autostart'], shutdown_timeout=params['shutdown_timeout'],
-                                     force=params['force']))
+        params, options = self.params, self.options
+        xml, kvm_usable = None, False
+        if self.redefine:
+            seed, source = self.seed, params['clone_from']
+            if self.clone:
+                disks = [(path, target) for path, dummy, dummy, target in self.clone]
+            elif self.existing:
+                disks, source = self.own_disks(self.existing), clone_source(self.existing)
+                seed = self.seed if (self.seed, 'vdb') in disks else None
+                disks = [disk for disk in disks if disk[0] != self.seed]
+            else:
+                disks = [(self.disk, 'vda')]
+            kvm_usable = options['accelerator'] == 'auto' and self.kvm_usable()
+            xml = domain_xml(options, disks, seed, self.console, self.network, source, kvm_usable)
+        args = dict(name=self.name, xml=xml, state=DOMAIN_STATES[params['state']], autostart=params['autostart'],
+                    shutdown_timeout=params['shutdown_timeout'], force=params['force'])
+        if kvm_usable and params['state'] == 'running' and not self.module.check_mode:
+            self.start_or_fall_back(args, domain_xml(options, disks, seed, self.console, self.network, source))
+        else:
+            self.run_domain_manager(args)
+
+    def kvm_usable(self):
+        """What accelerator=auto makes of a guest: KVM when the root's QEMU may open /dev/kvm, for a
+        new guest; an existing one keeps what it runs under (a fall back to TCG stays)."""
+        if self.current is not None:
+            return ElementTree.fromstring(self.current['xml']).get('type') == 'kvm'
+        return self.module.client.ensure()['qemu']['kvm']
+
+    def start_or_fall_back(self, args, tcg_xml):
+        """The domain defined for KVM and started; when QEMU fails under KVM (a nested host whose
+        KVM cannot give the host's CPU, such as 'failed to set MSR'), redefined and started under
+        TCG, with a warning naming the error."""
+        self.run_domain_manager(dict(args, state='defined'))
+        if self.domain['state'] in ACTIVE_STATES:
+            self.run_domain_manager(args)
+            return
+        try:
+            self.domain = self.module.client.domain_start(name=self.name)
+            self.plan('start')
+            return
+        except HelperClientError as e:
+            if 'kvm' not in str(e).lower():
+                self.module.fail(str(e), error_kind=e.kind)
+            error = str(e)
+        self.module.warn("QEMU could not run '%s' under KVM, so it runs under TCG (emulation, slower): %s. Give "
+                         "accelerator=kvm to make this an error, or accelerator=tcg to skip KVM" % (self.name, error))
+        self.run_domain_manager(dict(args, xml=tcg_xml))
 
     def run_domain_manager(self, params):
         """The domain module's manager, with params, as a step of this task."""
@@ -401,6 +527,19 @@ class InstanceManager(Manager):
                     elif self.plan('remove %s' % base.path):
                         base.remove()
 
+    def own_disks(self, xml):
+        """The disks of a definition this module makes for the instance, [(path, target)] in
+        order: its disk, its seed and a linked clone's further overlays."""
+        disks = []
+        for disk in ElementTree.fromstring(xml).iterfind('devices/disk'):
+            source, target = disk.find('source'), disk.find('target')
+            if source is None or target is None:
+                continue
+            path = source.get('file')
+            if path in (self.disk, self.seed, self.root.join(instance_disk(self.name, target.get('dev')))):
+                disks.append((path, target.get('dev')))
+        return disks
+
     def clone_overlays(self, domain):
         """A linked clone's further disks, images/<name>-<target>.qcow2 (never its source's)."""
         if not domain or clone_source(domain['xml']) is None:
@@ -436,7 +575,7 @@ class InstanceManager(Manager):
         if self.module.check_mode or params['state'] != 'running' or params['wait_for'] == 'none':
             return
         if params['wait_for'] == 'agent':
-            if not params['agent']:
+            if not self.options['agent']:
                 self.module.fail('wait_for=agent needs agent=true', error_kind='wait_for')
             self.module.helper_or_fail.guest_wait_agent(name=self.name, timeout=params['wait_timeout'])
             return
@@ -459,7 +598,7 @@ class InstanceManager(Manager):
 
     def interfaces(self):
         """What the guest agent says of the guest's interfaces, when it answers."""
-        if (self.module.check_mode or not self.params['agent'] or self.domain['state'] != 'running'
+        if (self.module.check_mode or not self.options['agent'] or self.domain['state'] != 'running'
                 or self.params['wait_for'] != 'agent'):
             return []
         return self.module.helper_or_fail.domain_interfaces(name=self.name)

@@ -64,9 +64,11 @@ ACTIVE_STATES = ('running', 'blocked', 'paused', 'shutdown', 'crashed', 'pmsuspe
 AGENT_CHUNK_BYTES = 96 * 1024
 
 # A linked clone's definition names its source in <metadata>: the helper refuses to start or
-# revert a source that clones are built on (instance writes it, see _instance.clone_metadata).
+# revert a source that clones are built on (instance writes it, see _instance.instance_metadata).
 CLONE_NAMESPACE = 'https://github.com/embedvirt/libvirt/clone'
 CLONE_ELEMENT = '{%s}clone' % CLONE_NAMESPACE
+# An instance's definition records the options it was built from (see _instance.DEFINITION).
+INSTANCE_NAMESPACE = 'https://github.com/embedvirt/libvirt/instance'
 
 # Error kinds the protocol itself reports; the layers add their own (name, xml, libvirt, ...).
 ERROR_PROTOCOL = 'protocol'          # a request that is not one of OPERATIONS, or bad arguments
@@ -131,6 +133,7 @@ ERROR_KINDS = {
     'transient': 'the domain is transient: it cannot be defined or marked autostart as asked',
     'states': 'a domain state filter that is not a state',
     'clone_source': 'linked clones are built on this domain: it cannot be started, marked autostart or written',
+    'not_instance': 'the domain has no definition or disk of embedvirt.libvirt.instance for the options given',
     'snapshots': 'the domain has snapshots, so libvirt keeps its definition',
     'no_snapshot': 'no snapshot of that name',
     'exists': 'it exists already (a snapshot of that name, the root a restore would make)',

@@ -44,7 +44,9 @@ options:
   image:
     description:
       - The cloud image (qcow2 or raw), a path on the managed host or an V(http://) or V(https://) URL.
-        Required unless O(state=undefined) or O(clone_from) is given.
+        Required to make a guest, unless O(clone_from) is given.
+      - Left out (with O(clone_from)) for a guest that exists, the task acts on that guest as it is, as
+        M(embedvirt.libvirt.domain) does; see the notes.
       - A local path is opened as the owner of the root (also when the task runs as root), so it must be a regular
         file that user may read.
       - A download that is interrupted is resumed by the next run (HTTP range request). Until its checksum
@@ -104,30 +106,37 @@ options:
         grows the overlay (the guest grows its filesystem, as cloud images do at boot); a smaller one is refused.
     type: str
   memory:
-    description: Memory in MiB.
+    description:
+      - Memory in MiB.
+      - V(1024) for a new guest when left out; an existing guest keeps its own, as with each option that
+        shapes the definition (see the notes).
     type: int
-    default: 1024
   vcpus:
-    description: Virtual CPUs.
+    description: Virtual CPUs; V(1) for a new guest when left out.
     type: int
-    default: 1
   firmware:
     description:
       - V(bios) (SeaBIOS) or V(uefi) (OVMF, without secure boot; Debian's C(ovmf) package). With V(uefi)
         libvirt keeps the guest's NVRAM under the root (C(lib/qemu/nvram/)).
+      - V(bios) for a new guest when left out.
     type: str
     choices: [bios, uefi]
-    default: bios
   accelerator:
     description:
-      - V(kvm), V(tcg) (emulation, slow but works anywhere), or V(auto) (KVM when C(/dev/kvm) is usable).
+      - V(kvm), V(tcg) (emulation, slow but works anywhere), or V(auto).
+      - V(auto) chooses KVM for a new guest when the root's QEMU may open C(/dev/kvm), else TCG. When QEMU then
+        fails to start the guest under KVM (a nested host whose KVM cannot give it the host's CPU, such as
+        C(failed to set MSR)), the guest is defined and started under TCG, with a warning that names the error.
+        An existing guest keeps what it runs under; give V(kvm) to move it to KVM.
+      - V(kvm) fails the task when QEMU cannot start the guest under KVM.
+      - V(auto) for a new guest when left out.
     type: str
     choices: [auto, kvm, tcg]
-    default: auto
   cloud_init:
     description:
       - What the seed gives cloud-init. Dicts are written as YAML that cloud-init reads back with exactly the
         given keys, values and types (a string V(yes) or V(017) stays a string).
+      - Left out, an existing guest's seed stays as it is; a new guest gets a seed with the defaults below.
       - A value YAML cannot carry exactly (a string with a lone surrogate, lists and dicts nested more than 100
         levels deep, an integer of more than 4300 digits) fails the task with C(error_kind=cloud_init), naming
         its path.
@@ -158,8 +167,8 @@ options:
   network:
     description:
       - The guest's network interface. libvirt networks do not exist in embedded mode.
+      - V({type: user}) for a new guest when left out.
     type: dict
-    default: {type: user}
     suboptions:
       type:
         description:
@@ -204,10 +213,12 @@ options:
     description:
       - Give the guest a guest agent channel (C(org.qemu.guest_agent.0)), for the addresses of
         M(embedvirt.libvirt.domain_info) and the C(embedvirt.libvirt.guest_agent) connection.
+      - V(true) for a new guest when left out.
     type: bool
-    default: true
   extra_devices:
-    description: Device XML elements (C(<disk>), C(<hostdev>), ...) added to the domain's C(<devices>) as they are.
+    description:
+      - Device XML elements (C(<disk>), C(<hostdev>), ...) added to the domain's C(<devices>) as they are.
+      - None for a new guest when left out; V([]) removes those an existing guest has.
     type: list
     elements: str
   autostart:
@@ -245,6 +256,14 @@ attributes:
   idempotent:
     support: full
 notes:
+  - Options left out never reset an existing guest to the module's defaults. The definition records in its
+    C(<metadata>) the values of O(memory), O(vcpus), O(firmware), O(accelerator), O(agent), O(network) and
+    O(extra_devices) it was built from, and a task that leaves one out keeps the recorded value.
+  - A task that names a guest that exists without O(image) or O(clone_from) (such as O(name) and
+    O(state=shutdown)) changes only what it gives. Without any option that shapes the definition it does not
+    touch the definition at all, so it works on any domain of the root; with such options it needs the record
+    above (error_kind V(not_instance) for a domain another module defined). O(disk_size) grows the guest's
+    disk, O(cloud_init) rewrites its seed.
   - Guests' disks are named after the guest (C(images/<name>.qcow2)); a file of that name that is not such an
     overlay is refused, never replaced.
   - A clone of a template that has booted shares what the template's first boot wrote that cloud-init does not
@@ -373,10 +392,10 @@ def main():
             remove_image=dict(type='bool', default=False),
             download_timeout=dict(type='int', default=1800),
             disk_size=dict(type='str'),
-            memory=dict(type='int', default=1024),
-            vcpus=dict(type='int', default=1),
-            firmware=dict(type='str', choices=['bios', 'uefi'], default='bios'),
-            accelerator=dict(type='str', choices=['auto', 'kvm', 'tcg'], default='auto'),
+            memory=dict(type='int'),
+            vcpus=dict(type='int'),
+            firmware=dict(type='str', choices=['bios', 'uefi']),
+            accelerator=dict(type='str', choices=['auto', 'kvm', 'tcg']),
             cloud_init=dict(type='dict', options=dict(
                 user_data=dict(type='raw'),
                 meta_data=dict(type='dict'),
@@ -384,7 +403,7 @@ def main():
                 hostname=dict(type='str'),
                 ssh_authorized_keys=dict(type='list', elements='str', no_log=False),
             )),
-            network=dict(type='dict', default={'type': 'user'}, options=dict(
+            network=dict(type='dict', options=dict(
                 type=dict(type='str', choices=['none', 'user', 'bridge', 'tap'], default='user'),
                 port_forwards=dict(type='list', elements='dict', default=[], options=dict(
                     host=dict(type='int', required=True),
@@ -396,7 +415,7 @@ def main():
                 tap=dict(type='str'),
                 mac=dict(type='str'),
             )),
-            agent=dict(type='bool', default=True),
+            agent=dict(type='bool'),
             extra_devices=dict(type='list', elements='str'),
             autostart=dict(type='bool'),
             wait_for=dict(type='str', choices=['none', 'agent', 'ssh'], default='none'),

@@ -21,12 +21,13 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.drivers 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.errors import (
     HelperError, hint_for_libvirt_error, parse_xml)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import (
-    CLONE_ELEMENT, CLONE_NAMESPACE, DOMAIN_STATES)
+    CLONE_ELEMENT, CLONE_NAMESPACE, DOMAIN_STATES, INSTANCE_NAMESPACE)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._rules import AUTOSTART, START, clone_source_problem
 
 log = logging.getLogger('embedvirt.helper')
-# The prefix a clone's metadata keeps when a definition is written out again here.
+# The prefixes an instance's metadata keeps when a definition is written out again here.
 ElementTree.register_namespace('embedvirt', CLONE_NAMESPACE)
+ElementTree.register_namespace('embedvirt-instance', INSTANCE_NAMESPACE)
 
 
 class Domains(DriverUser):
@@ -427,7 +428,7 @@ def unmark_autostart_of_clone_sources(root):
 
 
 def clone_sources_on_disk(root_dir):
-    """The sources the stored definitions of linked clones name (see _instance.clone_metadata)."""
+    """The sources the stored definitions of linked clones name (see _instance.instance_metadata)."""
     directory = _root.DEFINITION_DIRS[0]
     fd = root_dir.subdir(directory)
     try:

@@ -4,11 +4,12 @@
 """_instance: what a linked clone is built on, and the definition that says it is one."""
 
 from xml.etree import ElementTree
+from xml.sax.saxutils import escape
 
 import pytest
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._instance import (
-    clone_disks, clone_source, domain_xml)
+    DEFINITION, INSTANCE_ELEMENT, clone_disks, clone_source, domain_xml, recorded_options)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import CLONE_ELEMENT
 
 IMAGES = '/r/images'
@@ -62,7 +63,8 @@ def test_a_source_an_overlay_cannot_be_put_on_is_refused(xml, problem):
         clone_disks(xml, None, '/r', 'c', None)
 
 
-PARAMS = dict(name='c', accelerator='tcg', memory=512, vcpus=1, firmware='bios', agent=False, extra_devices=None)
+PARAMS = dict(name='c', accelerator='tcg', memory=512, vcpus=1, firmware='bios', agent=False, extra_devices=None,
+              network={'type': 'none', 'port_forwards': [], 'mac': None})
 
 
 def test_a_clones_definition_names_its_source_and_attaches_its_overlays_after_the_seed():
@@ -81,8 +83,45 @@ def test_a_clones_definition_names_its_source_and_attaches_its_overlays_after_th
 def test_an_instance_from_an_image_is_no_clone():
     xml = domain_xml(PARAMS, [('/r/images/c.qcow2', 'vda')], '/r/images/c-cidata.img', '/r/log/console/c.log',
                      ('', []))
-    assert ElementTree.fromstring(xml).find('metadata') is None
+    assert ElementTree.fromstring(xml).find('metadata/' + CLONE_ELEMENT) is None
     assert clone_source(xml) is None
+
+
+def test_a_definition_records_the_options_it_is_built_from_and_a_network_as_set():
+    xml = domain_xml(PARAMS, [('/r/images/c.qcow2', 'vda')], None, '/r/log/console/c.log', ('', []))
+    assert recorded_options(xml) == dict(memory=512, vcpus=1, firmware='bios', accelerator='tcg', agent=False,
+                                         network={'type': 'none'}, extra_devices=None)
+    # Without a seed: a guest whose seed the task keeps as it is.
+    assert [d.find('target').get('dev') for d in ElementTree.fromstring(xml).iterfind('devices/disk')] == ['vda']
+
+
+def record(text):
+    return "<domain><name>c</name><metadata><i:instance xmlns:i='%s'>%s</i:instance></metadata></domain>" % (
+        INSTANCE_ELEMENT[1:].split('}')[0], escape(text))
+
+
+@pytest.mark.parametrize('text', [
+    '', 'not json', '[]', '{}',
+    # Each option of DEFINITION must be there, of its type: a record a root's owner edited is no record.
+    '{"memory": 1024}',
+    '{"accelerator": "auto", "agent": true, "extra_devices": null, "firmware": "bios", "memory": "1024", '
+    '"network": {}, "vcpus": 1}',
+    '{"accelerator": "auto", "agent": 1, "extra_devices": null, "firmware": "bios", "memory": 1024, '
+    '"network": {}, "vcpus": 1}',
+    '{"accelerator": "auto", "agent": true, "extra_devices": [1], "firmware": "bios", "memory": 1024, '
+    '"network": {}, "vcpus": 1}',
+    '{"accelerator": "auto", "agent": true, "extra_devices": null, "firmware": "bios", "memory": 1024, '
+    '"network": {}, "vcpus": 1, "more": 1}',
+])
+def test_a_record_that_is_not_one_of_the_options_counts_as_none(text):
+    assert recorded_options(record(text)) is None
+    assert recorded_options('<domain><name>c</name></domain>') is None
+
+
+def test_a_well_formed_record_is_read_back():
+    assert recorded_options(record('{"accelerator": "auto", "agent": true, "extra_devices": ["<hostdev/>"], '
+                                   '"firmware": "uefi", "memory": 64, "network": {"type": "user"}, "vcpus": 2}')) \
+        == dict(DEFINITION, firmware='uefi', memory=64, vcpus=2, extra_devices=['<hostdev/>'])
 
 
 @pytest.mark.parametrize('disks', [
