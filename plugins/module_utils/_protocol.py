@@ -307,6 +307,27 @@ class Operations:
         snapshots first (libvirt refuses a domain that has any)."""
 
     @operation(changes=True)
+    def domain_set_memory(self, name, kib):
+        """The memory a running guest has, through its balloon (at most its maximum)."""
+
+    @operation(changes=True)
+    def domain_set_vcpus(self, name, count):
+        """The vCPUs a running guest has, by hotplug (at most its maximum)."""
+
+    @operation(changes=True)
+    def domain_attach(self, name, xml):
+        """Hot-plug a device (its XML) into a running guest."""
+
+    @operation(changes=True)
+    def domain_detach(self, name, xml):
+        """Hot-unplug a disk (its XML) from a running guest; {gone, domain}: the guest must let
+        go of it, which libvirt waits a few seconds for (it may still go later)."""
+
+    @operation(changes=True)
+    def domain_block_resize(self, name, disk, size):
+        """Grow a disk (its target) of a running guest to size bytes; QEMU grows the image."""
+
+    @operation(changes=True)
     def domain_set_autostart(self, name, autostart):
         """Whether libvirt starts the domain when the root's driver opens."""
 

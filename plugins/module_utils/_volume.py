@@ -296,7 +296,9 @@ class VolumeManager(Manager):
                                  'is refused; give a size of at least %d bytes'
                                  % (self.path, current['virtual_size'], self.size, current['virtual_size']),
                                  error_kind='shrink')
-            self.refuse_if_in_use('grow')
+            runner = self.running_user()
+            if runner is None:
+                self.refuse_if_in_use('grow')
             if self.data_file is not None:
                 self.module.fail('%s keeps its data in the external file %s (qcow2 data_file): growing it would '
                                  'grow that file too, whoever it belongs to, so it is refused; copy the image to one '
@@ -305,7 +307,12 @@ class VolumeManager(Manager):
             if current['encrypted'] and passphrase is None:
                 self.module.fail('%s is encrypted: give encryption_passphrase to grow it' % self.path,
                                  error_kind='passphrase')
-            if self.plan('grow'):
+            if runner is not None:
+                # The running guest's QEMU has the image open: it grows it, and the guest sees it.
+                if self.plan('grow live'):
+                    self.module.helper_or_fail.domain_block_resize(name=runner, disk=self.path, size=self.size)
+                    return self.info()
+            elif self.plan('grow'):
                 self.grow(passphrase if current['encrypted'] else None)
                 return self.info()
             return dict(current, virtual_size=self.size)
@@ -425,6 +432,13 @@ class VolumeManager(Manager):
             else:
                 os.unlink(self.place[1], dir_fd=self.dir_fd)
         return None
+
+    def running_user(self):
+        """The one running domain that has the image as a disk, or None (none, or several that
+        share it, where refuse_if_in_use says no)."""
+        active = set(disk['domain'] for disk in self.module.helper_or_fail.domain_disks()
+                     if disk['path'] == self.path and disk['state'] in ACTIVE_STATES)
+        return active.pop() if len(active) == 1 else None
 
     def refuse_if_in_use(self, what):
         users = [disk for disk in self.module.helper_or_fail.domain_disks() if disk['path'] == self.path]

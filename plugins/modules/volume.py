@@ -17,9 +17,11 @@ description:
     file inside the root are links, or whose directories belong to anyone but the root's owner, is
     refused (O(allow_outside_root) does not change that). New images there belong to the root's owner.
   - An existing image is never replaced or shrunk; one that differs from what is asked is an error.
-    Growing or removing an image that a running guest uses, or that is a disk of the source of linked
-    clones (their disks are built on it), is refused, and so is growing a qcow2 image
-    that keeps its data in an external file (C(data_file)), since that file would grow too.
+    An image that one running guest uses is grown by that guest's QEMU (libvirt's C(blockResize)), so the
+    guest sees the new size at once; growing one that several running guests share is refused. Removing an
+    image that a running guest uses, and growing or removing a disk of the source of linked clones (their
+    disks are built on it), are refused, and so is growing a qcow2 image that keeps its data in an external
+    file (C(data_file)), since that file would grow too.
   - qemu-img is told the format of an existing image (qcow2 when it starts with the qcow2 header, else
     raw), never left to guess it, and every run of it is stopped after 300 seconds (a backing file that
     is a FIFO would block it forever).
@@ -116,6 +118,12 @@ EXAMPLES = r'''
     size: 20G
     encryption_passphrase: "{{ vault_db_passphrase }}"
 
+- name: Grow web's disk while web runs (web's QEMU grows it, and web sees its new size)
+  embedvirt.libvirt.volume:
+    root: /srv/vms
+    path: web.qcow2
+    size: 40G
+
 - name: Remove it (refused while a running guest uses it)
   embedvirt.libvirt.volume:
     root: /srv/vms
@@ -159,7 +167,7 @@ used_by:
   elements: str
   sample: [web]
 actions:
-  description: What the task did (or would do), of create, grow, remove.
+  description: What the task did (or would do), of create, grow, grow live (through a running guest's QEMU), remove.
   returned: always
   type: list
   elements: str

@@ -276,6 +276,37 @@ class Domains(DriverUser):
         steps.append('destroy')
         return {'done': True, 'steps': steps, 'domain': self.domain_get(name)}
 
+    def domain_set_memory(self, name, kib):
+        dom = self.domain_required(name)
+        dom.setMemoryFlags(kib, self.libvirt.VIR_DOMAIN_AFFECT_LIVE)
+        return self.domain_detail(dom)
+
+    def domain_set_vcpus(self, name, count):
+        dom = self.domain_required(name)
+        dom.setVcpusFlags(count, self.libvirt.VIR_DOMAIN_AFFECT_LIVE)
+        return self.domain_detail(dom)
+
+    def domain_attach(self, name, xml):
+        dom = self.domain_required(name)
+        dom.attachDeviceFlags(xml, self.libvirt.VIR_DOMAIN_AFFECT_LIVE)
+        return self.domain_detail(dom)
+
+    def domain_detach(self, name, xml):
+        dom = self.domain_required(name)
+        target = parse_xml(xml, 'disk').find('target')
+        if target is None or not target.get('dev'):
+            raise HelperError('xml', 'the disk to detach names no target', 'give <target dev="..."/>')
+        dom.detachDeviceFlags(xml, self.libvirt.VIR_DOMAIN_AFFECT_LIVE)
+        # libvirt returns once the guest let go, or after its own few seconds' wait.
+        live = parse_xml(dom.XMLDesc(0), 'domain')
+        gone = all(found.get('dev') != target.get('dev') for found in live.iterfind('devices/disk/target'))
+        return {'gone': gone, 'domain': self.domain_detail(dom)}
+
+    def domain_block_resize(self, name, disk, size):
+        dom = self.domain_required(name)
+        dom.blockResize(disk, size, self.libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES)
+        return self.domain_detail(dom)
+
     def domain_undefine(self, name, remove_snapshots):
         dom = self.domain_required(name)
         snapshots = dom.snapshotListNames(0)
