@@ -12,7 +12,7 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import domain_name_problem
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._rules import AUTOSTART, START, clone_source_problem
 
-STATES = ['defined', 'running', 'paused', 'shutdown', 'destroyed', 'undefined']
+STATES = ['defined', 'running', 'paused', 'shutdown', 'destroyed', 'restarted', 'undefined']
 
 
 def name_in_xml(xml):
@@ -127,7 +127,7 @@ class DomainManager(Manager):
     def refuse_clone_source(self, name):
         """What the helper refuses for a source of linked clones, refused before anything changes."""
         current = self.domain or {}
-        starts = self.params['state'] in ('running', 'paused') and current.get('state') not in ACTIVE_STATES
+        starts = self.params['state'] in ('running', 'paused', 'restarted') and current.get('state') not in ACTIVE_STATES
         autostarts = self.params['autostart'] and not current.get('autostart')
         if starts or autostarts:
             self.refuse(clone_source_problem(name, self.module.helper_or_fail.domain_clones(name=name),
@@ -150,7 +150,7 @@ class DomainManager(Manager):
             self.module.on_failure_undo(
                 'the definition this task made was removed again',
                 lambda: self.module.client.domain_undefine(name=name))
-        if current is not None and current['state'] in ACTIVE_STATES:
+        if current is not None and current['state'] in ACTIVE_STATES and self.params.get('warn_running', True):
             self.module.warn("domain '%s' is %s: its new definition takes effect at its next "
                              "start" % (name, current['state']))
 
@@ -184,7 +184,17 @@ class DomainManager(Manager):
         if self.domain['state'] in ACTIVE_STATES:
             self.step('destroy', self.module.helper_or_fail.domain_destroy, self.predict(state='shutoff'), name=name)
 
-    def ensure_shutdown(self, name):
+    def ensure_restarted(self, name):
+        """A new boot in a new QEMU, so a definition changed while the guest ran applies too: a
+        graceful power-off, forced after shutdown_timeout, then a start."""
+        if self.domain['state'] in ACTIVE_STATES:
+            if not self.domain['persistent']:
+                self.module.fail("domain '%s' is transient: it is gone once it stops, so it cannot be restarted; "
+                                 "define it (give xml) first" % name, error_kind='transient')
+            self.ensure_shutdown(name, force=True)
+        self.ensure_running(name)
+
+    def ensure_shutdown(self, name, force=None):
         state = self.domain['state']
         if state not in ACTIVE_STATES:
             return
@@ -195,7 +205,8 @@ class DomainManager(Manager):
             self.domain = self.predict(state='shutoff')
             return
         timeout = self.params['shutdown_timeout']
-        outcome = self.module.helper_or_fail.domain_shutdown(name=name, timeout=timeout, force=self.params['force'])
+        force = self.params['force'] if force is None else force
+        outcome = self.module.helper_or_fail.domain_shutdown(name=name, timeout=timeout, force=force)
         self.actions.extend(outcome['steps'])
         self.domain = outcome['domain']
         if not outcome['done']:

@@ -42,10 +42,13 @@ options:
       - V(shutdown) asks the guest to power off (ACPI) and waits up to O(shutdown_timeout) seconds;
         then fails, or powers it off when O(force=true).
       - V(destroyed) powers the guest off at once (like pulling the plug); the definition stays.
+      - V(restarted) powers a running guest off as V(shutdown) does, at once after O(shutdown_timeout) seconds,
+        and starts it again in a new QEMU, so a definition changed while it ran applies; a guest that is off
+        is started. It changes something at every run, as a service's V(restarted) does.
       - V(undefined) powers the guest off and removes its definition. Disk images and NVRAM files
         are kept. A domain with snapshots is refused (C(error_kind=snapshots)) unless O(remove_snapshots=true).
     type: str
-    choices: [defined, running, paused, shutdown, destroyed, undefined]
+    choices: [defined, running, paused, shutdown, destroyed, restarted, undefined]
     default: defined
   autostart:
     description:

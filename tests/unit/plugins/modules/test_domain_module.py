@@ -125,3 +125,23 @@ def test_a_guest_that_ignores_shutdown_fails_shutdown_timeout_unless_forced(fake
     assert fake_helper.args_of('domain_shutdown') == [{'name': 'web', 'timeout': 5, 'force': False}]
     forced = run(fake_helper, name='web', state='shutdown', force=True)
     assert forced['actions'] == ['shutdown', 'destroy'] and forced['domain']['state'] == 'shutoff'
+
+
+def test_restarted_powers_off_forced_after_the_timeout_then_starts_and_starts_a_guest_that_is_off(fake_helper):
+    fake_helper.add_domain('web', state='running', ignores_shutdown=True)
+    result = run(fake_helper, name='web', state='restarted', shutdown_timeout=5)
+    assert result['changed'] and result['actions'] == ['shutdown', 'destroy', 'start']
+    assert result['domain']['state'] == 'running'
+    assert fake_helper.args_of('domain_shutdown') == [{'name': 'web', 'timeout': 5, 'force': True}]
+    fake_helper.set_state('web', 'shutoff')
+    off = run(fake_helper, name='web', state='restarted')
+    assert off['changed'] and off['actions'] == ['start']
+    checked = run(fake_helper, name='web', state='restarted', check_mode=True)
+    assert checked['changed'] and checked['actions'] == ['shutdown', 'start']
+
+
+def test_a_transient_domain_is_not_restarted(fake_helper):
+    fake_helper.add_domain('web', state='running', persistent=False)
+    result = run(fake_helper, name='web', state='restarted')
+    assert result['failed'] and result['error_kind'] == 'transient' and not result.get('changed')
+    assert fake_helper.changes() == []
