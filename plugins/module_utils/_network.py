@@ -24,11 +24,16 @@ import socket
 from xml.etree import ElementTree
 
 QEMU_NAMESPACE = 'http://libvirt.org/schemas/domain/qemu/1.0'
-NETDEV_ID = 'embedvirt-net0'
-# The card's slot on the machine's main PCI bus (pc's pci.0, q35's pcie.0): libvirt does not
-# know about a device on QEMU's command line and gives its own devices the low slots from 1
-# up; q35 keeps 0x1d-0x1f for USB, its DMI bridge and LPC.
-NIC_PCI_ADDRESS = '0x1c'
+# A user-mode card's netdev is embedvirt-net<index>.
+NETDEV_ID = 'embedvirt-net%d'
+# The first user-mode card's slot on the machine's main PCI bus (pc's pci.0, q35's pcie.0), the
+# next ones' above it, so the guest counts them in their order (cloud-init's default DHCP goes
+# to the first): libvirt does not know about a device on QEMU's command line and gives its own
+# devices the low slots from 1 up (on q35 its root ports, which the other devices sit behind);
+# q35 keeps 0x1d-0x1f for USB, its DMI bridge and LPC.
+NIC_PCI_SLOT = 0x14
+# The cards a guest may have (the user-mode ones take slots 0x14 up to 0x1b).
+MAX_NICS = 8
 TYPES = ('none', 'user', 'bridge', 'tap')
 PROTOCOLS = ('tcp', 'udp')
 DEFAULT_ADDRESS = '127.0.0.1'
@@ -45,9 +50,23 @@ def stable_mac(name):
     return '52:54:00:' + ':'.join('%02x' % byte for byte in digest[:3])
 
 
-def interface_xml(network, name):
-    """The <interface> element (text, '' for none) and the QEMU arguments for the `network`
-    option of a guest called name; ValueError naming the fix for a value that cannot work."""
+def interfaces_xml(networks, name):
+    """The <interface> elements (text) and the QEMU arguments of a guest's cards, one per entry
+    of the `networks` option of a guest called name, in order; ValueError naming the fix."""
+    if len(networks) > MAX_NICS:
+        raise ValueError('networks has %d cards, more than the %d a guest may have here' % (len(networks), MAX_NICS))
+    elements, args = [], []
+    for index, network in enumerate(networks):
+        element, more = interface_xml(network, name, index)
+        elements += [element] if element else []
+        args += more
+    return elements, args
+
+
+def interface_xml(network, name, index=0):
+    """The <interface> element (text, '' for none) and the QEMU arguments for one card, the
+    index-th, of a guest called name; ValueError naming the fix for a value that cannot work.
+    Its MAC, when not given, comes from the name (and the index after the first card)."""
     network = dict(network or {'type': 'none'})
     kind = network.get('type') or 'none'
     if kind not in TYPES:
@@ -58,11 +77,11 @@ def interface_xml(network, name):
                          "tap device is reached at its own address" % kind)
     if kind == 'none':
         return '', []
-    mac = normalize_mac(network.get('mac') or stable_mac(name))
+    mac = normalize_mac(network.get('mac') or stable_mac(name if index == 0 else '%s/%d' % (name, index)))
     if kind == 'user':
-        netdev = ','.join(['user', 'id=' + NETDEV_ID] + ['hostfwd=%s:%s:%d-:%d' % (
+        netdev = ','.join(['user', 'id=' + NETDEV_ID % index] + ['hostfwd=%s:%s:%d-:%d' % (
             forward['protocol'], forward['address'], forward['host'], forward['guest']) for forward in forwards])
-        device = 'virtio-net-pci,netdev=%s,mac=%s,addr=%s' % (NETDEV_ID, mac, NIC_PCI_ADDRESS)
+        device = 'virtio-net-pci,netdev=%s,mac=%s,addr=0x%02x' % (NETDEV_ID % index, mac, NIC_PCI_SLOT + index)
         return '', ['-netdev', netdev, '-device', device]
     if kind == 'bridge':
         element = ElementTree.Element('interface', type='bridge')

@@ -11,7 +11,7 @@ import pytest
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._network import (
     GUEST_ADDRESSES_MAX, GUEST_INTERFACES_MAX, GUEST_NAME_MAX, QEMU_NAMESPACE, check_ports_free, forwarded_ports,
-    guest_address_refusal, guest_interfaces, host_addresses, interface_xml, name_addresses, stable_mac)
+    guest_address_refusal, guest_interfaces, host_addresses, interface_xml, interfaces_xml, name_addresses, stable_mac)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils import _network
 
 
@@ -26,7 +26,20 @@ def test_user_networking_forwards_through_qemus_command_line():
     mac = stable_mac('web')
     assert devices == ''
     assert args == ['-netdev', 'user,id=embedvirt-net0,hostfwd=tcp:127.0.0.1:2222-:22,hostfwd=udp:0.0.0.0:8053-:53',
-                    '-device', 'virtio-net-pci,netdev=embedvirt-net0,mac=%s,addr=0x1c' % mac]
+                    '-device', 'virtio-net-pci,netdev=embedvirt-net0,mac=%s,addr=0x14' % mac]
+
+
+def test_each_card_has_its_own_netdev_slot_and_mac_and_keeps_them():
+    elements, args = interfaces_xml([{'type': 'user', 'port_forwards': [{'host': 2222, 'guest': 22}]},
+                                     {'type': 'none'}, {'type': 'bridge', 'bridge': 'br0'}, {'type': 'user'}], 'web')
+    assert len(elements) == 1 and 'mac address=\'%s\'' % stable_mac('web/2') in elements[0].replace('"', "'")
+    assert args == ['-netdev', 'user,id=embedvirt-net0,hostfwd=tcp:127.0.0.1:2222-:22',
+                    '-device', 'virtio-net-pci,netdev=embedvirt-net0,mac=%s,addr=0x14' % stable_mac('web'),
+                    '-netdev', 'user,id=embedvirt-net3',
+                    '-device', 'virtio-net-pci,netdev=embedvirt-net3,mac=%s,addr=0x17' % stable_mac('web/3')]
+    assert len(set([stable_mac('web')] + [stable_mac('web/%d' % index) for index in range(1, 8)])) == 8
+    with pytest.raises(ValueError, match='networks has 9 cards, more than the 8'):
+        interfaces_xml([{'type': 'user'}] * 9, 'web')
 
 
 def test_the_mac_is_stable_per_name_unicast_and_can_be_given():
