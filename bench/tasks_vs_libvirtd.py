@@ -33,6 +33,8 @@ SYSTEM = 'qemu:///system'
 PING = [('ping', 'ansible.builtin.ping', {})]
 OURS = [('domain_info', 'embedvirt.libvirt.domain_info', {'root': ROOT}),
         ('domain (no-op)', 'embedvirt.libvirt.domain', {'root': ROOT, 'name': TARGET, 'state': 'running'})]
+# Every running guest's CPU, memory, disk and NIC counters in one task (one getAllDomainStats).
+STATS = [('domain_info stats', 'embedvirt.libvirt.domain_info', {'root': ROOT, 'stats': True, 'interfaces': False})]
 THEIRS = [('virt list_vms', 'community.libvirt.virt', {'uri': SYSTEM, 'command': 'list_vms'}),
           ('virt info', 'community.libvirt.virt', {'uri': SYSTEM, 'command': 'info'}),
           ('virt running', 'community.libvirt.virt', {'uri': SYSTEM, 'name': TARGET, 'state': 'running'})]
@@ -122,7 +124,7 @@ def main():
                 raise RuntimeError('%d MiB available: too little for %d guests' % (available, args.guests))
             figures['start_embedded_s'] = start_embedded(client, names)
             figures['rss_embedded_mib'] = common.rss_mib('guest=evb.*%s/' % ROOT)
-            many = play(PING + OURS, args.rounds, env, work)
+            many = play(PING + OURS + STATS, args.rounds, env, work)
             for name in names:
                 client.domain_destroy(name=name)
             figures['start_system_s'] = start_system(conn, names)
@@ -140,8 +142,8 @@ def main():
     print('Per-task latency, ms: median of %d rounds of one playbook running the tasks round-robin '
           '(localhost, connection local; task start to result)' % args.rounds)
     print('%-24s %10s %10s %10s %10s' % ('task', '0 guests', '%d guests' % n, '%d/0' % n, '/ ping'))
-    for label in [t[0] for t in PING + OURS + THEIRS] + ['ping (libvirtd phase)']:
-        before = zero.get(label, zero['ping'])
+    for label in [t[0] for t in PING + OURS + STATS + THEIRS] + ['ping (libvirtd phase)']:
+        before = zero.get(label, many[label])
         print('%-24s %10.1f %10.1f %9.2fx %9.2fx' % (label, before * 1000, many[label] * 1000,
                                                      many[label] / before, before / zero['ping']))
     print('(ping in the %d guests column: during the phase with %d embedded guests; the libvirtd '
@@ -154,6 +156,12 @@ def main():
     for ours, dummy, dummy in OURS:
         ratios.append(('%s vs ping' % ours, zero[ours], zero['ping'], 's', zero[ours] / zero['ping'],
                        'ours/ping'))
+    # What a playbook pays for every guest's figures: our one task, against virt info (one task,
+    # state, memory and CPU time of all) and against a virt info task per guest.
+    ratios.append(('domain_info stats vs virt info, %d guests' % n, many['domain_info stats'], many['virt info'], 's',
+                   many['virt info'] / many['domain_info stats'], 'theirs/ours'))
+    ratios.append(('domain_info stats vs %d x virt info, %d guests' % (n, n), many['domain_info stats'],
+                   n * many['virt info'], 's', n * many['virt info'] / many['domain_info stats'], 'theirs/ours'))
     for ours, dummy, dummy in OURS:
         ratios.append(('%s vs ping, no pipelining' % ours, unpiped[ours], unpiped['ping'], 's',
                        unpiped[ours] / unpiped['ping'], 'ours/ping'))
