@@ -114,9 +114,6 @@ stats: true
 compose:
   cpu_seconds: embedvirt_stats.cpu_time / 1000000000
   memory_kib: embedvirt_stats.memory.current
-keyed_groups:
-  - key: (embedvirt_stats.memory.current > 2097152) | ternary('big', 'small')
-    prefix: memory
 '''
 
 from ansible import constants as C

@@ -25,7 +25,7 @@ import string
 import time
 from xml.etree import ElementTree
 
-from ansible_collections.embedvirt.libvirt.plugins.module_utils import _cloud_init, _network
+from ansible_collections.embedvirt.libvirt.plugins.module_utils import _cloud_init, _data_disks, _live, _network
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._client_error import HelperClientError
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._common import Manager, ModuleView
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._domain import DomainManager
@@ -39,14 +39,20 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils._volume import V
 
 # The options a definition is built from, with what a new guest gets for those a task leaves
 # out; an existing guest keeps the values its definition records (see instance_metadata).
-DEFINITION = dict(memory=1024, vcpus=1, firmware='bios', accelerator='auto', agent=True,
-                  network={'type': 'user'}, extra_devices=None)
+DEFINITION = dict(memory=1024, max_memory=None, vcpus=1, max_vcpus=None, firmware='bios', accelerator='auto',
+                  agent=True, networks=[{'type': 'user'}], extra_devices=None, disks=[])
 INSTANCE_ELEMENT = '{%s}instance' % INSTANCE_NAMESPACE
+# Options of DEFINITION that may be null.
+OPTIONAL = ('max_memory', 'max_vcpus', 'extra_devices')
 # What the module's state means for the domain.
-DOMAIN_STATES = {'running': 'running', 'shutdown': 'shutdown', 'destroyed': 'destroyed', 'undefined': 'undefined'}
+DOMAIN_STATES = {'running': 'running', 'shutdown': 'shutdown', 'destroyed': 'destroyed', 'restarted': 'restarted',
+                 'undefined': 'undefined'}
 AGENT_CHANNEL = 'org.qemu.guest_agent.0'
 SSH_BANNER_SECONDS = 5
 BALLOON_STATS_SECONDS = 5
+# PCIe root ports a definition gives libvirt, as virt-install does: those its devices do not take
+# are free slots for hot-plugged disks (q35 has no hot-plug on its root bus).
+PCIE_ROOT_PORTS = 14
 # The targets of a linked clone's further disks: its own disk is vda, its seed vdb.
 CLONE_TARGETS = tuple('vd' + letter for letter in string.ascii_lowercase[2:])
 
@@ -59,18 +65,22 @@ def accelerator(wanted, kvm_usable):
     return 'kvm' if wanted == 'kvm' else 'qemu'
 
 
-def domain_xml(params, disks, seed, console, network, source=None, kvm_usable=False):
+def domain_xml(params, disks, seed, console, network, source=None, kvm_usable=False, data_disks=()):
     """The domain definition of an instance: its qcow2 disks ([(path, target)], the first one
-    boots), the seed (if not None), the network of _network.interface_xml, the guest agent
-    channel, a serial console to a file, and the devices given in extra_devices as they are;
-    in its metadata the options of DEFINITION it is built from, and for a linked clone its
-    source."""
+    boots), the seed (if not None), its data disks ([(path, target, format, bus)]), the cards
+    of _network.interfaces_xml, the guest agent channel, a serial console to a file, and the
+    devices given in extra_devices as they are; in its metadata the options of DEFINITION it is
+    built from, and for a linked clone its source."""
     virt = accelerator(params['accelerator'], kvm_usable)
     dom = ElementTree.Element('domain', type=virt)
     ElementTree.SubElement(dom, 'name').text = params['name']
     dom.append(instance_metadata(params, source))
-    ElementTree.SubElement(dom, 'memory', unit='MiB').text = str(params['memory'])
-    ElementTree.SubElement(dom, 'vcpu').text = str(params['vcpus'])
+    ElementTree.SubElement(dom, 'memory', unit='MiB').text = str(params['max_memory'] or params['memory'])
+    ElementTree.SubElement(dom, 'currentMemory', unit='MiB').text = str(params['memory'])
+    vcpu = ElementTree.SubElement(dom, 'vcpu')
+    vcpu.text = str(params['max_vcpus'] or params['vcpus'])
+    if (params['max_vcpus'] or params['vcpus']) != params['vcpus']:
+        vcpu.set('current', str(params['vcpus']))
     os_el = ElementTree.SubElement(dom, 'os')
     if params['firmware'] == 'uefi':
         os_el.set('firmware', 'efi')
@@ -92,8 +102,15 @@ def domain_xml(params, disks, seed, console, network, source=None, kvm_usable=Fa
         ElementTree.SubElement(el, 'target', dev=target, bus='virtio')
         if path == seed:
             ElementTree.SubElement(el, 'readonly')
-    interface, qemu_args = network
-    if interface:
+    for path, target, disk_format, bus in data_disks:
+        devices.append(_data_disks.disk_element(path, target, disk_format, bus))
+    ElementTree.SubElement(devices, 'controller', type='pci', index='0', model='pcie-root')
+    for dummy in range(PCIE_ROOT_PORTS):
+        ElementTree.SubElement(devices, 'controller', type='pci', model='pcie-root-port')
+    if any(bus == 'scsi' for dummy, dummy, dummy, bus in data_disks):
+        ElementTree.SubElement(devices, 'controller', type='scsi', index='0', model='virtio-scsi')
+    interfaces, qemu_args = network
+    for interface in interfaces:
         devices.append(ElementTree.fromstring(interface))
     if params['agent']:
         channel = ElementTree.SubElement(devices, 'channel', type='unix')
@@ -123,13 +140,19 @@ def instance_metadata(params, source):
     ElementTree.register_namespace('embedvirt', CLONE_NAMESPACE)
     ElementTree.register_namespace('embedvirt-instance', INSTANCE_NAMESPACE)
     metadata = ElementTree.Element('metadata')
-    options = dict((option, params[option]) for option in DEFINITION)
-    # Only what was set, so a network given as {type: user} and one left out record the same.
-    options['network'] = dict((key, value) for key, value in (params['network'] or {}).items() if value not in (None, []))
-    ElementTree.SubElement(metadata, INSTANCE_ELEMENT).text = json.dumps(options, sort_keys=True)
+    ElementTree.SubElement(metadata, INSTANCE_ELEMENT).text = json.dumps(record(params), sort_keys=True)
     if source is not None:
         ElementTree.SubElement(metadata, CLONE_ELEMENT, source=source)
     return metadata
+
+
+def record(params):
+    """The options of DEFINITION as a definition records them: each card only with what was set,
+    so one given as {type: user} and one left out record the same."""
+    options = dict((option, params[option]) for option in DEFINITION)
+    options['networks'] = [dict((key, value) for key, value in network.items() if value not in (None, []))
+                           for network in params['networks']]
+    return json.loads(json.dumps(options))
 
 
 def recorded_options(xml):
@@ -142,11 +165,22 @@ def recorded_options(xml):
         return None
     if not isinstance(options, dict) or set(options) != set(DEFINITION):
         return None
-    kinds = dict(memory=int, vcpus=int, firmware=str, accelerator=str, agent=bool, network=dict, extra_devices=list)
+    kinds = dict(memory=int, max_memory=int, vcpus=int, max_vcpus=int, firmware=str, accelerator=str, agent=bool,
+                 networks=list, extra_devices=list, disks=list)
     for key, kind in kinds.items():
-        if type(options[key]) is not kind and not (key == 'extra_devices' and options[key] is None):
+        value = options[key]
+        # The exact type: true is an int to isinstance, and no memory size.
+        exact = type(value) is kind  # pylint: disable=unidiomatic-typecheck
+        if not exact and not (key in OPTIONAL and value is None):
             return None
     if not all(isinstance(device, str) for device in options['extra_devices'] or ()):
+        return None
+    if not all(isinstance(network, dict) for network in options['networks']):
+        return None
+    disk_keys = set(('name', 'size', 'format', 'bus', 'file', 'backing_file'))
+    if not all(isinstance(disk, dict) and set(disk) == disk_keys and disk['bus'] in _data_disks.PREFIXES
+               and disk['format'] in ('qcow2', 'raw') and not _data_disks.disks_problem([disk])
+               for disk in options['disks']):
         return None
     return options
 
@@ -230,6 +264,8 @@ class InstanceManager(Manager):
         self.existing = None
         self.redefine = True
         self.current = None
+        # What waits for the guest's next start (see _live.live_changes).
+        self.pending = []
 
     def run(self):
         problem = domain_name_problem(self.name, self.root.path)
@@ -254,10 +290,14 @@ class InstanceManager(Manager):
                     self.ensure_disk(self.ensure_base(root_dir))
                 elif self.params['disk_size']:
                     self.ensure_existing_disk()
+                if self.params['disks'] is not None:
+                    self.ensure_data_disks()
                 if self.seed_bytes is not None:
                     self.ensure_seed(root_dir)
                 os.close(root_dir.subdir(CONSOLE_DIR, create=True))
         self.ensure_domain()
+        if not self.module.root_missing:
+            self.remove_dropped_disks()
         self.wait()
         return self.result()
 
@@ -268,8 +308,10 @@ class InstanceManager(Manager):
         self.current = current
         recorded = recorded_options(current['xml']) if current else None
         self.options = dict(params)
+        # network is the one-card form of networks.
+        self.options['networks'] = [params['network']] if params['network'] else params['networks']
         for option in DEFINITION:
-            if params[option] is None:
+            if self.options[option] is None:
                 self.options[option] = (recorded or DEFINITION)[option]
         if params['clone_from']:
             self.clone = self.check_source()
@@ -280,18 +322,27 @@ class InstanceManager(Manager):
         for option in ('memory', 'vcpus'):
             if self.options[option] < 1:
                 self.module.fail('%s is %d: give at least 1' % (option, self.options[option]), error_kind=option)
+            maximum = self.options['max_' + option]
+            if maximum is not None and maximum < self.options[option]:
+                self.module.fail('max_%s is %d, less than %s %d: give a maximum of at least %d, or none'
+                                 % (option, maximum, option, self.options[option], self.options[option]),
+                                 error_kind='value')
+        problem = _data_disks.disks_problem(self.options['disks'])
+        if problem:
+            self.module.fail(problem, error_kind='disks')
         # The files named after this instance are overwritten or grown: never another guest's disk.
         # One that is already this instance's own (a template's disk under its clones) is kept as it is.
         disks = self.module.helper_or_fail.domain_disks()
         own = set(disk['path'] for disk in disks if disk['domain'] == self.name)
+        mine = [self.disk, self.seed] + [path for path, dummy in self.data_disk_paths()]
         taken = sorted(set('%s (%s)' % (disk['path'], disk['domain']) for disk in disks
-                           if disk['path'] in (self.disk, self.seed) and disk['path'] not in own))
+                           if disk['path'] in mine and disk['path'] not in own))
         if taken:
             self.module.fail("the files of instance '%s' are disks of other domains: %s; this task would overwrite "
                              "them: choose another name for the instance" % (self.name, ', '.join(taken)),
                              error_kind='in_use')
         try:
-            self.network = _network.interface_xml(self.options['network'], self.name)
+            self.network = _network.interfaces_xml(self.options['networks'], self.name)
         except ValueError as e:
             self.module.fail(str(e), error_kind='value')
         # An existing guest's seed stays as it is unless the task gives cloud_init.
@@ -303,7 +354,8 @@ class InstanceManager(Manager):
                 self.module.fail(str(e), error_kind='cloud_init')
         if params['state'] == 'running' and (current is None or current['state'] not in ACTIVE_STATES):
             forwards = (_network.forwarded_ports(current['xml']) if not self.redefine
-                        else (self.options['network'] or {}).get('port_forwards') or [])
+                        else [forward for network in self.options['networks']
+                              for forward in network.get('port_forwards') or ()])
             try:
                 _network.check_ports_free(forwards)
             except ValueError as e:
@@ -313,7 +365,8 @@ class InstanceManager(Manager):
         """A task that names the guest without image or clone_from: it keeps the guest's disks
         and changes only the options it gives, which needs the options its definition records."""
         self.existing = current['xml']
-        given = [option for option in DEFINITION if self.params[option] is not None]
+        given = [option for option in DEFINITION if option != 'networks' and self.params[option] is not None]
+        given += [option for option in ('network', 'networks') if self.params[option] is not None]
         self.redefine = bool(given)
         if given and recorded is None:
             self.module.fail("domain '%s' records no options of embedvirt.libvirt.instance in its definition (another "
@@ -395,6 +448,42 @@ class InstanceManager(Manager):
         for index, (path, backing, backing_format, dummy) in enumerate(self.clone):
             self.ensure_overlay(path, backing, backing_format, self.params['disk_size'] if index == 0 else None)
 
+    def data_disk_paths(self):
+        """[(path, disk)] of the data disks the task's options name."""
+        return [(self.root.join(os.path.join(IMAGES, _data_disks.disk_file(self.name, disk))), disk)
+                for disk in self.options['disks'] or ()]
+
+    def ensure_data_disks(self):
+        """Each data disk's file: made (an overlay with backing_file), or the given one checked;
+        grown to its size, by the guest's QEMU while the guest runs."""
+        for path, disk in self.data_disk_paths():
+            params = dict(path=os.path.relpath(path, self.root.join(IMAGES)), state='present', format=disk['format'],
+                          size=disk['size'], backing_file=disk['backing_file'], backing_format=None,
+                          encryption_passphrase=None, allow_outside_root=False)
+            outcome = VolumeManager(ModuleView(self.module, params)).run()
+            self.changed |= outcome['changed']
+            self.actions.extend('%s %s' % (action, path) for action in outcome['actions'])
+
+    def remove_dropped_disks(self):
+        """With remove_disks, the files made for data disks that the task no longer lists (a
+        file the task gave is never removed); one a guest still has open is kept, with a warning."""
+        before = recorded_options(self.current['xml']) if self.current else None
+        if not self.params['remove_disks'] or before is None or self.params['disks'] is None:
+            return
+        names = set(disk['name'] for disk in self.options['disks'])
+        dropped = [self.root.join(os.path.join(IMAGES, _data_disks.disk_file(self.name, disk))) for disk in before['disks']
+                   if disk['name'] not in names and not disk['file']]
+        users = {}
+        for disk in self.module.helper_or_fail.domain_disks():
+            users.setdefault(disk['path'], set()).add(disk['domain'])
+        with self.module.guard(self.root.open) as root_dir:
+            for path in dropped:
+                if path in users and not self.module.check_mode:
+                    self.module.warn('%s is kept: it is still a disk of %s; remove it once the guest let go of it '
+                                     '(embedvirt.libvirt.volume state=absent)' % (path, ', '.join(sorted(users[path]))))
+                else:
+                    self.remove_file(root_dir, os.path.relpath(path, self.root.path))
+
     def ensure_existing_disk(self):
         """An existing guest's own disk, images/<name>.qcow2, at least disk_size."""
         if self.disk not in [path for path, dummy in self.own_disks(self.existing)]:
@@ -441,14 +530,78 @@ class InstanceManager(Manager):
                 disks = [disk for disk in disks if disk[0] != self.seed]
             else:
                 disks = [(self.disk, 'vda')]
+            data = self.data_disks([target for dummy, target in disks] + ['vdb'])
             kvm_usable = options['accelerator'] == 'auto' and self.kvm_usable()
-            xml = domain_xml(options, disks, seed, self.console, self.network, source, kvm_usable)
+            xml = domain_xml(options, disks, seed, self.console, self.network, source, kvm_usable, data)
+        # The domain manager's warning that a new definition waits for the next start is this
+        # task's own, finer, pending_restart.
         args = dict(name=self.name, xml=xml, state=DOMAIN_STATES[params['state']], autostart=params['autostart'],
-                    shutdown_timeout=params['shutdown_timeout'], force=params['force'])
-        if kvm_usable and params['state'] == 'running' and not self.module.check_mode:
-            self.start_or_fall_back(args, domain_xml(options, disks, seed, self.console, self.network, source))
+                    shutdown_timeout=params['shutdown_timeout'], force=params['force'], warn_running=False)
+        running = self.current is not None and self.current['state'] in ACTIVE_STATES
+        if kvm_usable and params['state'] == 'running' and not running and not self.module.check_mode:
+            self.start_or_fall_back(args, domain_xml(options, disks, seed, self.console, self.network, source,
+                                                     data_disks=data))
         else:
             self.run_domain_manager(args)
+        if running and params['state'] == 'running' and 'redefine' in self.actions:
+            self.apply_live(args, data)
+
+    def data_disks(self, taken):
+        """[(path, target, format, bus)] of the data disks, their targets kept from the current
+        definition (see _data_disks.assign_targets)."""
+        paths = self.data_disk_paths()
+        for fragment in self.options['extra_devices'] or ():
+            taken.extend(target.get('dev') for target in ElementTree.fromstring(fragment).iter('target'))
+        current = _data_disks.current_targets(self.current['xml']) if self.current else {}
+        try:
+            targets = _data_disks.assign_targets([disk for dummy, disk in paths], [path for path, dummy in paths],
+                                                 current, taken)
+        except ValueError as e:
+            self.module.fail(str(e), error_kind='disks')
+        return [(path, target, disk['format'], disk['bus']) for (path, disk), target in zip(paths, targets)]
+
+    def apply_live(self, args, data):
+        """To the running guest, what of its new definition can change at once; what cannot is
+        pending_restart, and with apply=restart the guest restarts for it."""
+        before = recorded_options(self.current['xml'])
+        if before is None:
+            steps, self.pending = [], ['definition']
+        else:
+            steps, self.pending = _live.live_changes(before, record(self.options))
+        helper = self.module.helper_or_fail
+        new = dict((disk['name'], (path, target, fmt, bus)) for disk, (path, target, fmt, bus)
+                   in zip(self.options['disks'], data))
+        old = _data_disks.current_targets(self.current['xml'])
+        for kind, value in steps:
+            if kind == 'memory' and self.plan('memory %d MiB live' % value):
+                self.domain = helper.domain_set_memory(name=self.name, kib=value * 1024)
+            elif kind == 'vcpus' and self.plan('vcpus %d live' % value):
+                self.domain = helper.domain_set_vcpus(name=self.name, count=value)
+            elif kind == 'attach':
+                path, target, fmt, bus = new[value['name']]
+                if bus == 'scsi' and not any(disk['bus'] == 'scsi' for disk in before['disks']) \
+                        and self.plan('attach scsi controller live'):
+                    helper.domain_attach(name=self.name, xml="<controller type='scsi' index='0' model='virtio-scsi'/>")
+                if self.plan('attach %s (%s) live' % (path, target)):
+                    self.domain = helper.domain_attach(name=self.name, xml=ElementTree.tostring(
+                        _data_disks.disk_element(path, target, fmt, bus), encoding='unicode'))
+            elif kind == 'detach':
+                path = self.root.join(os.path.join(IMAGES, _data_disks.disk_file(self.name, value)))
+                if self.plan('detach %s (%s) live' % (path, old.get(path))):
+                    outcome = helper.domain_detach(name=self.name, xml=ElementTree.tostring(
+                        _data_disks.disk_element(path, old.get(path), value['format'], value['bus']), encoding='unicode'))
+                    self.domain = outcome['domain']
+                    if not outcome['gone']:
+                        self.pending.append('disks:%s (the guest has not let go of it yet)' % value['name'])
+        if not self.pending:
+            return
+        if self.params['apply'] == 'restart':
+            diff = self.diff
+            self.run_domain_manager(dict(args, xml=None, state='restarted'))
+            self.diff, self.pending = diff, []
+        else:
+            self.module.warn("%s of '%s' wait(s) for its next start (state=restarted, or apply=restart, restarts it)"
+                             % (', '.join(self.pending), self.name))
 
     def kvm_usable(self):
         """What accelerator=auto makes of a guest: KVM when the root's QEMU may open /dev/kvm, for a
@@ -462,9 +615,6 @@ class InstanceManager(Manager):
         KVM cannot give the host's CPU, such as 'failed to set MSR'), redefined and started under
         TCG, with a warning naming the error."""
         self.run_domain_manager(dict(args, state='defined'))
-        if self.domain['state'] in ACTIVE_STATES:
-            self.run_domain_manager(args)
-            return
         try:
             self.domain = self.module.client.domain_start(name=self.name)
             self.plan('start')
@@ -494,6 +644,10 @@ class InstanceManager(Manager):
             self.module.fail("'%s' is the source of the linked clones %s: removing its disk would break theirs; "
                              "undefine the clones first" % (self.name, ', '.join(clones)), error_kind='clone_source')
         files = [self.disk, self.seed] + self.clone_overlays(current) + self.nvram(current)
+        recorded = recorded_options(current['xml']) if current else None
+        if self.params['remove_disks'] and recorded:
+            files += [self.root.join(os.path.join(IMAGES, _data_disks.disk_file(self.name, disk)))
+                      for disk in recorded['disks'] if not disk['file']]
         # The same rule as creation's: a file named after this instance that another domain uses
         # is that domain's (also when no domain of this name exists, as in an idempotent clean-up).
         users = {}
@@ -572,7 +726,7 @@ class InstanceManager(Manager):
     # --- waiting and the result ----------------------------------------------------------
     def wait(self):
         params = self.params
-        if self.module.check_mode or params['state'] != 'running' or params['wait_for'] == 'none':
+        if self.module.check_mode or params['state'] not in ('running', 'restarted') or params['wait_for'] == 'none':
             return
         if params['wait_for'] == 'agent':
             if not self.options['agent']:
@@ -586,7 +740,7 @@ class InstanceManager(Manager):
         wait_for_ssh(self.module, forwards[0], params['wait_timeout'])
 
     def result(self):
-        result = dict(changed=self.changed, actions=self.actions, domain=self.domain,
+        result = dict(changed=self.changed, actions=self.actions, domain=self.domain, pending_restart=self.pending,
                       disk=self.disk, seed=self.seed, console_log=self.console)
         if self.domain is not None:
             result['xml'] = self.domain['xml']

@@ -155,6 +155,7 @@ ERROR_KINDS = {
     'cloud_init': 'cloud-init data this collection cannot put in a seed',
     'port': 'a port forward that cannot be bound',
     'wait_for': 'what wait_for asks cannot happen with these options',
+    'disks': 'a data disk of an instance that cannot be (a bad name, a missing size, a path outside images/)',
     # the guest agent
     'agent': 'the guest agent failed the command',
     'agent_unavailable': 'the guest agent does not answer (no channel, or not running in the guest)',

@@ -31,6 +31,9 @@ options:
     description:
       - V(running) makes everything and starts the guest; V(shutdown) and V(destroyed) make it and power it
         off gracefully or at once.
+      - V(restarted) powers a running guest off gracefully (at once after O(shutdown_timeout)) and starts it in
+        a new QEMU, so every change of its definition applies; the guest boots anew (a new boot id). A guest that
+        is off is started. It changes something at every run.
       - V(undefined) removes the domain, its disk overlay, its seed and its NVRAM (a guest's data, with no
         undo). The cached base image stays unless O(remove_image=true). A linked clone's further overlays go too,
         never its source's disks. The source of linked clones is refused (its disks are what theirs are built on).
@@ -39,7 +42,7 @@ options:
         removed also when no domain of that name exists, so a clean-up after a create that failed half way removes
         its leftovers. The NVRAM goes only with the domain that names it (libvirt makes it on a first start).
     type: str
-    choices: [running, shutdown, destroyed, undefined]
+    choices: [running, shutdown, destroyed, restarted, undefined]
     default: running
   image:
     description:
@@ -111,9 +114,79 @@ options:
       - V(1024) for a new guest when left out; an existing guest keeps its own, as with each option that
         shapes the definition (see the notes).
     type: int
-  vcpus:
-    description: Virtual CPUs; V(1) for a new guest when left out.
+  max_memory:
+    description:
+      - The most memory in MiB the guest may be given while it runs (libvirt's C(<memory>)); O(memory) is what
+        it has (C(<currentMemory>)), and a running guest's memory changes at once within this maximum, through
+        its balloon driver. As much as O(memory) when left out (no change while it runs).
     type: int
+  vcpus:
+    description:
+      - Virtual CPUs; V(1) for a new guest when left out. A running guest gets or loses them at once (CPU hotplug)
+        within O(max_vcpus).
+    type: int
+  max_vcpus:
+    description: The most virtual CPUs the guest may have while it runs; as many as O(vcpus) when left out.
+    type: int
+  disks:
+    description:
+      - Data disks besides the guest's own disk (C(vda)) and seed (C(vdb)), attached in this order.
+      - Each keeps its target (C(vdc), C(vdd), ... on virtio; C(sda), ... on scsi and sata) while it stays in the list,
+        whatever is added or removed around it.
+      - A disk added to a running guest on virtio or scsi is hot-plugged and one removed is hot-unplugged (the guest
+        must let go of it); sata waits for the next start (RV(pending_restart)). A larger O(disks[].size) grows
+        the image, through the guest's QEMU while it runs, so the guest sees the new size at once; a smaller one is
+        refused.
+      - A disk removed from the list keeps its file unless O(remove_disks=true).
+      - None for a new guest when left out; an existing guest keeps its own.
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description:
+          - The disk's name; its file is C(images/<instance name>-disk-<name>.qcow2) (or C(.img) when raw).
+            1 to 64 letters, digits, C(_), C(.) and C(-).
+        type: str
+        required: true
+      size:
+        description: Its virtual size, such as V(10G). Required unless O(disks[].file) or O(disks[].backing_file).
+        type: str
+      format:
+        description: V(qcow2) or V(raw).
+        type: str
+        choices: [qcow2, raw]
+        default: qcow2
+      bus:
+        description:
+          - V(virtio), V(scsi) (a virtio-scsi controller) or V(sata) (AHCI, which QEMU cannot hot-plug, and which
+            some kernels lack, such as Debian's cloud flavour).
+        type: str
+        choices: [virtio, scsi, sata]
+        default: virtio
+      file:
+        description:
+          - An existing image below the root's C(images/) directory (a path relative to it) to attach instead of
+            one named after the disk. It is never removed by this module.
+        type: str
+      backing_file:
+        description:
+          - An image below the root's C(images/) directory (a path relative to it) that the disk, a qcow2 overlay,
+            is built on.
+        type: str
+  remove_disks:
+    description:
+      - Remove the files of data disks that O(disks) no longer lists (and with O(state=undefined), of all of them);
+        not the files O(disks[].file) gave. A file a running guest still has open is kept, with a warning.
+    type: bool
+    default: false
+  apply:
+    description:
+      - What to do with a change of a running guest that cannot apply at once (RV(pending_restart)).
+      - V(live) leaves it in the stored definition for the guest's next start, with a warning.
+      - V(restart) restarts the guest for it, as O(state=restarted) does. A guest is never restarted unless asked.
+    type: str
+    choices: [live, restart]
+    default: live
   firmware:
     description:
       - V(bios) (SeaBIOS) or V(uefi) (OVMF, without secure boot; Debian's C(ovmf) package). With V(uefi)
@@ -166,8 +239,9 @@ options:
         elements: str
   network:
     description:
-      - The guest's network interface. libvirt networks do not exist in embedded mode.
-      - V({type: user}) for a new guest when left out.
+      - The guest's network card, when it has one; see O(networks) for several. libvirt networks do not exist in
+        embedded mode.
+      - "V({type: user}) for a new guest when neither O(network) nor O(networks) is given."
     type: dict
     suboptions:
       type:
@@ -208,6 +282,52 @@ options:
         type: str
       mac:
         description: The MAC address; one derived from O(name) when left out, so it stays the same.
+        type: str
+  networks:
+    description:
+      - The guest's network cards, in order (the guest names them so), each as O(network) describes one; at most
+        8. Each card without O(networks[].mac) gets its own MAC from O(name) and its place in the list, so it
+        keeps it. Give either O(network) or O(networks).
+      - A change of the cards of a running guest waits for its next start (RV(pending_restart)).
+    type: list
+    elements: dict
+    suboptions:
+      type:
+        description: As O(network.type).
+        type: str
+        choices: [none, user, bridge, tap]
+        default: user
+      port_forwards:
+        description: As O(network.port_forwards).
+        type: list
+        elements: dict
+        default: []
+        suboptions:
+          host:
+            description: Port on the host.
+            type: int
+            required: true
+          guest:
+            description: Port in the guest.
+            type: int
+            required: true
+          protocol:
+            description: V(tcp) or V(udp).
+            type: str
+            choices: [tcp, udp]
+            default: tcp
+          address:
+            description: Host IPv4 address the port is bound to.
+            type: str
+            default: 127.0.0.1
+      bridge:
+        description: As O(network.bridge).
+        type: str
+      tap:
+        description: As O(network.tap).
+        type: str
+      mac:
+        description: As O(network.mac).
         type: str
   agent:
     description:
@@ -257,8 +377,13 @@ attributes:
     support: full
 notes:
   - Options left out never reset an existing guest to the module's defaults. The definition records in its
-    C(<metadata>) the values of O(memory), O(vcpus), O(firmware), O(accelerator), O(agent), O(network) and
-    O(extra_devices) it was built from, and a task that leaves one out keeps the recorded value.
+    C(<metadata>) the values of O(memory), O(max_memory), O(vcpus), O(max_vcpus), O(firmware), O(accelerator),
+    O(agent), O(network) or O(networks), O(extra_devices) and O(disks) it was built from, and a task that leaves one
+    out keeps the recorded value.
+  - "Changes to a running guest: each is made in the stored definition always, and at once where it can be:
+    O(memory) within O(max_memory), O(vcpus) within O(max_vcpus), O(disks) on virtio and scsi, a larger disk.
+    The others (O(firmware), O(accelerator), O(agent), the cards, O(extra_devices), the maxima, sata disks) are
+    listed in RV(pending_restart) and apply at the guest's next start, or now with O(apply=restart)."
   - A task that names a guest that exists without O(image) or O(clone_from) (such as O(name) and
     O(state=shutdown)) changes only what it gives. Without any option that shapes the definition it does not
     touch the definition at all, so it works on any domain of the root; with such options it needs the record
@@ -320,6 +445,27 @@ EXAMPLES = r'''
         - {host: "{{ 2230 + item }}", guest: 22}
   loop: [1, 2, 3, 4, 5]
 
+- name: More memory and a second vCPU for web while it runs, and two data disks hot-plugged
+  embedvirt.libvirt.instance:
+    root: /srv/vms
+    name: web
+    memory: 2048
+    max_memory: 4096
+    vcpus: 2
+    max_vcpus: 4
+    disks:
+      - {name: data, size: 20G}
+      - {name: scratch, size: 5G, bus: scsi}
+    apply: restart  # max_memory and max_vcpus wait for a start: restart web for them now
+  register: web
+
+- name: Reboot web (a new QEMU, so every change applies)
+  embedvirt.libvirt.instance:
+    root: /srv/vms
+    name: web
+    state: restarted
+    wait_for: agent
+
 - name: Gone, with its disk and seed (the cached image stays)
   embedvirt.libvirt.instance:
     root: /srv/vms
@@ -367,6 +513,14 @@ interfaces:
   type: list
   elements: dict
   sample: [{name: eth0, hwaddr: '52:54:00:12:34:56', addresses: [{type: ipv4, address: 10.0.2.15, prefix: 24}]}]
+pending_restart:
+  description:
+    - What of the task's change of a running guest waits for the guest's next start - option names, and
+      C(disks:<name>) per data disk - when O(apply=live); empty when everything applied at once.
+  returned: always
+  type: list
+  elements: str
+  sample: [max_memory, network]
 actions:
   description: What the task did (or would do in check mode), in order.
   returned: always
@@ -379,11 +533,27 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils._common import E
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._instance import InstanceManager
 
 
+# A network card: the suboptions of network and of each item of networks.
+CARD = dict(
+    type=dict(type='str', choices=['none', 'user', 'bridge', 'tap'], default='user'),
+    port_forwards=dict(type='list', elements='dict', default=[], options=dict(
+        host=dict(type='int', required=True),
+        guest=dict(type='int', required=True),
+        protocol=dict(type='str', choices=['tcp', 'udp'], default='tcp'),
+        address=dict(type='str', default='127.0.0.1'),
+    )),
+    bridge=dict(type='str'),
+    tap=dict(type='str'),
+    mac=dict(type='str'),
+)
+
+
 def main():
     module = EmbedvirtModule(
         dict(
             name=dict(type='str', required=True),
-            state=dict(type='str', choices=['running', 'shutdown', 'destroyed', 'undefined'], default='running'),
+            state=dict(type='str', choices=['running', 'shutdown', 'destroyed', 'restarted', 'undefined'],
+                       default='running'),
             image=dict(type='str'),
             clone_from=dict(type='str'),
             remove_snapshots=dict(type='bool', default=False),
@@ -393,7 +563,19 @@ def main():
             download_timeout=dict(type='int', default=1800),
             disk_size=dict(type='str'),
             memory=dict(type='int'),
+            max_memory=dict(type='int'),
             vcpus=dict(type='int'),
+            max_vcpus=dict(type='int'),
+            disks=dict(type='list', elements='dict', options=dict(
+                name=dict(type='str', required=True),
+                size=dict(type='str'),
+                format=dict(type='str', choices=['qcow2', 'raw'], default='qcow2'),
+                bus=dict(type='str', choices=['virtio', 'scsi', 'sata'], default='virtio'),
+                file=dict(type='str'),
+                backing_file=dict(type='str'),
+            )),
+            remove_disks=dict(type='bool', default=False),
+            apply=dict(type='str', choices=['live', 'restart'], default='live'),
             firmware=dict(type='str', choices=['bios', 'uefi']),
             accelerator=dict(type='str', choices=['auto', 'kvm', 'tcg']),
             cloud_init=dict(type='dict', options=dict(
@@ -403,18 +585,8 @@ def main():
                 hostname=dict(type='str'),
                 ssh_authorized_keys=dict(type='list', elements='str', no_log=False),
             )),
-            network=dict(type='dict', options=dict(
-                type=dict(type='str', choices=['none', 'user', 'bridge', 'tap'], default='user'),
-                port_forwards=dict(type='list', elements='dict', default=[], options=dict(
-                    host=dict(type='int', required=True),
-                    guest=dict(type='int', required=True),
-                    protocol=dict(type='str', choices=['tcp', 'udp'], default='tcp'),
-                    address=dict(type='str', default='127.0.0.1'),
-                )),
-                bridge=dict(type='str'),
-                tap=dict(type='str'),
-                mac=dict(type='str'),
-            )),
+            network=dict(type='dict', options=CARD),
+            networks=dict(type='list', elements='dict', options=CARD),
             agent=dict(type='bool'),
             extra_devices=dict(type='list', elements='str'),
             autostart=dict(type='bool'),
@@ -423,7 +595,7 @@ def main():
             shutdown_timeout=dict(type='int', default=120),
             force=dict(type='bool', default=False),
         ),
-        mutually_exclusive=[('clone_from', 'image'), ('clone_from', 'checksum')],
+        mutually_exclusive=[('clone_from', 'image'), ('clone_from', 'checksum'), ('network', 'networks')],
         supports_check_mode=True,
     )
     module.exit(**InstanceManager(module).run())

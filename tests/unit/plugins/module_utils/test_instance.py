@@ -3,6 +3,7 @@
 
 """_instance: what a linked clone is built on, and the definition that says it is one."""
 
+import json
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
@@ -63,8 +64,8 @@ def test_a_source_an_overlay_cannot_be_put_on_is_refused(xml, problem):
         clone_disks(xml, None, '/r', 'c', None)
 
 
-PARAMS = dict(name='c', accelerator='tcg', memory=512, vcpus=1, firmware='bios', agent=False, extra_devices=None,
-              network={'type': 'none', 'port_forwards': [], 'mac': None})
+PARAMS = dict(name='c', accelerator='tcg', memory=512, max_memory=None, vcpus=1, max_vcpus=None, firmware='bios',
+              agent=False, extra_devices=None, disks=[], networks=[{'type': 'none', 'port_forwards': [], 'mac': None}])
 
 
 def test_a_clones_definition_names_its_source_and_attaches_its_overlays_after_the_seed():
@@ -89,29 +90,36 @@ def test_an_instance_from_an_image_is_no_clone():
 
 def test_a_definition_records_the_options_it_is_built_from_and_a_network_as_set():
     xml = domain_xml(PARAMS, [('/r/images/c.qcow2', 'vda')], None, '/r/log/console/c.log', ('', []))
-    assert recorded_options(xml) == dict(memory=512, vcpus=1, firmware='bios', accelerator='tcg', agent=False,
-                                         network={'type': 'none'}, extra_devices=None)
+    assert recorded_options(xml) == dict(memory=512, max_memory=None, vcpus=1, max_vcpus=None, firmware='bios',
+                                         accelerator='tcg', agent=False, networks=[{'type': 'none'}],
+                                         extra_devices=None, disks=[])
     # Without a seed: a guest whose seed the task keeps as it is.
     assert [d.find('target').get('dev') for d in ElementTree.fromstring(xml).iterfind('devices/disk')] == ['vda']
 
 
 def record(text):
     return "<domain><name>c</name><metadata><i:instance xmlns:i='%s'>%s</i:instance></metadata></domain>" % (
-        INSTANCE_ELEMENT[1:].split('}')[0], escape(text))
+        INSTANCE_ELEMENT[1:].split('}', maxsplit=1)[0], escape(text))
+
+
+def recorded(**changes):
+    return json.dumps(dict(DEFINITION, **changes))
 
 
 @pytest.mark.parametrize('text', [
     '', 'not json', '[]', '{}',
     # Each option of DEFINITION must be there, of its type: a record a root's owner edited is no record.
     '{"memory": 1024}',
-    '{"accelerator": "auto", "agent": true, "extra_devices": null, "firmware": "bios", "memory": "1024", '
-    '"network": {}, "vcpus": 1}',
-    '{"accelerator": "auto", "agent": 1, "extra_devices": null, "firmware": "bios", "memory": 1024, '
-    '"network": {}, "vcpus": 1}',
-    '{"accelerator": "auto", "agent": true, "extra_devices": [1], "firmware": "bios", "memory": 1024, '
-    '"network": {}, "vcpus": 1}',
-    '{"accelerator": "auto", "agent": true, "extra_devices": null, "firmware": "bios", "memory": 1024, '
-    '"network": {}, "vcpus": 1, "more": 1}',
+    recorded(memory='1024'),
+    recorded(agent=1),
+    recorded(memory=None),
+    recorded(extra_devices=[1]),
+    recorded(more=1),
+    recorded(disks=[{'name': '../x', 'size': '1G', 'format': 'qcow2', 'bus': 'virtio', 'file': None,
+                     'backing_file': None}]),
+    recorded(disks=[{'name': 'x', 'size': '1G', 'format': 'qcow2', 'bus': 'ide', 'file': None,
+                     'backing_file': None}]),
+    recorded(disks=[{'name': 'x', 'size': '1G'}]),
 ])
 def test_a_record_that_is_not_one_of_the_options_counts_as_none(text):
     assert recorded_options(record(text)) is None
@@ -119,8 +127,7 @@ def test_a_record_that_is_not_one_of_the_options_counts_as_none(text):
 
 
 def test_a_well_formed_record_is_read_back():
-    assert recorded_options(record('{"accelerator": "auto", "agent": true, "extra_devices": ["<hostdev/>"], '
-                                   '"firmware": "uefi", "memory": 64, "network": {"type": "user"}, "vcpus": 2}')) \
+    assert recorded_options(record(recorded(extra_devices=['<hostdev/>'], firmware='uefi', memory=64, vcpus=2))) \
         == dict(DEFINITION, firmware='uefi', memory=64, vcpus=2, extra_devices=['<hostdev/>'])
 
 

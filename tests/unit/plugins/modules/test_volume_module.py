@@ -31,15 +31,26 @@ def run(fake, **args):
     return run_module(volume.main, fake.root, path='disk.img', format='raw', **args)
 
 
-@pytest.mark.parametrize('args, what', [(dict(state='absent'), 'remove'), (dict(size='2M'), 'grow')])
-def test_an_image_of_a_running_domain_is_left_alone(fake_helper, image, args, what):
+def test_an_image_of_a_running_domain_is_not_removed(fake_helper, image):
     fake_helper.domains['web']['state'] = 'running'
-    result = run(fake_helper, **args)
+    result = run(fake_helper, state='absent')
     assert result['failed'] and result['error_kind'] == 'in_use'
-    assert result['msg'] == ('refusing to %s %s: it is in use by running domain(s) web; shut them down first'
-                             % (what, image))
-    assert os.path.getsize(image) == MIB
+    assert result['msg'] == ('refusing to remove %s: it is in use by running domain(s) web; shut them down first'
+                             % image)
+    assert os.path.exists(image)
     assert fake_helper.ops() == ['domain_disks']
+
+
+def test_an_image_two_running_domains_share_is_not_grown(fake_helper, image):
+    fake_helper.add_domain('db', xml='<domain type="qemu"><name>db</name><devices><disk type="file">'
+                                     '<source file="%s"/></disk></devices></domain>' % image)
+    fake_helper.domains['web']['state'] = fake_helper.domains['db']['state'] = 'running'
+    result = run(fake_helper, size='2M')
+    assert result['failed'] and result['error_kind'] == 'in_use'
+    assert result['msg'] == ('refusing to grow %s: it is in use by running domain(s) db, web; shut them down first'
+                             % image)
+    assert os.path.getsize(image) == MIB
+    assert fake_helper.changes() == []
 
 
 def test_removing_an_image_of_a_defined_domain_warns_and_names_it(fake_helper, image):
