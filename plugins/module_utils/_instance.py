@@ -161,7 +161,7 @@ def recorded_options(xml):
     text = ElementTree.fromstring(xml).findtext('metadata/' + INSTANCE_ELEMENT)
     try:
         options = json.loads(text) if text else None
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if not isinstance(options, dict) or set(options) != set(DEFINITION):
         return None
@@ -178,9 +178,16 @@ def recorded_options(xml):
     if not all(isinstance(network, dict) for network in options['networks']):
         return None
     disk_keys = set(('name', 'size', 'format', 'bus', 'file', 'backing_file'))
-    if not all(isinstance(disk, dict) and set(disk) == disk_keys and disk['bus'] in _data_disks.PREFIXES
-               and disk['format'] in ('qcow2', 'raw') and not _data_disks.disks_problem([disk])
+    if not all(isinstance(disk, dict) and set(disk) == disk_keys and disk['bus'] in ('virtio', 'scsi', 'sata')
+               and disk['format'] in ('qcow2', 'raw') and isinstance(disk['name'], str)
+               and all(disk[key] is None or isinstance(disk[key], str) for key in ('size', 'file', 'backing_file'))
                for disk in options['disks']):
+        return None
+    try:
+        _network.interfaces_xml(options['networks'], 'x')
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+    if _data_disks.disks_problem(options['disks']):
         return None
     return options
 
@@ -328,6 +335,12 @@ class InstanceManager(Manager):
                                  % (option, maximum, option, self.options[option], self.options[option]),
                                  error_kind='value')
         problem = _data_disks.disks_problem(self.options['disks'])
+        paths = [path for path, dummy in self.data_disk_paths()]
+        own = [self.disk, self.seed] + [self.root.join(instance_disk(self.name, target)) for target in CLONE_TARGETS]
+        clash = sorted(set(path for path in paths if paths.count(path) > 1 or path in own))
+        if not problem and clash:
+            problem = ('disks: %s would be attached twice, or is a file of the instance itself: give each disk a '
+                       'file of its own' % ', '.join(clash))
         if problem:
             self.module.fail(problem, error_kind='disks')
         # The files named after this instance are overwritten or grown: never another guest's disk.
@@ -352,7 +365,7 @@ class InstanceManager(Manager):
                 self.seed_bytes = _cloud_init.fat_image(self.files)
             except ValueError as e:
                 self.module.fail(str(e), error_kind='cloud_init')
-        if params['state'] == 'running' and (current is None or current['state'] not in ACTIVE_STATES):
+        if params['state'] in ('running', 'restarted') and (current is None or current['state'] not in ACTIVE_STATES):
             forwards = (_network.forwarded_ports(current['xml']) if not self.redefine
                         else [forward for network in self.options['networks']
                               for forward in network.get('port_forwards') or ()])
@@ -481,8 +494,20 @@ class InstanceManager(Manager):
                 if path in users and not self.module.check_mode:
                     self.module.warn('%s is kept: it is still a disk of %s; remove it once the guest let go of it '
                                      '(embedvirt.libvirt.volume state=absent)' % (path, ', '.join(sorted(users[path]))))
-                else:
+                elif not self.kept_for_overlays(root_dir, path):
                     self.remove_file(root_dir, os.path.relpath(path, self.root.path))
+
+    def kept_for_overlays(self, root_dir, path):
+        """Whether a file in images/ stays because other images there are built on it (a shut-off
+        guest's overlay names no domain disk), with a warning naming them."""
+        relative = os.path.relpath(path, self.root.path)
+        if os.path.dirname(relative) != IMAGES or not root_dir.lexists(relative):
+            return False
+        built_on = images_built_on(root_dir, relative)
+        if built_on:
+            self.module.warn('%s is kept: %s %s built on it' % (path, ', '.join(built_on),
+                                                                 'is' if len(built_on) == 1 else 'are'))
+        return bool(built_on)
 
     def ensure_existing_disk(self):
         """An existing guest's own disk, images/<name>.qcow2, at least disk_size."""
@@ -538,12 +563,12 @@ class InstanceManager(Manager):
         args = dict(name=self.name, xml=xml, state=DOMAIN_STATES[params['state']], autostart=params['autostart'],
                     shutdown_timeout=params['shutdown_timeout'], force=params['force'], warn_running=False)
         running = self.current is not None and self.current['state'] in ACTIVE_STATES
-        if kvm_usable and params['state'] == 'running' and not running and not self.module.check_mode:
+        if kvm_usable and params['state'] in ('running', 'restarted') and not running and not self.module.check_mode:
             self.start_or_fall_back(args, domain_xml(options, disks, seed, self.console, self.network, source,
                                                      data_disks=data))
         else:
             self.run_domain_manager(args)
-        if running and params['state'] == 'running' and 'redefine' in self.actions:
+        if running and params['state'] == 'running' and xml is not None:
             self.apply_live(args, data)
 
     def data_disks(self, taken):
@@ -561,38 +586,55 @@ class InstanceManager(Manager):
         return [(path, target, disk['format'], disk['bus']) for (path, disk), target in zip(paths, targets)]
 
     def apply_live(self, args, data):
-        """To the running guest, what of its new definition can change at once; what cannot is
-        pending_restart, and with apply=restart the guest restarts for it."""
-        before = recorded_options(self.current['xml'])
-        if before is None:
-            steps, self.pending = [], ['definition']
-        else:
-            steps, self.pending = _live.live_changes(before, record(self.options))
+        """To the running guest, what of its new definition can change at once, measured against
+        what it runs with (see _live); what cannot is pending_restart, and with apply=restart
+        the guest restarts for it."""
         helper = self.module.helper_or_fail
-        new = dict((disk['name'], (path, target, fmt, bus)) for disk, (path, target, fmt, bus)
-                   in zip(self.options['disks'], data))
-        old = _data_disks.current_targets(self.current['xml'])
+        live_xml = helper.domain_live_xml(name=self.name)
+        if live_xml is None:
+            return
+        # What the guest runs with: the record it started with, as changes made live updated it.
+        started = recorded_options(live_xml)
+        if started is None:
+            # Started from a definition that records no options: only a changed one is known.
+            steps, self.pending = [], ['definition'] if 'redefine' in self.actions else []
+        else:
+            stored = recorded_options(self.current['xml']) or started
+            paths = dict((disk['name'], self.root.join(os.path.join(IMAGES, _data_disks.disk_file(self.name, disk))))
+                         for disk in stored['disks'] + started['disks'] + self.options['disks'])
+            # Its memory as the record has it: libvirt's live figure follows the balloon, which takes
+            # a while to get there.
+            now = dict(_live.running(live_xml), memory=started['memory'])
+            steps, self.pending = _live.live_changes(started, record(self.options), now, paths)
+        new = dict((disk['name'], entry) for disk, entry in zip(self.options['disks'], data))
+        live_disks = dict((disk.find('source').get('file'), disk)
+                          for disk in ElementTree.fromstring(live_xml).iterfind('devices/disk')
+                          if disk.find('source') is not None)
+        scsi_controller = ElementTree.fromstring(live_xml).find("devices/controller[@type='scsi']") is not None
         for kind, value in steps:
             if kind == 'memory' and self.plan('memory %d MiB live' % value):
-                self.domain = helper.domain_set_memory(name=self.name, kib=value * 1024)
+                helper.domain_set_memory(name=self.name, kib=value * 1024)
+                self.domain = helper.domain_set_live_record(name=self.name, text=json.dumps(
+                    dict(started, memory=value), sort_keys=True))
             elif kind == 'vcpus' and self.plan('vcpus %d live' % value):
                 self.domain = helper.domain_set_vcpus(name=self.name, count=value)
             elif kind == 'attach':
                 path, target, fmt, bus = new[value['name']]
-                if bus == 'scsi' and not any(disk['bus'] == 'scsi' for disk in before['disks']) \
-                        and self.plan('attach scsi controller live'):
-                    helper.domain_attach(name=self.name, xml="<controller type='scsi' index='0' model='virtio-scsi'/>")
+                if bus == 'scsi' and not scsi_controller:
+                    scsi_controller = True
+                    if self.plan('attach scsi controller live'):
+                        helper.domain_attach(name=self.name,
+                                             xml="<controller type='scsi' index='0' model='virtio-scsi'/>")
                 if self.plan('attach %s (%s) live' % (path, target)):
                     self.domain = helper.domain_attach(name=self.name, xml=ElementTree.tostring(
                         _data_disks.disk_element(path, target, fmt, bus), encoding='unicode'))
             elif kind == 'detach':
-                path = self.root.join(os.path.join(IMAGES, _data_disks.disk_file(self.name, value)))
-                if self.plan('detach %s (%s) live' % (path, old.get(path))):
-                    outcome = helper.domain_detach(name=self.name, xml=ElementTree.tostring(
-                        _data_disks.disk_element(path, old.get(path), value['format'], value['bus']), encoding='unicode'))
+                element = live_disks[paths[value]]
+                if self.plan('detach %s (%s) live' % (paths[value], element.find('target').get('dev'))):
+                    outcome = helper.domain_detach(name=self.name, xml=ElementTree.tostring(element, encoding='unicode'))
                     self.domain = outcome['domain']
                     if not outcome['gone']:
-                        self.pending.append('disks:%s (the guest has not let go of it yet)' % value['name'])
+                        self.pending.append('disks:%s (the guest has not let go of it yet)' % value)
         if not self.pending:
             return
         if self.params['apply'] == 'restart':
@@ -620,7 +662,8 @@ class InstanceManager(Manager):
             self.plan('start')
             return
         except HelperClientError as e:
-            if 'kvm' not in str(e).lower():
+            # The guest's name may say kvm; QEMU's complaint must.
+            if 'kvm' not in str(e).replace(self.name, '').lower():
                 self.module.fail(str(e), error_kind=e.kind)
             error = str(e)
         self.module.warn("QEMU could not run '%s' under KVM, so it runs under TCG (emulation, slower): %s. Give "
@@ -670,7 +713,7 @@ class InstanceManager(Manager):
                 if path in users:
                     self.module.warn("%s is kept: it is a disk of the domain(s) %s, not only of instance '%s'"
                                      % (path, ', '.join(sorted(users[path])), self.name))
-                else:
+                elif not self.kept_for_overlays(root_dir, path):
                     self.remove_file(root_dir, os.path.relpath(path, self.root.path))
             if base is not None:
                 if base.present():

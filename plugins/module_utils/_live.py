@@ -7,44 +7,75 @@
 
 """What a change of a running instance's options does to the guest at once, and what waits for
 its next start: the stored definition always changes; memory within its maximum (the balloon),
-vCPUs within theirs (hotplug) and data disks on a bus that hot-plugs also change live."""
+more vCPUs within theirs (hotplug) and data disks on a bus that hot-plugs also change live.
+
+Everything is measured against what the guest runs with (its live definition), not against the
+stored one: a change that waited stays pending on every run until the guest restarts, and a
+change made live is not made twice."""
+
+from xml.etree import ElementTree
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._data_disks import COLD_BUSES
 
 # Options whose change waits for the next start, whatever it is.
 COLD = ('firmware', 'accelerator', 'agent', 'networks', 'extra_devices')
+KIB_PER_UNIT = {'KiB': 1, 'k': 1, 'MiB': 1024, 'M': 1024, 'GiB': 1024 ** 2, 'G': 1024 ** 2}
 
 
-def live_changes(before, after):
-    """(steps, pending) for a running guest whose definition recorded the options before and now
-    records after (see _instance.DEFINITION): steps, in order, are ('detach', disk),
-    ('attach', disk), ('memory', MiB) and ('vcpus', count); pending names what waits for the
-    next start (an option, or disks:<name>)."""
+def running(xml):
+    """What a live definition gives the guest: memory and max_memory (MiB), vcpus and max_vcpus,
+    and disks, the files attached."""
+    tree = ElementTree.fromstring(xml)
+
+    def mib(tag):
+        element = tree.find(tag)
+        return int(element.text) * KIB_PER_UNIT.get(element.get('unit', 'KiB'), 1) // 1024
+
+    vcpu = tree.find('vcpu')
+    return dict(memory=mib('currentMemory') if tree.find('currentMemory') is not None else mib('memory'),
+                max_memory=mib('memory'), vcpus=int(vcpu.get('current', vcpu.text)), max_vcpus=int(vcpu.text),
+                disks=set(source.get('file') for source in tree.iterfind('devices/disk/source') if source.get('file')))
+
+
+def live_changes(started, wanted, live, paths):
+    """(steps, pending) for a running guest: started is the record of the options its QEMU
+    started with, wanted the new one (see _instance.record), live what it has now (running()),
+    paths {disk name: file} of every data disk started, wanted or the stored definition name.
+    steps, in order: ('detach', disk), ('attach', disk), ('memory', MiB), ('vcpus', count);
+    pending: what waits for the next start (an option, or disks:<name>)."""
     steps, pending = [], []
-    pending.extend(option for option in COLD if before[option] != after[option])
-    old = dict((disk['name'], disk) for disk in before['disks'] or ())
-    new = dict((disk['name'], disk) for disk in after['disks'] or ())
-    for name in sorted(set(old) - set(new)):
-        if old[name]['bus'] in COLD_BUSES:
-            pending.append('disks:%s' % name)
-        else:
-            steps.append(('detach', old[name]))
-    for disk in after['disks'] or ():
-        if disk['name'] not in old:
+    pending.extend(option for option in COLD if started[option] != wanted[option])
+    new = dict((disk['name'], disk) for disk in wanted['disks'])
+    old = dict((disk['name'], disk) for disk in started['disks'])
+    for name in sorted(set(paths) - set(new)):
+        if paths[name] in live['disks']:
+            disk = old.get(name)
+            if disk is not None and disk['bus'] in COLD_BUSES:
+                pending.append('disks:%s' % name)
+            else:
+                steps.append(('detach', name))
+    for disk in wanted['disks']:
+        before = old.get(disk['name'])
+        if paths[disk['name']] not in live['disks']:
             if disk['bus'] in COLD_BUSES:
                 pending.append('disks:%s' % disk['name'])
             else:
                 steps.append(('attach', disk))
-        elif dict(old[disk['name']], size=None) != dict(disk, size=None):
+        elif before is not None and dict(before, size=None) != dict(disk, size=None):
             # Its size is the volume's, grown live; any other change is a new device.
             pending.append('disks:%s' % disk['name'])
-    for amount, maximum in (('memory', 'max_memory'), ('vcpus', 'max_vcpus')):
-        old_max, new_max = before[maximum] or before[amount], after[maximum] or after[amount]
-        if after[amount] != before[amount]:
-            if after[amount] <= old_max:
-                steps.append((amount, after[amount]))
-            else:
-                pending.append(amount)
-        if new_max != old_max:
-            pending.append(maximum)
+    if wanted['memory'] != live['memory']:
+        if wanted['memory'] <= live['max_memory']:
+            steps.append(('memory', wanted['memory']))
+        else:
+            pending.append('memory')
+    if (wanted['max_memory'] or wanted['memory']) != live['max_memory']:
+        pending.append('max_memory')
+    if wanted['vcpus'] > live['vcpus'] and wanted['vcpus'] <= live['max_vcpus']:
+        steps.append(('vcpus', wanted['vcpus']))
+    elif wanted['vcpus'] != live['vcpus']:
+        # More than the maximum, or fewer: the vCPUs a guest booted with do not unplug.
+        pending.append('vcpus')
+    if (wanted['max_vcpus'] or wanted['vcpus']) != live['max_vcpus']:
+        pending.append('max_vcpus')
     return steps, pending

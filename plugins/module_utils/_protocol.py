@@ -307,6 +307,16 @@ class Operations:
         """Remove a domain's definition (its NVRAM stays); with remove_snapshots, its
         snapshots first (libvirt refuses a domain that has any)."""
 
+    @operation()
+    def domain_live_xml(self, name):
+        """The definition a domain runs with now (libvirt's live XML, which live changes alter and
+        a redefinition does not), or None when it does not run."""
+
+    @operation(changes=True)
+    def domain_set_live_record(self, name, text):
+        """Put text, an instance's record of its options (see _instance.record), in the live
+        definition of a running domain: what it runs with after a change made live."""
+
     @operation(changes=True)
     def domain_set_memory(self, name, kib):
         """The memory a running guest has, through its balloon (at most its maximum)."""

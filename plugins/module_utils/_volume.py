@@ -9,6 +9,7 @@ import json
 import os
 import stat
 import struct
+from xml.etree import ElementTree
 
 from ansible.module_utils.common.text.formatters import human_to_bytes
 
@@ -297,8 +298,7 @@ class VolumeManager(Manager):
                                  % (self.path, current['virtual_size'], self.size, current['virtual_size']),
                                  error_kind='shrink')
             runner = self.running_user()
-            if runner is None:
-                self.refuse_if_in_use('grow')
+            self.refuse_if_in_use('grow', runner)
             if self.data_file is not None:
                 self.module.fail('%s keeps its data in the external file %s (qcow2 data_file): growing it would '
                                  'grow that file too, whoever it belongs to, so it is refused; copy the image to one '
@@ -434,15 +434,23 @@ class VolumeManager(Manager):
         return None
 
     def running_user(self):
-        """The one running domain that has the image as a disk, or None (none, or several that
-        share it, where refuse_if_in_use says no)."""
+        """The one running domain that has the image as a disk of its own in what it runs with
+        (not as a backing file, nor only in its stored definition), or None: none, or several that
+        share it, where refuse_if_in_use says no."""
         active = set(disk['domain'] for disk in self.module.helper_or_fail.domain_disks()
                      if disk['path'] == self.path and disk['state'] in ACTIVE_STATES)
-        return active.pop() if len(active) == 1 else None
+        if len(active) != 1:
+            return None
+        name = active.pop()
+        live = self.module.helper_or_fail.domain_live_xml(name=name)
+        sources = ElementTree.fromstring(live).iterfind('devices/disk/source') if live else ()
+        return name if self.path in [source.get('file') for source in sources] else None
 
-    def refuse_if_in_use(self, what):
+    def refuse_if_in_use(self, what, runner=None):
+        """Refuse what (grow or remove) on an image that running domains use (but runner, whose
+        QEMU grows it), or that is a disk of a source of linked clones."""
         users = [disk for disk in self.module.helper_or_fail.domain_disks() if disk['path'] == self.path]
-        active = sorted(set(d['domain'] for d in users if d['state'] in ACTIVE_STATES))
+        active = sorted(set(d['domain'] for d in users if d['state'] in ACTIVE_STATES) - set([runner]))
         if active:
             self.module.fail('refusing to %s %s: it is in use by running domain(s) %s; shut them down '
                              'first' % (what, self.path, ', '.join(active)), error_kind='in_use')

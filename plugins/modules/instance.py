@@ -118,12 +118,13 @@ options:
     description:
       - The most memory in MiB the guest may be given while it runs (libvirt's C(<memory>)); O(memory) is what
         it has (C(<currentMemory>)), and a running guest's memory changes at once within this maximum, through
-        its balloon driver. As much as O(memory) when left out (no change while it runs).
+        its balloon driver. For a new guest as much as O(memory) when left out (no change while it runs); an
+        existing guest keeps its own.
     type: int
   vcpus:
     description:
-      - Virtual CPUs; V(1) for a new guest when left out. A running guest gets or loses them at once (CPU hotplug)
-        within O(max_vcpus).
+      - Virtual CPUs; V(1) for a new guest when left out. A running guest gets more at once (CPU hotplug) within
+        O(max_vcpus); fewer wait for its next start (the vCPUs it booted with do not unplug).
     type: int
   max_vcpus:
     description: The most virtual CPUs the guest may have while it runs; as many as O(vcpus) when left out.
@@ -381,9 +382,11 @@ notes:
     O(agent), O(network) or O(networks), O(extra_devices) and O(disks) it was built from, and a task that leaves one
     out keeps the recorded value.
   - "Changes to a running guest: each is made in the stored definition always, and at once where it can be:
-    O(memory) within O(max_memory), O(vcpus) within O(max_vcpus), O(disks) on virtio and scsi, a larger disk.
+    O(memory) within O(max_memory), more O(vcpus) within O(max_vcpus), O(disks) on virtio and scsi, a larger disk.
     The others (O(firmware), O(accelerator), O(agent), the cards, O(extra_devices), the maxima, sata disks) are
-    listed in RV(pending_restart) and apply at the guest's next start, or now with O(apply=restart)."
+    listed in RV(pending_restart) and apply at the guest's next start, or now with O(apply=restart). Each is
+    measured against what the guest runs with, so what waits is listed again by every run until the guest
+    restarts."
   - A task that names a guest that exists without O(image) or O(clone_from) (such as O(name) and
     O(state=shutdown)) changes only what it gives. Without any option that shapes the definition it does not
     touch the definition at all, so it works on any domain of the root; with such options it needs the record
@@ -520,7 +523,7 @@ pending_restart:
   returned: always
   type: list
   elements: str
-  sample: [max_memory, network]
+  sample: [max_memory, networks]
 actions:
   description: What the task did (or would do in check mode), in order.
   returned: always

@@ -276,6 +276,18 @@ class Domains(DriverUser):
         steps.append('destroy')
         return {'done': True, 'steps': steps, 'domain': self.domain_get(name)}
 
+    def domain_live_xml(self, name):
+        dom = self.domain_required(name)
+        return dom.XMLDesc(0) if dom.isActive() else None
+
+    def domain_set_live_record(self, name, text):
+        dom = self.domain_required(name)
+        element = ElementTree.Element('instance')
+        element.text = text
+        dom.setMetadata(self.libvirt.VIR_DOMAIN_METADATA_ELEMENT, ElementTree.tostring(element, encoding='unicode'),
+                        'embedvirt-instance', INSTANCE_NAMESPACE, self.libvirt.VIR_DOMAIN_AFFECT_LIVE)
+        return self.domain_detail(dom)
+
     def domain_set_memory(self, name, kib):
         dom = self.domain_required(name)
         dom.setMemoryFlags(kib, self.libvirt.VIR_DOMAIN_AFFECT_LIVE)

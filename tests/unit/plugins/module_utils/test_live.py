@@ -19,28 +19,49 @@ def options(**changes):
     return dict(DEFINITION, **changes)
 
 
-def test_memory_and_vcpus_within_their_maxima_change_at_once_and_new_maxima_wait():
-    before = options(memory=1024, max_memory=2048, vcpus=1, max_vcpus=2)
-    assert live_changes(before, options(memory=1536, max_memory=2048, vcpus=2, max_vcpus=2)) == (
+def live(memory=1024, max_memory=1024, vcpus=1, max_vcpus=1, disks=()):
+    return dict(memory=memory, max_memory=max_memory, vcpus=vcpus, max_vcpus=max_vcpus, disks=set(disks))
+
+
+def test_memory_and_more_vcpus_within_what_the_guest_runs_with_change_at_once_and_new_maxima_wait():
+    started = options(memory=1024, max_memory=2048, vcpus=1, max_vcpus=2)
+    now = live(max_memory=2048, max_vcpus=2)
+    assert live_changes(started, options(memory=1536, max_memory=2048, vcpus=2, max_vcpus=2), now, {}) == (
         [('memory', 1536), ('vcpus', 2)], [])
-    assert live_changes(before, options(memory=4096, max_memory=4096, vcpus=1, max_vcpus=4)) == (
+    assert live_changes(started, options(memory=4096, max_memory=4096, vcpus=1, max_vcpus=4), now, {}) == (
         [], ['memory', 'max_memory', 'max_vcpus'])
     # Without a maximum, the memory is its own: less is given at once, and the smaller maximum waits.
-    assert live_changes(options(memory=1024), options(memory=512)) == ([('memory', 512)], ['max_memory'])
+    assert live_changes(options(memory=1024), options(memory=512), live(), {}) == ([('memory', 512)], ['max_memory'])
+
+
+def test_what_waited_still_waits_on_the_next_run_and_is_measured_against_the_running_guest():
+    # The stored definition already says 4096 (an earlier run); the guest still runs with 1024.
+    assert live_changes(options(), options(memory=2048, max_memory=4096), live(), {}) == (
+        [], ['memory', 'max_memory'])
+    assert live_changes(options(), options(firmware='uefi'), live(), {}) == ([], ['firmware'])
+
+
+def test_fewer_vcpus_wait_as_the_guest_booted_with_them():
+    assert live_changes(options(vcpus=2, max_vcpus=2), options(vcpus=1, max_vcpus=2), live(vcpus=2, max_vcpus=2),
+                        {}) == ([], ['vcpus'])
 
 
 def test_disks_on_virtio_and_scsi_plug_sata_and_other_changes_wait():
-    before = options(disks=[disk('a'), disk('b', bus='sata'), disk('c'), disk('d', bus='scsi')])
-    after = options(disks=[disk('a', size='9G'), disk('c', format='raw'), disk('e', bus='scsi'), disk('f', bus='sata')],
-                    networks=[{'type': 'none'}], firmware='uefi')
-    steps, pending = live_changes(before, after)
-    assert steps == [('detach', disk('d', bus='scsi')), ('attach', disk('e', bus='scsi'))]
+    started = options(disks=[disk('a'), disk('b', bus='sata'), disk('c'), disk('d', bus='scsi')])
+    wanted = options(disks=[disk('a', size='9G'), disk('c', format='raw'), disk('e', bus='scsi'), disk('f', bus='sata')],
+                     networks=[{'type': 'none'}], firmware='uefi')
+    paths = dict((name, '/i/' + name) for name in 'abcdefg')
+    # g was hot-plugged by an earlier run (the guest started without it) and is no longer asked for.
+    steps, pending = live_changes(started, wanted, live(disks=['/i/a', '/i/b', '/i/c', '/i/d', '/i/g']), paths)
+    assert steps == [('detach', 'd'), ('detach', 'g'), ('attach', disk('e', bus='scsi'))]
     assert pending == ['firmware', 'networks', 'disks:b', 'disks:c', 'disks:f']
 
 
-def test_no_change_is_no_step():
-    before = options(disks=[disk('a')])
-    assert live_changes(before, dict(before)) == ([], [])
+def test_no_change_is_no_step_and_a_disk_plugged_before_is_not_plugged_again():
+    started = options(disks=[disk('a')])
+    assert live_changes(started, dict(started), live(disks=['/i/a']), {'a': '/i/a'}) == ([], [])
+    wanted = options(disks=[disk('a'), disk('b')])
+    assert live_changes(started, wanted, live(disks=['/i/a', '/i/b']), {'a': '/i/a', 'b': '/i/b'}) == ([], [])
 
 
 def test_targets_stay_with_their_disks_and_new_ones_take_the_first_free():
