@@ -135,9 +135,11 @@ options:
       - Each keeps its target (C(vdc), C(vdd), ... on virtio; C(sda), ... on scsi and sata) while it stays in the list,
         whatever is added or removed around it.
       - A disk added to a running guest on virtio or scsi is hot-plugged and one removed is hot-unplugged (the guest
-        must let go of it); sata waits for the next start (RV(pending_restart)). A larger O(disks[].size) grows
-        the image, through the guest's QEMU while it runs, so the guest sees the new size at once; a smaller one is
-        refused.
+        must let go of it); sata waits for the next start (RV(pending_restart)). The definition has 14 PCIe root
+        ports, of which a guest's own devices take about six: about eight virtio disks (or a scsi controller) can be
+        hot-plugged into a running guest, and libvirt refuses more; add those while it is shut off.
+      - A larger O(disks[].size) grows the image, through the guest's QEMU while it runs, so the guest sees the new
+        size at once; a smaller one is refused.
       - A disk removed from the list keeps its file unless O(remove_disks=true).
       - None for a new guest when left out; an existing guest keeps its own.
     type: list
