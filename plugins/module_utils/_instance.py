@@ -505,8 +505,8 @@ class InstanceManager(Manager):
             return False
         built_on = images_built_on(root_dir, relative)
         if built_on:
-            self.module.warn('%s is kept: %s %s built on it' % (path, ', '.join(built_on),
-                                                                 'is' if len(built_on) == 1 else 'are'))
+            verb = 'is' if len(built_on) == 1 else 'are'
+            self.module.warn('%s is kept: %s %s built on it' % (path, ', '.join(built_on), verb))
         return bool(built_on)
 
     def ensure_existing_disk(self):

@@ -136,7 +136,7 @@ options:
         whatever is added or removed around it.
       - A disk added to a running guest on virtio or scsi is hot-plugged and one removed is hot-unplugged (the guest
         must let go of it); sata waits for the next start (RV(pending_restart)). The definition has 14 PCIe root
-        ports, of which a guest's own devices take about six: about eight virtio disks (or a scsi controller) can be
+        ports, of which a guest's own devices take about six, so about eight virtio disks (or a scsi controller) can be
         hot-plugged into a running guest, and libvirt refuses more; add those while it is shut off.
       - A larger O(disks[].size) grows the image, through the guest's QEMU while it runs, so the guest sees the new
         size at once; a smaller one is refused.
