@@ -464,6 +464,26 @@ EXAMPLES = r'''
     apply: restart  # max_memory and max_vcpus wait for a start: restart web for them now
   register: web
 
+- name: A guest with two cards, SSH forwarded on the first, the second on a host bridge
+  embedvirt.libvirt.instance:
+    root: /srv/vms
+    name: db
+    image: /srv/images/debian-12-genericcloud-amd64.qcow2
+    checksum: sha512:<from SHA512SUMS>
+    networks:
+      - type: user
+        port_forwards:
+          - {host: 2223, guest: 22}
+      - type: bridge
+        bridge: br0
+    cloud_init:
+      network_config:
+        version: 2
+        ethernets:
+          all:
+            match: {name: "en*"}
+            dhcp4: true
+
 - name: Reboot web (a new QEMU, so every change applies)
   embedvirt.libvirt.instance:
     root: /srv/vms
