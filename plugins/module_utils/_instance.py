@@ -461,10 +461,13 @@ class InstanceManager(Manager):
         for index, (path, backing, backing_format, dummy) in enumerate(self.clone):
             self.ensure_overlay(path, backing, backing_format, self.params['disk_size'] if index == 0 else None)
 
+    def data_disk_path(self, disk):
+        """The file of a data disk (see _data_disks.disk_file)."""
+        return self.root.join(os.path.join(IMAGES, _data_disks.disk_file(self.name, disk)))
+
     def data_disk_paths(self):
         """[(path, disk)] of the data disks the task's options name."""
-        return [(self.root.join(os.path.join(IMAGES, _data_disks.disk_file(self.name, disk))), disk)
-                for disk in self.options['disks'] or ()]
+        return [(self.data_disk_path(disk), disk) for disk in self.options['disks'] or ()]
 
     def ensure_data_disks(self):
         """Each data disk's file: made (an overlay with backing_file), or the given one checked;
@@ -484,8 +487,7 @@ class InstanceManager(Manager):
         if not self.params['remove_disks'] or before is None or self.params['disks'] is None:
             return
         names = set(disk['name'] for disk in self.options['disks'])
-        dropped = [self.root.join(os.path.join(IMAGES, _data_disks.disk_file(self.name, disk))) for disk in before['disks']
-                   if disk['name'] not in names and not disk['file']]
+        dropped = [self.data_disk_path(disk) for disk in before['disks'] if disk['name'] not in names and not disk['file']]
         users = {}
         for disk in self.module.helper_or_fail.domain_disks():
             users.setdefault(disk['path'], set()).add(disk['domain'])
@@ -593,6 +595,7 @@ class InstanceManager(Manager):
         live_xml = helper.domain_live_xml(name=self.name)
         if live_xml is None:
             return
+        live_tree = ElementTree.fromstring(live_xml)
         # What the guest runs with: the record it started with, as changes made live updated it.
         started = recorded_options(live_xml)
         if started is None:
@@ -600,17 +603,16 @@ class InstanceManager(Manager):
             steps, self.pending = [], ['definition'] if 'redefine' in self.actions else []
         else:
             stored = recorded_options(self.current['xml']) or started
-            paths = dict((disk['name'], self.root.join(os.path.join(IMAGES, _data_disks.disk_file(self.name, disk))))
+            paths = dict((disk['name'], self.data_disk_path(disk))
                          for disk in stored['disks'] + started['disks'] + self.options['disks'])
             # Its memory as the record has it: libvirt's live figure follows the balloon, which takes
             # a while to get there.
-            now = dict(_live.running(live_xml), memory=started['memory'])
+            now = dict(_live.running(live_tree), memory=started['memory'])
             steps, self.pending = _live.live_changes(started, record(self.options), now, paths)
         new = dict((disk['name'], entry) for disk, entry in zip(self.options['disks'], data))
-        live_disks = dict((disk.find('source').get('file'), disk)
-                          for disk in ElementTree.fromstring(live_xml).iterfind('devices/disk')
+        live_disks = dict((disk.find('source').get('file'), disk) for disk in live_tree.iterfind('devices/disk')
                           if disk.find('source') is not None)
-        scsi_controller = ElementTree.fromstring(live_xml).find("devices/controller[@type='scsi']") is not None
+        scsi_controller = live_tree.find("devices/controller[@type='scsi']") is not None
         for kind, value in steps:
             if kind == 'memory' and self.plan('memory %d MiB live' % value):
                 helper.domain_set_memory(name=self.name, kib=value * 1024)
@@ -689,8 +691,7 @@ class InstanceManager(Manager):
         files = [self.disk, self.seed] + self.clone_overlays(current) + self.nvram(current)
         recorded = recorded_options(current['xml']) if current else None
         if self.params['remove_disks'] and recorded:
-            files += [self.root.join(os.path.join(IMAGES, _data_disks.disk_file(self.name, disk)))
-                      for disk in recorded['disks'] if not disk['file']]
+            files += [self.data_disk_path(disk) for disk in recorded['disks'] if not disk['file']]
         # The same rule as creation's: a file named after this instance that another domain uses
         # is that domain's (also when no domain of this name exists, as in an idempotent clean-up).
         users = {}
@@ -727,27 +728,14 @@ class InstanceManager(Manager):
     def own_disks(self, xml):
         """The disks of a definition this module makes for the instance, [(path, target)] in
         order: its disk, its seed and a linked clone's further overlays."""
-        disks = []
-        for disk in ElementTree.fromstring(xml).iterfind('devices/disk'):
-            source, target = disk.find('source'), disk.find('target')
-            if source is None or target is None:
-                continue
-            path = source.get('file')
-            if path in (self.disk, self.seed, self.root.join(instance_disk(self.name, target.get('dev')))):
-                disks.append((path, target.get('dev')))
-        return disks
+        return [(path, target) for path, target in _data_disks.current_targets(xml).items()
+                if path in (self.disk, self.seed, self.root.join(instance_disk(self.name, target)))]
 
     def clone_overlays(self, domain):
         """A linked clone's further disks, images/<name>-<target>.qcow2 (never its source's)."""
         if not domain or clone_source(domain['xml']) is None:
             return []
-        overlays = []
-        for disk in ElementTree.fromstring(domain['xml']).iterfind('devices/disk'):
-            path, target = disk.find('source'), disk.find('target')
-            if path is not None and target is not None and path.get('file') == self.root.join(
-                    instance_disk(self.name, target.get('dev'))):
-                overlays.append(path.get('file'))
-        return overlays
+        return [path for path, dummy in self.own_disks(domain['xml']) if path not in (self.disk, self.seed)]
 
     def nvram(self, domain):
         """The NVRAM file libvirt made for the domain under the root, if any: the one its XML

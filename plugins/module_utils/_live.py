@@ -13,8 +13,6 @@ Everything is measured against what the guest runs with (its live definition), n
 stored one: a change that waited stays pending on every run until the guest restarts, and a
 change made live is not made twice."""
 
-from xml.etree import ElementTree
-
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._data_disks import COLD_BUSES
 
 # Options whose change waits for the next start, whatever it is.
@@ -22,11 +20,9 @@ COLD = ('firmware', 'accelerator', 'agent', 'networks', 'extra_devices')
 KIB_PER_UNIT = {'KiB': 1, 'k': 1, 'MiB': 1024, 'M': 1024, 'GiB': 1024 ** 2, 'G': 1024 ** 2}
 
 
-def running(xml):
-    """What a live definition gives the guest: memory and max_memory (MiB), vcpus and max_vcpus,
-    and disks, the files attached."""
-    tree = ElementTree.fromstring(xml)
-
+def running(tree):
+    """What a live definition (parsed) gives the guest: memory and max_memory (MiB), vcpus and
+    max_vcpus, and disks, the files attached."""
     def mib(tag):
         element = tree.find(tag)
         return int(element.text) * KIB_PER_UNIT.get(element.get('unit', 'KiB'), 1) // 1024

@@ -297,8 +297,7 @@ class VolumeManager(Manager):
                                  'is refused; give a size of at least %d bytes'
                                  % (self.path, current['virtual_size'], self.size, current['virtual_size']),
                                  error_kind='shrink')
-            runner = self.running_user()
-            self.refuse_if_in_use('grow', runner)
+            runner = self.refuse_if_in_use('grow')
             if self.data_file is not None:
                 self.module.fail('%s keeps its data in the external file %s (qcow2 data_file): growing it would '
                                  'grow that file too, whoever it belongs to, so it is refused; copy the image to one '
@@ -433,24 +432,25 @@ class VolumeManager(Manager):
                 os.unlink(self.place[1], dir_fd=self.dir_fd)
         return None
 
-    def running_user(self):
-        """The one running domain that has the image as a disk of its own in what it runs with
-        (not as a backing file, nor only in its stored definition), or None: none, or several that
-        share it, where refuse_if_in_use says no."""
-        active = set(disk['domain'] for disk in self.module.helper_or_fail.domain_disks()
-                     if disk['path'] == self.path and disk['state'] in ACTIVE_STATES)
+    def running_user(self, active):
+        """Of the running domains that name the image (active), the one that has it as a disk of
+        its own in what it runs with (not as a backing file, nor only in its stored definition),
+        or None: none, or several that share it."""
         if len(active) != 1:
             return None
-        name = active.pop()
+        name = next(iter(active))
         live = self.module.helper_or_fail.domain_live_xml(name=name)
         sources = ElementTree.fromstring(live).iterfind('devices/disk/source') if live else ()
         return name if self.path in [source.get('file') for source in sources] else None
 
-    def refuse_if_in_use(self, what, runner=None):
-        """Refuse what (grow or remove) on an image that running domains use (but runner, whose
-        QEMU grows it), or that is a disk of a source of linked clones."""
+    def refuse_if_in_use(self, what):
+        """Refuse what (grow or remove) on an image that running domains use, or that is a disk of
+        a source of linked clones. To grow it, one running guest's QEMU may (running_user): that
+        guest is returned, or None."""
         users = [disk for disk in self.module.helper_or_fail.domain_disks() if disk['path'] == self.path]
-        active = sorted(set(d['domain'] for d in users if d['state'] in ACTIVE_STATES) - set([runner]))
+        active = set(d['domain'] for d in users if d['state'] in ACTIVE_STATES)
+        runner = self.running_user(active) if what == 'grow' else None
+        active = sorted(active - set([runner]))
         if active:
             self.module.fail('refusing to %s %s: it is in use by running domain(s) %s; shut them down '
                              'first' % (what, self.path, ', '.join(active)), error_kind='in_use')
@@ -465,6 +465,7 @@ class VolumeManager(Manager):
         if defined and what == 'remove':
             self.module.warn('%s is named in the definition of domain(s) %s, which will not start '
                              'without it' % (self.path, ', '.join(defined)))
+        return runner
 
 
 def refuse_protocol(module, name):

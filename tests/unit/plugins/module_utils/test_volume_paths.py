@@ -179,8 +179,7 @@ def test_qemu_img_info_is_told_the_format_a_guest_cannot_change(short_tmp):
 def test_commas_in_image_opts_are_doubled(short_tmp, monkeypatch):
     root, images = make_images(short_tmp)
     volume = manager(root, path='a,b.qcow2', size='1M', encryption_passphrase='secret words')
-    monkeypatch.setattr(volume_utils.VolumeManager, 'refuse_if_in_use', lambda self, what, runner=None: None)
-    monkeypatch.setattr(volume_utils.VolumeManager, 'running_user', lambda self: None)
+    monkeypatch.setattr(volume_utils.VolumeManager, 'refuse_if_in_use', lambda self, what: None)
     volume.run()
     grown = manager(root, path='a,b.qcow2', size='2M', encryption_passphrase='secret words')
     grown.run()
