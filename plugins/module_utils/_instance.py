@@ -184,12 +184,22 @@ def recorded_options(xml):
                for disk in options['disks']):
         return None
     try:
-        _network.interfaces_xml(options['networks'], 'x')
+        _network.interfaces_xml(options['networks'], 'x', _network.PASST)
     except (ValueError, TypeError, KeyError, AttributeError):
         return None
     if _data_disks.disks_problem(options['disks']):
         return None
     return options
+
+
+def cards_by_mac(elements):
+    """{MAC: element} of <interface> elements that have one."""
+    cards = {}
+    for element in elements:
+        mac = element.find('mac')
+        if mac is not None and mac.get('address'):
+            cards[mac.get('address').lower()] = element
+    return cards
 
 
 def clone_source(xml):
@@ -262,6 +272,8 @@ class InstanceManager(Manager):
         self.domain = None
         self.diff = None
         self.network = self.files = self.seed_bytes = None
+        # The backend of the user-mode cards and why (see _network.user_backend).
+        self.backend = (_network.SLIRP, None)
         # The task's options, with those of DEFINITION it leaves out as the guest has them.
         self.options = None
         # A linked clone's disks (see clone_disks), once check_inputs found its source fit.
@@ -354,8 +366,10 @@ class InstanceManager(Manager):
             self.module.fail("the files of instance '%s' are disks of other domains: %s; this task would overwrite "
                              "them: choose another name for the instance" % (self.name, ', '.join(taken)),
                              error_kind='in_use')
+        if any((network or {}).get('type') == 'user' for network in self.options['networks']):
+            self.backend = self.user_backend()
         try:
-            self.network = _network.interfaces_xml(self.options['networks'], self.name)
+            self.network = _network.interfaces_xml(self.options['networks'], self.name, self.backend[0])
         except ValueError as e:
             self.module.fail(str(e), error_kind='value')
         # An existing guest's seed stays as it is unless the task gives cloud_init.
@@ -609,6 +623,12 @@ class InstanceManager(Manager):
             # a while to get there.
             now = dict(_live.running(live_tree), memory=started['memory'])
             steps, self.pending = _live.live_changes(started, record(self.options), now, paths)
+            cards, pending = _live.card_changes(
+                _network.own_macs(self.name, [started['networks'], self.options['networks']]),
+                cards_by_mac(ElementTree.fromstring(element) for element in self.network[0]),
+                cards_by_mac(live_tree.iterfind('devices/interface')), self.network[1],
+                [arg.get('value') for arg in live_tree.iter('{%s}arg' % _network.QEMU_NAMESPACE)])
+            steps, self.pending = steps + cards, self.pending + pending
         new = dict((disk['name'], entry) for disk, entry in zip(self.options['disks'], data))
         live_disks = dict((disk.find('source').get('file'), disk) for disk in live_tree.iterfind('devices/disk')
                           if disk.find('source') is not None)
@@ -630,6 +650,8 @@ class InstanceManager(Manager):
                 if self.plan('attach %s (%s) live' % (path, target)):
                     self.domain = helper.domain_attach(name=self.name, xml=ElementTree.tostring(
                         _data_disks.disk_element(path, target, fmt, bus), encoding='unicode'))
+            elif kind in ('plug', 'unplug'):
+                self.plug_card(kind, value)
             elif kind == 'detach':
                 element = live_disks[paths[value]]
                 if self.plan('detach %s (%s) live' % (paths[value], element.find('target').get('dev'))):
@@ -646,6 +668,25 @@ class InstanceManager(Manager):
         else:
             self.module.warn("%s of '%s' wait(s) for its next start (state=restarted, or apply=restart, restarts it)"
                              % (', '.join(self.pending), self.name))
+
+    def plug_card(self, kind, element):
+        """A card libvirt knows plugged into the running guest, or unplugged (when the guest lets go)."""
+        helper, mac = self.module.helper_or_fail, element.find('mac').get('address')
+        xml = ElementTree.tostring(element, encoding='unicode')
+        if kind == 'plug' and self.plan('attach card %s live' % mac):
+            self.domain = helper.domain_attach(name=self.name, xml=xml)
+        elif kind == 'unplug' and self.plan('detach card %s live' % mac):
+            outcome = helper.domain_detach(name=self.name, xml=xml)
+            self.domain = outcome['domain']
+            if not outcome['gone']:
+                self.pending.append('networks (the guest has not let go of card %s yet)' % mac)
+
+    def user_backend(self):
+        """(backend, why) of this guest's user-mode cards: passt where the root's helper runs it."""
+        if self.module.root_missing:
+            return _network.SLIRP, 'predicted: root %s does not exist yet, and a run creates it and chooses' % self.root.path
+        status = self.module.guard(self.module.client.ensure)
+        return _network.user_backend(status['libvirt'], status.get('passt'), self.current and self.current['xml'])
 
     def kvm_usable(self):
         """What accelerator=auto makes of a guest: KVM when the root's QEMU may open /dev/kvm, for a
@@ -777,6 +818,8 @@ class InstanceManager(Manager):
             result['xml'] = self.domain['xml']
             result['forwarded_ports'] = _network.forwarded_ports(self.domain['xml'])
             result['interfaces'] = self.interfaces()
+        if self.backend[1]:
+            result['network_backend'] = dict(name=self.backend[0], reason=self.backend[1])
         if self.diff and self.module.diff_mode:
             result['diff'] = self.diff
         return result

@@ -7,16 +7,18 @@
 
 """What a change of a running instance's options does to the guest at once, and what waits for
 its next start: the stored definition always changes; memory within its maximum (the balloon),
-more vCPUs within theirs (hotplug) and data disks on a bus that hot-plugs also change live.
+more vCPUs within theirs (hotplug), data disks on a bus that hot-plugs and the cards libvirt
+knows (bridge, tap, passt) also change live.
 
 Everything is measured against what the guest runs with (its live definition), not against the
 stored one: a change that waited stays pending on every run until the guest restarts, and a
 change made live is not made twice."""
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._data_disks import COLD_BUSES
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._network import card_key
 
 # Options whose change waits for the next start, whatever it is.
-COLD = ('firmware', 'accelerator', 'agent', 'networks', 'extra_devices')
+COLD = ('firmware', 'accelerator', 'agent', 'extra_devices')
 KIB_PER_UNIT = {'KiB': 1, 'k': 1, 'MiB': 1024, 'M': 1024, 'GiB': 1024 ** 2, 'G': 1024 ** 2}
 
 
@@ -75,3 +77,16 @@ def live_changes(started, wanted, live, paths):
     if (wanted['max_vcpus'] or wanted['vcpus']) != live['max_vcpus']:
         pending.append('max_vcpus')
     return steps, pending
+
+
+def card_changes(ours, wanted, live, wanted_args, live_args):
+    """(steps, pending) for a running guest's cards. wanted: {MAC: <interface> element} of the
+    cards libvirt knows in the new definition; live: the same of the live definition; ours:
+    the MACs that may be this collection's cards (a card another device list added stays);
+    wanted_args and live_args: QEMU's arguments of the slirp cards, which live on QEMU's command
+    line and change only with a new QEMU. steps: ('unplug', element), ('plug', element);
+    pending: ['networks'] when a card changed in place or a slirp card changed."""
+    steps = [('unplug', element) for mac, element in sorted(live.items()) if mac in ours and mac not in wanted]
+    steps += [('plug', element) for mac, element in sorted(wanted.items()) if mac not in live]
+    changed = any(card_key(live[mac]) != card_key(element) for mac, element in wanted.items() if mac in live)
+    return steps, ['networks'] if changed or list(wanted_args) != list(live_args) else []

@@ -5,14 +5,15 @@
 # This is a private module: it is not part of this collection's public API and may change
 # without notice in any release.
 
-"""A guest's network card without libvirt networks, and the ports user networking forwards.
+"""A guest's network cards without libvirt networks, and the ports user networking forwards.
 
-Embedded roots have no network driver. User-mode networking with port forwards goes through
-QEMU's slirp `hostfwd`, given on QEMU's command line (<qemu:commandline>), because libvirt
-9.0's own ways do not work here: its parser refuses <backend type='passt'/> on an
-<interface type='user'> ("Invalid value for attribute 'type' in element 'backend'"), and
-without passt it accepts a <portForward> but QEMU never binds the port. slirp needs no
-privilege, so the same arguments serve a root run as uid 0 and one run as an ordinary user.
+Embedded roots have no network driver. A user-mode card (no privilege: the same for a root
+run as uid 0 and one of an ordinary user) has one of two backends, chosen by user_backend:
+passt, through libvirt's own <backend type='passt'/> and <portForward> (IPv4 and IPv6), where
+libvirt runs it here and the passt program is installed; else QEMU's slirp with its `hostfwd`,
+given on QEMU's command line (<qemu:commandline>), because libvirt 9.0 refuses the passt
+backend ("Invalid value for attribute 'type' in element 'backend'") and, without passt,
+accepts a <portForward> but QEMU never binds the port.
 """
 
 import errno
@@ -22,6 +23,8 @@ import os
 import re
 import socket
 from xml.etree import ElementTree
+
+from ansible_collections.embedvirt.libvirt.plugins.module_utils import _versions
 
 QEMU_NAMESPACE = 'http://libvirt.org/schemas/domain/qemu/1.0'
 # A user-mode card's netdev is embedvirt-net<index>.
@@ -39,6 +42,9 @@ PROTOCOLS = ('tcp', 'udp')
 DEFAULT_ADDRESS = '127.0.0.1'
 # slirp binds a forward without an address on every IPv4 address.
 ANY_ADDRESS = '0.0.0.0'
+ANY_ADDRESSES = (ANY_ADDRESS, '::')
+# The backends of a user-mode card (see user_backend).
+PASST, SLIRP = 'passt', 'slirp'
 MAC_PATTERN = re.compile(r'^[0-9a-f]{2}(:[0-9a-f]{2}){5}$')
 HOSTFWD_PATTERN = re.compile(r'^(tcp|udp)?:([^:]*):(\d+)-([^:]*):(\d+)$')
 
@@ -50,20 +56,52 @@ def stable_mac(name):
     return '52:54:00:' + ':'.join('%02x' % byte for byte in digest[:3])
 
 
-def interfaces_xml(networks, name):
+def user_backend(libvirt_version, passt_path, current_xml=None):
+    """(backend, why) for a guest's user-mode cards: what its definition already uses (so that
+    a new libvirt or passt never redefines a guest by itself), else passt where this libvirt
+    runs it and the hypervisor has it (passt_path, as the helper finds it), else slirp."""
+    used = backend_of(current_xml) if current_xml else None
+    if used:
+        return used, 'the guest is defined with it (undefine the guest, or make a new one, to choose again)'
+    if not _versions.at_least(libvirt_version, _versions.PASST_WORKS):
+        return SLIRP, ('libvirt %s cannot run passt for an embedded root (%s or newer can)'
+                       % (libvirt_version, _versions.text(_versions.PASST_WORKS)))
+    if not passt_path:
+        return SLIRP, ('passt is not installed on the hypervisor: install its package (the '
+                       'embedvirt.libvirt.host role does) for IPv6 and libvirt\'s own port forwards')
+    return PASST, 'libvirt %s runs %s' % (libvirt_version, passt_path)
+
+
+def backend_of(domain_xml):
+    """The backend a definition's user-mode cards have, or None when it has none."""
+    try:
+        tree = ElementTree.fromstring(domain_xml)
+    except ElementTree.ParseError:
+        return None
+    if any(interface.find("backend[@type='passt']") is not None
+           for interface in tree.iterfind("devices/interface[@type='user']")):
+        return PASST
+    args = [arg.get('value', '') for arg in tree.iter('{%s}arg' % QEMU_NAMESPACE)]
+    if any(option in ('-netdev', '-nic') and value.startswith('user') for option, value in zip(args, args[1:])):
+        return SLIRP
+    return None
+
+
+def interfaces_xml(networks, name, backend=SLIRP):
     """The <interface> elements (text) and the QEMU arguments of a guest's cards, one per entry
-    of the `networks` option of a guest called name, in order; ValueError naming the fix."""
+    of the `networks` option of a guest called name, in order, its user-mode cards on backend;
+    ValueError naming the fix."""
     if len(networks) > MAX_NICS:
         raise ValueError('networks has %d cards, more than the %d a guest may have here' % (len(networks), MAX_NICS))
     elements, args = [], []
     for index, network in enumerate(networks):
-        element, more = interface_xml(network, name, index)
+        element, more = interface_xml(network, name, index, backend)
         elements += [element] if element else []
         args += more
     return elements, args
 
 
-def interface_xml(network, name, index=0):
+def interface_xml(network, name, index=0, backend=SLIRP):
     """The <interface> element (text, '' for none) and the QEMU arguments for one card, the
     index-th, of a guest called name; ValueError naming the fix for a value that cannot work.
     Its MAC, when not given, comes from the name (and the index after the first card)."""
@@ -71,13 +109,23 @@ def interface_xml(network, name, index=0):
     kind = network.get('type') or 'none'
     if kind not in TYPES:
         raise ValueError("network type '%s' is unknown: use one of %s" % (kind, ', '.join(TYPES)))
-    forwards = normalize_forwards(network.get('port_forwards'))
+    forwards = normalize_forwards(network.get('port_forwards'), ipv6=backend == PASST)
     if forwards and kind != 'user':
         raise ValueError("port_forwards need network type 'user' (got '%s'): a guest on a bridge or "
                          "tap device is reached at its own address" % kind)
     if kind == 'none':
         return '', []
     mac = normalize_mac(network.get('mac') or stable_mac(name if index == 0 else '%s/%d' % (name, index)))
+    if kind == 'user' and backend == PASST:
+        element = ElementTree.Element('interface', type='user')
+        ElementTree.SubElement(element, 'mac', address=mac)
+        ElementTree.SubElement(element, 'model', type='virtio')
+        ElementTree.SubElement(element, 'backend', type='passt')
+        for forward in forwards:
+            port_forward = ElementTree.SubElement(element, 'portForward', proto=forward['protocol'],
+                                                  address=forward['address'])
+            ElementTree.SubElement(port_forward, 'range', start=str(forward['host']), to=str(forward['guest']))
+        return ElementTree.tostring(element, encoding='unicode'), []
     if kind == 'user':
         netdev = ','.join(['user', 'id=' + NETDEV_ID % index] + ['hostfwd=%s:%s:%d-:%d' % (
             forward['protocol'], forward['address'], forward['host'], forward['guest']) for forward in forwards])
@@ -93,6 +141,32 @@ def interface_xml(network, name, index=0):
     ElementTree.SubElement(element, 'mac', address=mac)
     ElementTree.SubElement(element, 'model', type='virtio')
     return ElementTree.tostring(element, encoding='unicode'), []
+
+
+def card_key(element):
+    """What makes a card libvirt knows (an <interface> element) the card it is, whatever libvirt
+    added to it (its alias, PCI address, a bridge card's tap device): a change of it is a new card."""
+    def attribute(tag, name):
+        found = element.find(tag)
+        return None if found is None else found.get(name)
+
+    forwards = sorted((forward.get('proto') or 'tcp', ip_text(forward.get('address') or ANY_ADDRESS),
+                       tuple((port_range.get('start'), port_range.get('to')) for port_range in forward.iterfind('range')))
+                      for forward in element.iterfind('portForward'))
+    return (element.get('type'), (attribute('mac', 'address') or '').lower(), attribute('source', 'bridge'),
+            attribute('target', 'dev') if element.get('type') == 'ethernet' else None,
+            attribute('backend', 'type'), attribute('model', 'type'), forwards)
+
+
+def own_macs(name, networks_lists):
+    """The MACs this collection's cards of a guest called name may have: derived from its name,
+    or given in one of networks_lists (each a `networks` option)."""
+    macs = set([stable_mac(name)] + [stable_mac('%s/%d' % (name, index)) for index in range(1, MAX_NICS)])
+    for networks in networks_lists:
+        for network in networks or ():
+            if isinstance(network, dict) and network.get('mac'):
+                macs.add(str(network['mac']).lower())
+    return macs
 
 
 def required_device(network, key):
@@ -113,8 +187,9 @@ def normalize_mac(mac):
     return mac
 
 
-def normalize_forwards(forwards):
-    """port_forwards as complete dicts {host, guest, protocol, address}; ValueError on a bad one."""
+def normalize_forwards(forwards, ipv6=False):
+    """port_forwards as complete dicts {host, guest, protocol, address}, IPv6 addresses only
+    with ipv6 (passt); ValueError on a bad one."""
     result = []
     for forward in forwards or ():
         if not isinstance(forward, dict) or set(forward) - {'host', 'guest', 'protocol', 'address'}:
@@ -132,19 +207,35 @@ def normalize_forwards(forwards):
         protocol = forward.get('protocol') or 'tcp'
         if protocol not in PROTOCOLS:
             raise ValueError("port forward %r: protocol must be tcp or udp" % (forward,))
-        address = forward.get('address') or DEFAULT_ADDRESS
-        if not valid_ipv4(address):
-            raise ValueError("port forward %r: address must be an IPv4 address of this host (QEMU's "
-                             "user networking forwards IPv4 only), such as 127.0.0.1 (the default, "
-                             "this host only) or 0.0.0.0 (every address)" % (forward,))
+        address = ip_text(forward.get('address') or DEFAULT_ADDRESS)
+        if not valid_ipv4(address) and not (ipv6 and address):
+            raise ValueError("port forward %r: address must be an IPv4 address of this host, such as "
+                             "127.0.0.1 (the default, this host only) or 0.0.0.0 (every address)%s"
+                             % (forward, ', or an IPv6 one such as ::1' if ipv6 else
+                                "; IPv6 needs the passt backend (libvirt %s or newer and the passt package), "
+                                "QEMU's slirp forwards IPv4 only" % _versions.text(_versions.PASST_WORKS)))
         normalized = {'host': ports['host'], 'guest': ports['guest'], 'protocol': protocol, 'address': address}
         if any((other['host'], other['protocol']) == (normalized['host'], protocol)
-               and (other['address'] == address or ANY_ADDRESS in (other['address'], address))
+               and (other['address'] == address or same_family_any(other['address'], address))
                for other in result):
             raise ValueError('host port %d (%s) is forwarded twice: give each forward its own host port'
                              % (normalized['host'], protocol))
         result.append(normalized)
     return result
+
+
+def ip_text(address):
+    """An IP address in its normal form ('::1' for '0::1'), or '' for anything else."""
+    try:
+        return str(ipaddress.ip_address(address)) if isinstance(address, str) else ''
+    except ValueError:
+        return ''
+
+
+def same_family_any(one, other):
+    """Whether one of two addresses binds every address of the other's family."""
+    return any(address in ANY_ADDRESSES and ipaddress.ip_address(address).version == ipaddress.ip_address(
+        second).version for address, second in ((one, other), (other, one)))
 
 
 def valid_ipv4(address):
@@ -156,14 +247,29 @@ def valid_ipv4(address):
 
 
 def forwarded_ports(domain_xml):
-    """The ports QEMU's user networking forwards for a domain, from the hostfwd= of the
-    -netdev user (or -nic user) arguments in its <qemu:commandline>."""
+    """The ports user networking forwards for a domain: passt's, from the <portForward>s of its
+    user-mode cards, and slirp's, from the hostfwd= of the -netdev user (or -nic user)
+    arguments in its <qemu:commandline>."""
     try:
         tree = ElementTree.fromstring(domain_xml)
     except ElementTree.ParseError:
         return []
-    args = [arg.get('value', '') for arg in tree.iter('{%s}arg' % QEMU_NAMESPACE)]
     result = []
+    # Without passt, libvirt keeps a <portForward> that nothing binds.
+    passt = [interface for interface in tree.iterfind("devices/interface[@type='user']")
+             if interface.find("backend[@type='passt']") is not None]
+    for port_forward in (element for interface in passt for element in interface.iterfind('portForward')):
+        address = ip_text(port_forward.get('address') or ANY_ADDRESS)
+        protocol = port_forward.get('proto') or 'tcp'
+        for port_range in port_forward.iterfind('range'):
+            try:
+                host = int(port_range.get('start'))
+                guest = int(port_range.get('to') or host)
+            except (TypeError, ValueError):
+                continue
+            if address and protocol in PROTOCOLS and port_range.get('end') is None:
+                result.append({'host': host, 'guest': guest, 'protocol': protocol, 'address': address})
+    args = [arg.get('value', '') for arg in tree.iter('{%s}arg' % QEMU_NAMESPACE)]
     for option, value in zip(args, args[1:]):
         if option not in ('-netdev', '-nic') or not value.startswith('user'):
             continue
@@ -180,10 +286,11 @@ def check_ports_free(forwards):
     """Raise ValueError naming the port, the address and the fix when a forward's host port
     cannot be bound here (taken, privileged or not an address of this host). Call it before
     the guest starts: a running guest holds its own ports."""
-    for forward in normalize_forwards(forwards):
+    for forward in normalize_forwards(forwards, ipv6=True):
         kind = socket.SOCK_STREAM if forward['protocol'] == 'tcp' else socket.SOCK_DGRAM
         where = 'host port %d (%s) on %s' % (forward['host'], forward['protocol'], forward['address'])
-        with socket.socket(socket.AF_INET, kind) as probe:
+        family = socket.AF_INET if valid_ipv4(forward['address']) else socket.AF_INET6
+        with socket.socket(family, kind) as probe:
             # As slirp does for its listening sockets, so a closed connection's TIME_WAIT does not count.
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
@@ -199,7 +306,7 @@ def check_ports_free(forwards):
                                      'from 1024 up' % where)
                 if e.errno == errno.EADDRNOTAVAIL:
                     raise ValueError('%s cannot be bound: %s is not an address of this host; use 127.0.0.1 '
-                                     'or 0.0.0.0, or one of the addresses ip -4 addr lists'
+                                     'or 0.0.0.0 (::1 or :: with passt), or one of the addresses ip addr lists'
                                      % (where, forward['address']))
                 raise ValueError('%s cannot be bound: %s' % (where, e.strerror))
 

@@ -331,8 +331,8 @@ class Operations:
 
     @operation(changes=True)
     def domain_detach(self, name, xml):
-        """Hot-unplug a disk (its XML) from a running guest; {gone, domain}: the guest must let
-        go of it, which libvirt waits a few seconds for (it may still go later)."""
+        """Hot-unplug a disk or a card (its XML) from a running guest; {gone, domain}: the guest
+        must let go of it, which libvirt waits a few seconds for (it may still go later)."""
 
     @operation(changes=True)
     def domain_block_resize(self, name, disk, size):

@@ -197,8 +197,9 @@ domains:
           have for the guest is left out.
         - C(memory.available), C(memory.unused) and C(memory.usable) come from the guest's balloon driver,
           and are the guest's word.
-        - C(interfaces) lists the NICs libvirt knows (bridge, tap); user networking, which runs inside QEMU
-          from its command line, has none.
+        - C(interfaces) lists the NICs libvirt knows, with counters for bridge and tap cards (read from the host's
+          tap device) and none for passt cards; slirp user networking, which runs inside QEMU from its command
+          line, is not listed.
       returned: for running domains, when O(stats=true)
       type: dict
       contains:

@@ -274,7 +274,10 @@ options:
             choices: [tcp, udp]
             default: tcp
           address:
-            description: Host IPv4 address the port is bound to (QEMU's user networking forwards IPv4 only).
+            description:
+              - Host address the port is bound to - V(0.0.0.0) for every IPv4 one.
+              - An IPv6 address (V(::1)) needs the passt backend (see RV(network_backend)); QEMU's slirp
+                forwards IPv4 only. For IPv4 and IPv6, give the port twice, once with each address.
             type: str
             default: 127.0.0.1
       bridge:
@@ -291,7 +294,9 @@ options:
       - The guest's network cards, in order (the guest names them so), each as O(network) describes one; at most
         8. Each card without O(networks[].mac) gets its own MAC from O(name) and its place in the list, so it
         keeps it. Give either O(network) or O(networks).
-      - A change of the cards of a running guest waits for its next start (RV(pending_restart)).
+      - A card added to or removed from the list of a running guest is plugged or unplugged at once when libvirt knows
+        it - V(bridge), V(tap), or V(user) with the passt backend (RV(network_backend)). A user-mode card on slirp
+        (on QEMU's command line) or a card changed in place waits for the guest's next start (RV(pending_restart)).
     type: list
     elements: dict
     suboptions:
@@ -320,7 +325,7 @@ options:
             choices: [tcp, udp]
             default: tcp
           address:
-            description: Host IPv4 address the port is bound to.
+            description: As O(network.port_forwards[].address).
             type: str
             default: 127.0.0.1
       bridge:
@@ -464,7 +469,7 @@ EXAMPLES = r'''
     apply: restart  # max_memory and max_vcpus wait for a start: restart web for them now
   register: web
 
-- name: A guest with two cards, SSH forwarded on the first, the second on a host bridge
+- name: A guest with two cards, SSH forwarded on the first (over IPv6 too with passt), the second on a host bridge
   embedvirt.libvirt.instance:
     root: /srv/vms
     name: db
@@ -474,6 +479,7 @@ EXAMPLES = r'''
       - type: user
         port_forwards:
           - {host: 2223, guest: 22}
+          - {host: 2223, guest: 22, address: '::1'}  # passt only: libvirt 10 or later, package passt
       - type: bridge
         bridge: br0
     cloud_init:
@@ -483,6 +489,11 @@ EXAMPLES = r'''
           all:
             match: {name: "en*"}
             dhcp4: true
+  register: db
+
+- name: Which user networking db got, and why
+  ansible.builtin.debug:
+    msg: "{{ db.network_backend.name }}: {{ db.network_backend.reason }}"
 
 - name: Reboot web (a new QEMU, so every change applies)
   embedvirt.libvirt.instance:
@@ -529,6 +540,21 @@ forwarded_ports:
   type: list
   elements: dict
   sample: [{host: 2222, guest: 22, protocol: tcp, address: 127.0.0.1}]
+network_backend:
+  description:
+    - The backend of the guest's user-mode cards, and why - V(passt) (libvirt's own, IPv4 and IPv6 forwards) where
+      libvirt 10 or later runs it and the hypervisor has the C(passt) program, else V(slirp) (QEMU's, IPv4 only).
+    - A guest keeps the backend it was defined with.
+  returned: when the guest has a user-mode card
+  type: dict
+  contains:
+    name:
+      description: V(passt) or V(slirp).
+      type: str
+    reason:
+      description: Why.
+      type: str
+  sample: {name: passt, reason: libvirt 11.3.0 runs /usr/bin/passt}
 interfaces:
   description:
     - The guest's interfaces and addresses as its guest agent reports them; empty unless O(wait_for=agent).

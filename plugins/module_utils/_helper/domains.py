@@ -305,13 +305,18 @@ class Domains(DriverUser):
 
     def domain_detach(self, name, xml):
         dom = self.domain_required(name)
-        target = parse_xml(xml, 'disk').find('target')
-        if target is None or not target.get('dev'):
-            raise HelperError('xml', 'the disk to detach names no target', 'give <target dev="..."/>')
+        device = parse_xml(xml, 'interface' if xml.lstrip().startswith('<interface') else 'disk')
+        # A disk is found by its target, a card by its MAC.
+        path, key, what = (('devices/interface/mac', 'address', 'MAC') if device.tag == 'interface'
+                           else ('devices/disk/target', 'dev', 'target'))
+        wanted = device.find(path.rsplit('/', 1)[1])
+        if wanted is None or not wanted.get(key):
+            raise HelperError('xml', 'the %s to detach names no %s' % (device.tag, what),
+                              'give <%s %s="..."/>' % (path.rsplit('/', 1)[1], key))
         dom.detachDeviceFlags(xml, self.libvirt.VIR_DOMAIN_AFFECT_LIVE)
         # libvirt returns once the guest let go, or after its own few seconds' wait.
         live = parse_xml(dom.XMLDesc(0), 'domain')
-        gone = all(found.get('dev') != target.get('dev') for found in live.iterfind('devices/disk/target'))
+        gone = all(found.get(key, '').lower() != wanted.get(key).lower() for found in live.iterfind(path))
         return {'gone': gone, 'domain': self.domain_detail(dom)}
 
     def domain_block_resize(self, name, disk, size):

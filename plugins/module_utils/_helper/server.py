@@ -20,6 +20,7 @@ import ctypes
 import errno
 import logging
 import os
+import shutil
 import resource
 import signal
 import socketserver
@@ -235,6 +236,8 @@ class Helper:
             'python': sys.executable,
             'libvirt': self.drivers.libvirt_version(),
             'qemu': self.confinement.status(),
+            # The program libvirt runs for a user-mode card's passt backend, found as libvirt finds it.
+            'passt': shutil.which('passt'),
         }
 
     def stop(self):

@@ -4,11 +4,14 @@
 """_live and _data_disks: what a running guest gets at once, what waits for its next start, and
 data disks that keep their targets."""
 
+from xml.etree import ElementTree
+
 import pytest
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._data_disks import assign_targets, disks_problem
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._instance import DEFINITION
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._live import live_changes
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._instance import DEFINITION, cards_by_mac
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._live import card_changes, live_changes
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._network import interfaces_xml, own_macs, stable_mac
 
 
 def disk(name, bus='virtio', size='1G', **more):
@@ -48,13 +51,14 @@ def test_fewer_vcpus_wait_as_the_guest_booted_with_them():
 
 def test_disks_on_virtio_and_scsi_plug_sata_and_other_changes_wait():
     started = options(disks=[disk('a'), disk('b', bus='sata'), disk('c'), disk('d', bus='scsi')])
+    # Cards are card_changes' (below).
     wanted = options(disks=[disk('a', size='9G'), disk('c', format='raw'), disk('e', bus='scsi'), disk('f', bus='sata')],
                      networks=[{'type': 'none'}], firmware='uefi')
     paths = dict((name, '/i/' + name) for name in 'abcdefg')
     # g was hot-plugged by an earlier run (the guest started without it) and is no longer asked for.
     steps, pending = live_changes(started, wanted, live(disks=['/i/a', '/i/b', '/i/c', '/i/d', '/i/g']), paths)
     assert steps == [('detach', 'd'), ('detach', 'g'), ('attach', disk('e', bus='scsi'))]
-    assert pending == ['firmware', 'networks', 'disks:b', 'disks:c', 'disks:f']
+    assert pending == ['firmware', 'disks:b', 'disks:c', 'disks:f']
 
 
 def test_no_change_is_no_step_and_a_disk_plugged_before_is_not_plugged_again():
@@ -87,3 +91,55 @@ def test_targets_stay_with_their_disks_and_new_ones_take_the_first_free():
 ])
 def test_bad_disks_are_named(disks, problem):
     assert problem in disks_problem(disks)
+
+
+def cards(networks, backend='passt'):
+    elements, args = interfaces_xml(networks, 'web', backend=backend)
+    return cards_by_mac(ElementTree.fromstring(element) for element in elements), args
+
+
+def as_libvirt_keeps_it(elements):
+    """The live form: libvirt adds an alias, a PCI address and a bridge card's tap device."""
+    live = {}
+    for mac, element in elements.items():
+        element = ElementTree.fromstring(ElementTree.tostring(element))
+        ElementTree.SubElement(element, 'alias', name='net0')
+        ElementTree.SubElement(element, 'address', type='pci', bus='0x02')
+        if element.get('type') == 'bridge':
+            ElementTree.SubElement(element, 'target', dev='vnet7')
+        live[mac] = element
+    return live
+
+
+def test_cards_libvirt_knows_are_plugged_and_unplugged_live_and_slirp_ones_wait():
+    user, bridge = {'type': 'user', 'port_forwards': [{'host': 2222, 'guest': 22}]}, {'type': 'bridge', 'bridge': 'br0'}
+    ours = own_macs('web', [])
+    started, dummy = cards([user])
+    wanted, dummy = cards([user, bridge, {'type': 'user'}])
+    steps, pending = card_changes(ours, wanted, as_libvirt_keeps_it(started), [], [])
+    assert [(kind, element.find('mac').get('address')) for kind, element in steps] == sorted(
+        [('plug', stable_mac('web/1')), ('plug', stable_mac('web/2'))]) and pending == []
+    # Once plugged nothing is left to do; taken out of the list, they are unplugged.
+    assert card_changes(ours, wanted, as_libvirt_keeps_it(wanted), [], []) == ([], [])
+    steps, pending = card_changes(ours, started, as_libvirt_keeps_it(wanted), [], [])
+    assert sorted((kind, element.find('mac').get('address')) for kind, element in steps) == sorted(
+        [('unplug', stable_mac('web/1')), ('unplug', stable_mac('web/2'))]) and pending == []
+    # A card changed in place (another bridge, another forward) is a new card: it waits.
+    moved, dummy = cards([user, dict(bridge, bridge='br1')])
+    assert card_changes(ours, moved, as_libvirt_keeps_it(wanted), [], [])[1] == ['networks']
+    forwarded, dummy = cards([dict(user, port_forwards=[{'host': 2223, 'guest': 22}])])
+    assert card_changes(ours, forwarded, as_libvirt_keeps_it(started), [], [])[1] == ['networks']
+    # A slirp card lives on QEMU's command line: any change of it waits for a new QEMU.
+    dummy, slirp_started = cards([user], 'slirp')
+    slirp_wanted, slirp_args = cards([user, bridge, {'type': 'user'}], 'slirp')
+    steps, pending = card_changes(ours, slirp_wanted, {}, slirp_args, slirp_started)
+    assert [kind for kind, dummy in steps] == ['plug'] and pending == ['networks']
+
+
+def test_a_card_that_is_not_ours_stays():
+    theirs = ElementTree.fromstring("<interface type='bridge'><mac address='52:54:00:aa:bb:cc'/>"
+                                    "<source bridge='br9'/></interface>")
+    assert card_changes(own_macs('web', []), {}, {'52:54:00:aa:bb:cc': theirs}, [], []) == ([], [])
+    # One given in the options is ours.
+    ours = own_macs('web', [[{'type': 'bridge', 'bridge': 'br9', 'mac': '52:54:00:AA:BB:CC'}]])
+    assert card_changes(ours, {}, {'52:54:00:aa:bb:cc': theirs}, [], [])[0] == [('unplug', theirs)]

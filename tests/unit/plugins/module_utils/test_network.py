@@ -229,3 +229,53 @@ def test_a_controller_without_procs_network_files_knows_its_addresses_by_its_nam
     assert host_addresses() == name_addresses(socket.gethostname())
     assert name_addresses('198.51.100.9') == {ipaddress.ip_address('198.51.100.9')}
     assert name_addresses('x' * 300) == set()  # no such name: nothing, not an error
+
+
+def test_passt_cards_are_libvirt_interfaces_with_its_port_forwards_ipv6_too():
+    forwards = [{'host': 2222, 'guest': 22, 'protocol': 'tcp', 'address': '127.0.0.1'},
+                {'host': 2222, 'guest': 22, 'protocol': 'tcp', 'address': '::1'},
+                {'host': 8053, 'guest': 53, 'protocol': 'udp', 'address': '0.0.0.0'}]
+    elements, args = interfaces_xml([{'type': 'user', 'port_forwards': forwards}, {'type': 'user'}], 'web', 'passt')
+    assert args == [] and len(elements) == 2
+    card = ElementTree.fromstring(elements[0])
+    assert card.get('type') == 'user' and card.find('backend').get('type') == 'passt'
+    assert card.find('mac').get('address') == stable_mac('web')
+    assert [(f.get('proto'), f.get('address'), f.find('range').get('start'), f.find('range').get('to'))
+            for f in card.iterfind('portForward')] == [('tcp', '127.0.0.1', '2222', '22'), ('tcp', '::1', '2222', '22'),
+                                                       ('udp', '0.0.0.0', '8053', '53')]
+    assert forwarded_ports(domain(devices=''.join(elements))) == forwards
+    # An address in another spelling is written, reported and compared in its normal form.
+    elements, _args = interfaces_xml([{'type': 'user', 'port_forwards': [
+        {'host': 2222, 'guest': 22, 'address': '0:0::1'}]}], 'web', 'passt')
+    assert forwarded_ports(domain(devices=elements[0]))[0]['address'] == '::1'
+
+
+@pytest.mark.parametrize('forwards, says', [
+    ([{'host': 2222, 'guest': 22, 'address': '::1'}, {'host': 2222, 'guest': 80, 'address': '::'}],
+     r'host port 2222 \(tcp\) is forwarded twice'),
+    ([{'host': 2222, 'guest': 22, 'address': 'localhost'}], 'or an IPv6 one such as ::1'),
+])
+def test_bad_passt_forwards_name_the_fix(forwards, says):
+    with pytest.raises(ValueError, match=says):
+        interface_xml({'type': 'user', 'port_forwards': forwards}, 'web', backend='passt')
+
+
+def test_any_address_of_one_family_leaves_the_other_free():
+    interface_xml({'type': 'user', 'port_forwards': [{'host': 2222, 'guest': 22, 'address': '0.0.0.0'},
+                                                     {'host': 2222, 'guest': 22, 'address': '::1'}]}, 'web', backend='passt')
+
+
+@pytest.mark.parametrize('version, passt, current, backend, says', [
+    ('11.3.0', '/usr/bin/passt', None, 'passt', 'libvirt 11.3.0 runs /usr/bin/passt'),
+    ('10.0.0', '/usr/bin/passt', None, 'passt', 'runs /usr/bin/passt'),
+    ('9.0.0', '/usr/bin/passt', None, 'slirp', 'libvirt 9.0.0 cannot run passt for an embedded root (10.0.0 or newer can)'),
+    ('11.3.0', None, None, 'slirp', 'passt is not installed on the hypervisor'),
+    # A guest keeps the backend it was defined with, whatever the host has now.
+    ('11.3.0', '/usr/bin/passt', domain(args=['-netdev', 'user,id=embedvirt-net0']), 'slirp', 'defined with it'),
+    ('9.0.0', None, domain(devices="<interface type='user'><backend type='passt'/></interface>"), 'passt', 'defined with it'),
+    # One without a user-mode card chooses afresh.
+    ('11.3.0', '/usr/bin/passt', domain(devices="<interface type='bridge'/>"), 'passt', 'runs'),
+])
+def test_user_backend_is_passt_where_libvirt_runs_it_and_the_guest_has_no_other(version, passt, current, backend, says):
+    chosen, why = _network.user_backend(version, passt, current)
+    assert chosen == backend and says in why
