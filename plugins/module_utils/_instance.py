@@ -629,6 +629,12 @@ class InstanceManager(Manager):
                 cards_by_mac(live_tree.iterfind('devices/interface')), self.network[1],
                 [arg.get('value') for arg in live_tree.iter('{%s}arg' % _network.QEMU_NAMESPACE)])
             steps, self.pending = steps + cards, self.pending + pending
+        # A card plugged in binds its host ports at once: checked before anything changes live.
+        try:
+            _network.check_ports_free([forward for kind, value in steps if kind == 'plug'
+                                       for forward in _network.card_forwards(value)])
+        except ValueError as e:
+            self.module.fail('%s (the card would be plugged into the running guest)' % e, error_kind='port')
         new = dict((disk['name'], entry) for disk, entry in zip(self.options['disks'], data))
         live_disks = dict((disk.find('source').get('file'), disk) for disk in live_tree.iterfind('devices/disk')
                           if disk.find('source') is not None)
@@ -686,7 +692,8 @@ class InstanceManager(Manager):
         if self.module.root_missing:
             return _network.SLIRP, 'predicted: root %s does not exist yet, and a run creates it and chooses' % self.root.path
         status = self.module.guard(self.module.client.ensure)
-        return _network.user_backend(status['libvirt'], status.get('passt'), self.current and self.current['xml'])
+        return _network.user_backend(status['libvirt'], status.get('passt'), status['qemu']['uid'] is not None,
+                                     self.current and self.current['xml'])
 
     def kvm_usable(self):
         """What accelerator=auto makes of a guest: KVM when the root's QEMU may open /dev/kvm, for a

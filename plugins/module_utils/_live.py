@@ -84,9 +84,14 @@ def card_changes(ours, wanted, live, wanted_args, live_args):
     cards libvirt knows in the new definition; live: the same of the live definition; ours:
     the MACs that may be this collection's cards (a card another device list added stays);
     wanted_args and live_args: QEMU's arguments of the slirp cards, which live on QEMU's command
-    line and change only with a new QEMU. steps: ('unplug', element), ('plug', element);
-    pending: ['networks'] when a card changed in place or a slirp card changed."""
+    line and change only with a new QEMU. steps: ('unplug', element), ('plug', element).
+
+    A card's MAC comes from its place in the list: when a card changed in place (a card taken
+    out or put in before others moves them) or a slirp card changed, every card waits for the
+    next start (pending ['networks']), so a card is never plugged with the MAC of one that runs."""
+    changed = any(card_key(live[mac]) != card_key(element) for mac, element in wanted.items() if mac in live)
+    if changed or list(wanted_args) != list(live_args):
+        return [], ['networks']
     steps = [('unplug', element) for mac, element in sorted(live.items()) if mac in ours and mac not in wanted]
     steps += [('plug', element) for mac, element in sorted(wanted.items()) if mac not in live]
-    changed = any(card_key(live[mac]) != card_key(element) for mac, element in wanted.items() if mac in live)
-    return steps, ['networks'] if changed or list(wanted_args) != list(live_args) else []
+    return steps, []

@@ -56,10 +56,17 @@ def stable_mac(name):
     return '52:54:00:' + ':'.join('%02x' % byte for byte in digest[:3])
 
 
-def user_backend(libvirt_version, passt_path, current_xml=None):
-    """(backend, why) for a guest's user-mode cards: what its definition already uses (so that
-    a new libvirt or passt never redefines a guest by itself), else passt where this libvirt
-    runs it and the hypervisor has it (passt_path, as the helper finds it), else slirp."""
+def user_backend(libvirt_version, passt_path, qemu_account, current_xml=None):
+    """(backend, why) for a guest's user-mode cards: slirp where QEMU runs as an account of its
+    own (qemu_account: a root of uid 0); else what its definition already uses (so that a new
+    libvirt or passt never redefines a guest by itself), else passt where this libvirt runs it
+    and the hypervisor has it (passt_path, as the helper finds it), else slirp."""
+    if qemu_account:
+        # passt runs as QEMU's account and writes its pidfile where that account may; libvirt,
+        # as uid 0 in the helper, kills whatever pid the file names when the card goes.
+        return SLIRP, ("QEMU runs as the root's own account, and libvirt (as root) would kill whatever process "
+                       "passt's pidfile names, which that account writes: a guest that escapes could have any "
+                       "process of the host killed. passt serves roots whose QEMU runs as the helper's own user")
     used = backend_of(current_xml) if current_xml else None
     if used:
         return used, 'the guest is defined with it (undefine the guest, or make a new one, to choose again)'
@@ -93,11 +100,16 @@ def interfaces_xml(networks, name, backend=SLIRP):
     ValueError naming the fix."""
     if len(networks) > MAX_NICS:
         raise ValueError('networks has %d cards, more than the %d a guest may have here' % (len(networks), MAX_NICS))
-    elements, args = [], []
+    elements, args, macs = [], [], []
     for index, network in enumerate(networks):
         element, more = interface_xml(network, name, index, backend)
         elements += [element] if element else []
         args += more
+        if network and (network.get('type') or 'none') != 'none':
+            macs.append(normalize_mac(network.get('mac') or stable_mac(name if index == 0 else '%s/%d' % (name, index))))
+    twice = sorted(set(mac for mac in macs if macs.count(mac) > 1))
+    if twice:
+        raise ValueError('mac %s is given to two cards: give each card a MAC of its own, or leave mac out' % twice[0])
     return elements, args
 
 
@@ -254,21 +266,9 @@ def forwarded_ports(domain_xml):
         tree = ElementTree.fromstring(domain_xml)
     except ElementTree.ParseError:
         return []
-    result = []
     # Without passt, libvirt keeps a <portForward> that nothing binds.
-    passt = [interface for interface in tree.iterfind("devices/interface[@type='user']")
-             if interface.find("backend[@type='passt']") is not None]
-    for port_forward in (element for interface in passt for element in interface.iterfind('portForward')):
-        address = ip_text(port_forward.get('address') or ANY_ADDRESS)
-        protocol = port_forward.get('proto') or 'tcp'
-        for port_range in port_forward.iterfind('range'):
-            try:
-                host = int(port_range.get('start'))
-                guest = int(port_range.get('to') or host)
-            except (TypeError, ValueError):
-                continue
-            if address and protocol in PROTOCOLS and port_range.get('end') is None:
-                result.append({'host': host, 'guest': guest, 'protocol': protocol, 'address': address})
+    result = [forward for interface in tree.iterfind("devices/interface[@type='user']")
+              if interface.find("backend[@type='passt']") is not None for forward in card_forwards(interface)]
     args = [arg.get('value', '') for arg in tree.iter('{%s}arg' % QEMU_NAMESPACE)]
     for option, value in zip(args, args[1:]):
         if option not in ('-netdev', '-nic') or not value.startswith('user'):
@@ -279,6 +279,24 @@ def forwarded_ports(domain_xml):
                 protocol, address, host, _guest_address, guest = match.groups()
                 result.append({'host': int(host), 'guest': int(guest), 'protocol': protocol or 'tcp',
                                'address': address or ANY_ADDRESS})
+    return result
+
+
+def card_forwards(interface):
+    """The ports a passt card (an <interface> element) forwards, from its <portForward>s."""
+    result = []
+    for port_forward in interface.iterfind('portForward'):
+        address = ip_text(port_forward.get('address') or ANY_ADDRESS)
+        protocol = port_forward.get('proto') or 'tcp'
+        for port_range in port_forward.iterfind('range'):
+            try:
+                host = int(port_range.get('start'))
+                guest = int(port_range.get('to') or host)
+            except (TypeError, ValueError):
+                continue
+            if address and protocol in PROTOCOLS and port_range.get('end') is None \
+                    and port_range.get('exclude') != 'yes':
+                result.append({'host': host, 'guest': guest, 'protocol': protocol, 'address': address})
     return result
 
 

@@ -41,21 +41,17 @@ SECRET_DIGESTS = 'lib/embedvirt/secret-digests'
 # Directories a root is made with.
 LAYOUT = (ETC, IMAGES, BASE_IMAGES, 'lib', 'lib/embedvirt', 'log', LOG_DIR, 'run', STATE_DIR)
 # What QEMU of a root of uid 0 passes through (search, not list) to its guests' files: the
-# root, the images, libvirt's lib/qemu (NVRAM, a guest's directory with its master key), the
-# serial consoles, and run/ and run/qemu to the directories of the helper programs libvirt
-# runs as QEMU's account (passt's sockets). They belong to the group of the root's QEMU account
-# with mode 0710; every other directory of the root is uid 0's alone (secrets, the helper's
-# socket and log).
-QEMU_PASSAGE = (IMAGES, BASE_IMAGES, 'lib', 'log', CONSOLE_DIR, 'run', 'run/qemu')
+# root, the images, libvirt's lib/qemu (NVRAM, a guest's directory with its master key) and
+# the serial consoles. They belong to the group of the root's QEMU account with mode 0710;
+# every other directory of the root is uid 0's alone (secrets, the helper's socket and log).
+QEMU_PASSAGE = (IMAGES, BASE_IMAGES, 'lib', 'log', CONSOLE_DIR)
 PASSAGE_MODE = 0o710
 PRIVATE_MODE = 0o700
 # What libvirt gives the QEMU account at every open of the driver, as libvirtd does: its
 # lib/qemu directories (snapshot and checkpoint metadata, save images, NVRAM, channel
-# sockets), capability cache, and run/qemu (its running guests' state, which it trusts). The
-# helper gives them back to uid 0, passage only: QEMU never writes there itself, and libvirt
-# (as uid 0) trusts what they hold. Below run/qemu, the directories of passt, slirp and dbus
-# stay QEMU's: those programs run as QEMU's account and make their sockets there.
-LIBVIRT_LENDS = ('lib/qemu', 'lib/qemu/*', 'lib/qemu/channel/target', 'cache/qemu', 'run/qemu')
+# sockets) and capability cache. The helper gives them back to uid 0, passage only: QEMU
+# never writes there itself, and libvirt (as uid 0) trusts what they hold.
+LIBVIRT_LENDS = ('lib/qemu', 'lib/qemu/*', 'lib/qemu/channel/target', 'cache/qemu')
 # Below them, libvirt's directories of one running guest, which are that guest's QEMU's.
 GUEST_DIR = 'domain-*'
 # What libvirt makes readable by all (0755) on QEMU's way without QEMU needing it: QEMU's

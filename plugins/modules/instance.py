@@ -294,9 +294,10 @@ options:
       - The guest's network cards, in order (the guest names them so), each as O(network) describes one; at most
         8. Each card without O(networks[].mac) gets its own MAC from O(name) and its place in the list, so it
         keeps it. Give either O(network) or O(networks).
-      - A card added to or removed from the list of a running guest is plugged or unplugged at once when libvirt knows
-        it - V(bridge), V(tap), or V(user) with the passt backend (RV(network_backend)). A user-mode card on slirp
-        (on QEMU's command line) or a card changed in place waits for the guest's next start (RV(pending_restart)).
+      - A card added to or removed from the end of the list of a running guest is plugged or unplugged at once when
+        libvirt knows it - V(bridge), V(tap), or V(user) with the passt backend (RV(network_backend)). When a
+        user-mode card on slirp (on QEMU's command line) changes, or a card changes in place (one taken out or put in
+        before others moves their MACs), every card waits for the guest's next start (RV(pending_restart)).
     type: list
     elements: dict
     suboptions:
@@ -543,7 +544,10 @@ forwarded_ports:
 network_backend:
   description:
     - The backend of the guest's user-mode cards, and why - V(passt) (libvirt's own, IPv4 and IPv6 forwards) where
-      libvirt 10 or later runs it and the hypervisor has the C(passt) program, else V(slirp) (QEMU's, IPv4 only).
+      libvirt 10 or later runs it, the hypervisor has the C(passt) program and the root's QEMU runs as the helper's
+      own user, else V(slirp) (QEMU's, IPv4 only). A root of root's whose QEMU has an account of its own (the
+      default) keeps slirp - libvirt kills, as root, the process that passt's pidfile names, and that account writes
+      it.
     - A guest keeps the backend it was defined with.
   returned: when the guest has a user-mode card
   type: dict

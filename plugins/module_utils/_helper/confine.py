@@ -76,9 +76,6 @@ class Confinement:
                 log.info('took %s back from QEMU (libvirt gives it to uid %d at its open)', path, self.ids[0])
             for path in root_dir.close_to_qemu():
                 log.info('closed %s to QEMU (libvirt makes it readable by all)', path)
-            # What libvirt made at this open on QEMU's way (run/qemu: 0755) becomes a passage only.
-            for path in root_dir.open_to_qemu(self.ids[1]):
-                log.info("let QEMU's group %d through %s, and no more", self.ids[1], path)
 
     def status(self):
         """What the helper_status operation says of QEMU: its ids (None: as the helper) and KVM."""

@@ -124,16 +124,23 @@ def test_cards_libvirt_knows_are_plugged_and_unplugged_live_and_slirp_ones_wait(
     steps, pending = card_changes(ours, started, as_libvirt_keeps_it(wanted), [], [])
     assert sorted((kind, element.find('mac').get('address')) for kind, element in steps) == sorted(
         [('unplug', stable_mac('web/1')), ('unplug', stable_mac('web/2'))]) and pending == []
-    # A card changed in place (another bridge, another forward) is a new card: it waits.
+    # A card changed in place (another bridge, another forward) is a new card: every card waits.
     moved, dummy = cards([user, dict(bridge, bridge='br1')])
-    assert card_changes(ours, moved, as_libvirt_keeps_it(wanted), [], [])[1] == ['networks']
+    assert card_changes(ours, moved, as_libvirt_keeps_it(wanted), [], []) == ([], ['networks'])
     forwarded, dummy = cards([dict(user, port_forwards=[{'host': 2223, 'guest': 22}])])
-    assert card_changes(ours, forwarded, as_libvirt_keeps_it(started), [], [])[1] == ['networks']
-    # A slirp card lives on QEMU's command line: any change of it waits for a new QEMU.
+    assert card_changes(ours, forwarded, as_libvirt_keeps_it(started), [], []) == ([], ['networks'])
+    # The first card taken out: the others move up and take its MAC; nothing is plugged or
+    # unplugged (the bridge card kept would be unplugged by its old MAC), all wait.
+    assert card_changes(ours, cards([bridge])[0], as_libvirt_keeps_it(cards([user, bridge])[0]), [], []) == (
+        [], ['networks'])
+    # A slirp card lives on QEMU's command line: any change of it waits for a new QEMU, and so
+    # does every card (one put before it would get the MAC it runs with).
     dummy, slirp_started = cards([user], 'slirp')
     slirp_wanted, slirp_args = cards([user, bridge, {'type': 'user'}], 'slirp')
+    assert card_changes(ours, slirp_wanted, {}, slirp_args, slirp_started) == ([], ['networks'])
+    slirp_wanted, slirp_args = cards([user, bridge], 'slirp')
     steps, pending = card_changes(ours, slirp_wanted, {}, slirp_args, slirp_started)
-    assert [kind for kind, dummy in steps] == ['plug'] and pending == ['networks']
+    assert [kind for kind, dummy in steps] == ['plug'] and pending == []
 
 
 def test_a_card_that_is_not_ours_stays():

@@ -265,17 +265,36 @@ def test_any_address_of_one_family_leaves_the_other_free():
                                                      {'host': 2222, 'guest': 22, 'address': '::1'}]}, 'web', backend='passt')
 
 
-@pytest.mark.parametrize('version, passt, current, backend, says', [
-    ('11.3.0', '/usr/bin/passt', None, 'passt', 'libvirt 11.3.0 runs /usr/bin/passt'),
-    ('10.0.0', '/usr/bin/passt', None, 'passt', 'runs /usr/bin/passt'),
-    ('9.0.0', '/usr/bin/passt', None, 'slirp', 'libvirt 9.0.0 cannot run passt for an embedded root (10.0.0 or newer can)'),
-    ('11.3.0', None, None, 'slirp', 'passt is not installed on the hypervisor'),
+@pytest.mark.parametrize('version, passt, account, current, backend, says', [
+    ('11.3.0', '/usr/bin/passt', False, None, 'passt', 'libvirt 11.3.0 runs /usr/bin/passt'),
+    ('10.0.0', '/usr/bin/passt', False, None, 'passt', 'runs /usr/bin/passt'),
+    ('9.0.0', '/usr/bin/passt', False, None, 'slirp', 'libvirt 9.0.0 cannot run passt for an embedded root (10.0.0 or newer can)'),
+    ('11.3.0', None, False, None, 'slirp', 'passt is not installed on the hypervisor'),
     # A guest keeps the backend it was defined with, whatever the host has now.
-    ('11.3.0', '/usr/bin/passt', domain(args=['-netdev', 'user,id=embedvirt-net0']), 'slirp', 'defined with it'),
-    ('9.0.0', None, domain(devices="<interface type='user'><backend type='passt'/></interface>"), 'passt', 'defined with it'),
+    ('11.3.0', '/usr/bin/passt', False, domain(args=['-netdev', 'user,id=embedvirt-net0']), 'slirp', 'defined with it'),
+    ('9.0.0', None, False, domain(devices="<interface type='user'><backend type='passt'/></interface>"), 'passt',
+     'defined with it'),
     # One without a user-mode card chooses afresh.
-    ('11.3.0', '/usr/bin/passt', domain(devices="<interface type='bridge'/>"), 'passt', 'runs'),
+    ('11.3.0', '/usr/bin/passt', False, domain(devices="<interface type='bridge'/>"), 'passt', 'runs'),
+    # Where QEMU has an account of its own, libvirt would kill as root whatever pid passt's
+    # pidfile (that account's) names: never passt there, even for a guest defined with it.
+    ('11.3.0', '/usr/bin/passt', True, None, 'slirp', "kill whatever process passt's pidfile names"),
+    ('11.3.0', '/usr/bin/passt', True, domain(devices="<interface type='user'><backend type='passt'/></interface>"),
+     'slirp', 'runs as the root\'s own account'),
 ])
-def test_user_backend_is_passt_where_libvirt_runs_it_and_the_guest_has_no_other(version, passt, current, backend, says):
-    chosen, why = _network.user_backend(version, passt, current)
+def test_user_backend_is_passt_where_libvirt_runs_it_as_the_helpers_user(version, passt, account, current, backend, says):
+    chosen, why = _network.user_backend(version, passt, account, current)
     assert chosen == backend and says in why
+
+
+def test_two_cards_never_share_a_mac():
+    with pytest.raises(ValueError, match='mac 52:54:00:12:34:56 is given to two cards'):
+        interfaces_xml([{'type': 'user', 'mac': '52:54:00:12:34:56'},
+                        {'type': 'bridge', 'bridge': 'br0', 'mac': '52:54:00:12:34:56'}], 'web')
+    interfaces_xml([{'type': 'none', 'mac': '52:54:00:12:34:56'}, {'type': 'user', 'mac': '52:54:00:12:34:56'}], 'web')
+
+
+def test_excluded_port_ranges_are_no_forwards():
+    xml = domain(devices="<interface type='user'><backend type='passt'/><portForward proto='tcp'>"
+                         "<range start='2222' to='22'/><range start='2223' exclude='yes'/></portForward></interface>")
+    assert [forward['host'] for forward in forwarded_ports(xml)] == [2222]
