@@ -35,11 +35,15 @@ stack=$(/usr/bin/python3 -c 'import libvirt; v = libvirt.getVersion(); print("li
   qemu-system-x86_64 --version | head -1; echo "Python $python on $(. /etc/os-release; echo "$PRETTY_NAME")")
 passed=0 failed=0 names_failed=()
 mkdir -p "$work/logs"
+# tally NAME RC: a suite's outcome, counted.
+tally() {
+  if [ "$2" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); names_failed+=("$1"); fi
+}
 run() {
   local name=$1; shift
   echo "=== $name: $*"
   "$@" 2>&1 | tee "$work/logs/$name.log"
-  if [ "${PIPESTATUS[0]}" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); names_failed+=("$name"); fi
+  tally "$name" "${PIPESTATUS[0]}"
 }
 # failures NAME: what failed in that suite, in a few lines at the end of the output, where CI
 # shows it. For each target ansible-test lists as failed (also inside the Debian 13 tree): the
@@ -165,7 +169,7 @@ for suite in "${suites[@]}"; do
         wait "$debian13_pid"
         rc=$?
         cat "$work/logs/debian13.log"
-        if [ $rc -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); names_failed+=(debian13); fi
+        tally debian13 $rc
       else
         run debian13 debian13_suite "$@"
       fi ;;

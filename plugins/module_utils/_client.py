@@ -104,6 +104,8 @@ class HelperClient(Operations):
         # The bundle is None when this task has only its version: it cannot start a helper.
         self.bundle, self.version = helper_code or helper_bundle()
         self.connection = None
+        # The status the helper of this connection greeted it with (see connected_status).
+        self.greeting = None
         self.created_root = False
         # What the task should tell its user (waits it made), as sentences.
         self.notices = []
@@ -142,6 +144,11 @@ class HelperClient(Operations):
     def ensure(self):
         """Connect to a current helper, starting (or replacing) one if needed; its status."""
         return self.current() or starting().start(self)
+
+    def connected_status(self):
+        """The status of the helper this client talks to, as it greeted the connection; connects
+        (starting a helper if needed) only when there is no connection yet."""
+        return self.greeting if self.connection is not None else self.ensure()
 
     def current(self):
         """Connect to the root's helper: its status if it runs this version, else None."""
@@ -236,7 +243,7 @@ class HelperClient(Operations):
                 'the socket of %s is answered by pid %s, which is not a helper serving this root: '
                 'refusing to talk to it' % (self.root.path, connection.peer_pid), 'permission',
                 'stop that process and remove %s' % self.root.socket_path)
-        self.connection = connection
+        self.connection, self.greeting = connection, status
         return status
 
 

@@ -626,8 +626,7 @@ class InstanceManager(Manager):
             cards, pending = _live.card_changes(
                 _network.own_macs(self.name, [started['networks'], self.options['networks']]),
                 cards_by_mac(ElementTree.fromstring(element) for element in self.network[0]),
-                cards_by_mac(live_tree.iterfind('devices/interface')), self.network[1],
-                [arg.get('value') for arg in live_tree.iter('{%s}arg' % _network.QEMU_NAMESPACE)])
+                cards_by_mac(live_tree.iterfind('devices/interface')), self.network[1], _network.qemu_args(live_tree))
             steps, self.pending = steps + cards, self.pending + pending
         # A card plugged in binds its host ports at once: checked before anything changes live.
         try:
@@ -691,7 +690,7 @@ class InstanceManager(Manager):
         """(backend, why) of this guest's user-mode cards: passt where the root's helper runs it."""
         if self.module.root_missing:
             return _network.SLIRP, 'predicted: root %s does not exist yet, and a run creates it and chooses' % self.root.path
-        status = self.module.guard(self.module.client.ensure)
+        status = self.module.guard(self.module.client.connected_status)
         return _network.user_backend(status['libvirt'], status.get('passt'), status['qemu']['uid'] is not None,
                                      self.current and self.current['xml'])
 
@@ -700,7 +699,7 @@ class InstanceManager(Manager):
         new guest; an existing one keeps what it runs under (a fall back to TCG stays)."""
         if self.current is not None:
             return ElementTree.fromstring(self.current['xml']).get('type') == 'kvm'
-        return self.module.client.ensure()['qemu']['kvm']
+        return self.module.guard(self.module.client.connected_status)['qemu']['kvm']
 
     def start_or_fall_back(self, args, tcg_xml):
         """The domain defined for KVM and started; when QEMU fails under KVM (a nested host whose

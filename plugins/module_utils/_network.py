@@ -56,6 +56,12 @@ def stable_mac(name):
     return '52:54:00:' + ':'.join('%02x' % byte for byte in digest[:3])
 
 
+def card_mac(network, name, index):
+    """A card's MAC: the one given, or one from the guest's name (and the card's place after the
+    first), so the card keeps it; ValueError for a MAC that cannot be a card's."""
+    return normalize_mac((network or {}).get('mac') or stable_mac(name if index == 0 else '%s/%d' % (name, index)))
+
+
 def user_backend(libvirt_version, passt_path, qemu_account, current_xml=None):
     """(backend, why) for a guest's user-mode cards: slirp where QEMU runs as an account of its
     own (qemu_account: a root of uid 0); else what its definition already uses (so that a new
@@ -85,13 +91,26 @@ def backend_of(domain_xml):
         tree = ElementTree.fromstring(domain_xml)
     except ElementTree.ParseError:
         return None
-    if any(interface.find("backend[@type='passt']") is not None
-           for interface in tree.iterfind("devices/interface[@type='user']")):
+    if passt_cards(tree):
         return PASST
-    args = [arg.get('value', '') for arg in tree.iter('{%s}arg' % QEMU_NAMESPACE)]
-    if any(option in ('-netdev', '-nic') and value.startswith('user') for option, value in zip(args, args[1:])):
-        return SLIRP
-    return None
+    return SLIRP if slirp_netdevs(tree) else None
+
+
+def passt_cards(tree):
+    """The <interface> elements of a definition (parsed) whose backend is passt."""
+    return [interface for interface in tree.iterfind("devices/interface[@type='user']")
+            if interface.find("backend[@type='passt']") is not None]
+
+
+def qemu_args(tree):
+    """The arguments a definition (parsed) adds to QEMU's command line, in order."""
+    return [arg.get('value', '') for arg in tree.iter('{%s}arg' % QEMU_NAMESPACE)]
+
+
+def slirp_netdevs(tree):
+    """The values of the -netdev user (or -nic user) arguments of a definition (parsed)."""
+    args = qemu_args(tree)
+    return [value for option, value in zip(args, args[1:]) if option in ('-netdev', '-nic') and value.startswith('user')]
 
 
 def interfaces_xml(networks, name, backend=SLIRP):
@@ -106,7 +125,7 @@ def interfaces_xml(networks, name, backend=SLIRP):
         elements += [element] if element else []
         args += more
         if network and (network.get('type') or 'none') != 'none':
-            macs.append(normalize_mac(network.get('mac') or stable_mac(name if index == 0 else '%s/%d' % (name, index))))
+            macs.append(card_mac(network, name, index))
     twice = sorted(set(mac for mac in macs if macs.count(mac) > 1))
     if twice:
         raise ValueError('mac %s is given to two cards: give each card a MAC of its own, or leave mac out' % twice[0])
@@ -127,7 +146,7 @@ def interface_xml(network, name, index=0, backend=SLIRP):
                          "tap device is reached at its own address" % kind)
     if kind == 'none':
         return '', []
-    mac = normalize_mac(network.get('mac') or stable_mac(name if index == 0 else '%s/%d' % (name, index)))
+    mac = card_mac(network, name, index)
     if kind == 'user' and backend == PASST:
         element = ElementTree.Element('interface', type='user')
         ElementTree.SubElement(element, 'mac', address=mac)
@@ -173,7 +192,7 @@ def card_key(element):
 def own_macs(name, networks_lists):
     """The MACs this collection's cards of a guest called name may have: derived from its name,
     or given in one of networks_lists (each a `networks` option)."""
-    macs = set([stable_mac(name)] + [stable_mac('%s/%d' % (name, index)) for index in range(1, MAX_NICS)])
+    macs = set(card_mac(None, name, index) for index in range(MAX_NICS))
     for networks in networks_lists:
         for network in networks or ():
             if isinstance(network, dict) and network.get('mac'):
@@ -267,12 +286,8 @@ def forwarded_ports(domain_xml):
     except ElementTree.ParseError:
         return []
     # Without passt, libvirt keeps a <portForward> that nothing binds.
-    result = [forward for interface in tree.iterfind("devices/interface[@type='user']")
-              if interface.find("backend[@type='passt']") is not None for forward in card_forwards(interface)]
-    args = [arg.get('value', '') for arg in tree.iter('{%s}arg' % QEMU_NAMESPACE)]
-    for option, value in zip(args, args[1:]):
-        if option not in ('-netdev', '-nic') or not value.startswith('user'):
-            continue
+    result = [forward for interface in passt_cards(tree) for forward in card_forwards(interface)]
+    for value in slirp_netdevs(tree):
         for part in value.split(','):
             match = HOSTFWD_PATTERN.match(part[len('hostfwd='):]) if part.startswith('hostfwd=') else None
             if match and valid_ipv4(match.group(2) or ANY_ADDRESS):

@@ -306,17 +306,17 @@ class Domains(DriverUser):
     def domain_detach(self, name, xml):
         dom = self.domain_required(name)
         device = parse_xml(xml, 'interface' if xml.lstrip().startswith('<interface') else 'disk')
-        # A disk is found by its target, a card by its MAC.
-        path, key, what = (('devices/interface/mac', 'address', 'MAC') if device.tag == 'interface'
-                           else ('devices/disk/target', 'dev', 'target'))
-        wanted = device.find(path.rsplit('/', 1)[1])
-        if wanted is None or not wanted.get(key):
-            raise HelperError('xml', 'the %s to detach names no %s' % (device.tag, what),
-                              'give <%s %s="..."/>' % (path.rsplit('/', 1)[1], key))
+        tag, key = DETACHED_BY[device.tag]
+        found = device.find(tag)
+        wanted = found.get(key) if found is not None else None
+        if not wanted:
+            raise HelperError('xml', 'the %s to detach names no %s' % (device.tag, tag),
+                              'give <%s %s="..."/>' % (tag, key))
         dom.detachDeviceFlags(xml, self.libvirt.VIR_DOMAIN_AFFECT_LIVE)
         # libvirt returns once the guest let go, or after its own few seconds' wait.
         live = parse_xml(dom.XMLDesc(0), 'domain')
-        gone = all(found.get(key, '').lower() != wanted.get(key).lower() for found in live.iterfind(path))
+        gone = all((found.get(key) or '').lower() != wanted.lower()
+                   for found in live.iterfind('devices/%s/%s' % (device.tag, tag)))
         return {'gone': gone, 'domain': self.domain_detail(dom)}
 
     def domain_block_resize(self, name, disk, size):
@@ -412,6 +412,8 @@ class Domains(DriverUser):
 
 
 # What domain_stats reports, as libvirt's typed parameters name them.
+# What finds a device to unplug in the live definition: a disk by its target, a card by its MAC.
+DETACHED_BY = {'disk': ('target', 'dev'), 'interface': ('mac', 'address')}
 MEMORY_STATS = (('current', 'balloon.current'), ('maximum', 'balloon.maximum'), ('available', 'balloon.available'),
                 ('unused', 'balloon.unused'), ('usable', 'balloon.usable'), ('rss', 'balloon.rss'))
 DISK_STATS = (('read_bytes', 'rd.bytes'), ('write_bytes', 'wr.bytes'), ('read_requests', 'rd.reqs'),
