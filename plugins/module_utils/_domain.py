@@ -149,7 +149,7 @@ class DomainManager(Manager):
             # Bad input must change nothing: a definition this task made goes if it fails later.
             self.module.on_failure_undo(
                 'the definition this task made was removed again',
-                lambda: self.module.client.domain_undefine(name=name))
+                lambda: self.module.client.domain_undefine(name=name, remove_tpm=True))
         if current is not None and current['state'] in ACTIVE_STATES and self.params.get('warn_running', True):
             self.module.warn("domain '%s' is %s: its new definition takes effect at its next "
                              "start" % (name, current['state']))
@@ -233,6 +233,6 @@ class DomainManager(Manager):
             if snapshots:
                 self.actions.append('delete_snapshots')
             self.step('undefine', self.module.helper_or_fail.domain_undefine, None, name=name,
-                      remove_snapshots=bool(snapshots))
+                      remove_snapshots=bool(snapshots), remove_tpm=self.params.get('remove_tpm', False))
         if self.module.check_mode:
             self.domain = None

@@ -39,8 +39,10 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils._volume import V
 
 # The options a definition is built from, with what a new guest gets for those a task leaves
 # out; an existing guest keeps the values its definition records (see instance_metadata).
-DEFINITION = dict(memory=1024, max_memory=None, vcpus=1, max_vcpus=None, firmware='bios', accelerator='auto',
-                  agent=True, networks=[{'type': 'user'}], extra_devices=None, disks=[])
+DEFINITION = dict(memory=1024, max_memory=None, vcpus=1, max_vcpus=None, firmware='bios', secure_boot=False,
+                  tpm=False, accelerator='auto', agent=True, networks=[{'type': 'user'}], extra_devices=None, disks=[])
+# Options that records made before them lack: such a record means their value here.
+ADDED_LATER = dict(secure_boot=False, tpm=False)
 INSTANCE_ELEMENT = '{%s}instance' % INSTANCE_NAMESPACE
 # Options of DEFINITION that may be null.
 OPTIONAL = ('max_memory', 'max_vcpus', 'extra_devices')
@@ -82,16 +84,22 @@ def domain_xml(params, disks, seed, console, network, source=None, kvm_usable=Fa
     if (params['max_vcpus'] or params['vcpus']) != params['vcpus']:
         vcpu.set('current', str(params['vcpus']))
     os_el = ElementTree.SubElement(dom, 'os')
+    secure_boot = 'yes' if params['secure_boot'] else 'no'
     if params['firmware'] == 'uefi':
         os_el.set('firmware', 'efi')
         firmware = ElementTree.SubElement(os_el, 'firmware')
-        # Secure boot needs SMM, slow under TCG and not what a cloud image needs.
-        ElementTree.SubElement(firmware, 'feature', enabled='no', name='secure-boot')
+        # libvirt picks OVMF's Secure Boot build with Microsoft's keys enrolled (or the plain one).
+        ElementTree.SubElement(firmware, 'feature', enabled=secure_boot, name='secure-boot')
+        if params['secure_boot']:
+            ElementTree.SubElement(firmware, 'feature', enabled='yes', name='enrolled-keys')
     ElementTree.SubElement(os_el, 'type', arch='x86_64', machine='q35').text = 'hvm'
     ElementTree.SubElement(os_el, 'boot', dev='hd')
     features = ElementTree.SubElement(dom, 'features')
     ElementTree.SubElement(features, 'acpi')
     ElementTree.SubElement(features, 'apic')
+    if params['secure_boot']:
+        # OVMF's Secure Boot build keeps its variables safe from the guest in SMM.
+        ElementTree.SubElement(features, 'smm', state='on')
     if virt == 'kvm':
         ElementTree.SubElement(dom, 'cpu', mode='host-passthrough')
     devices = ElementTree.SubElement(dom, 'devices')
@@ -121,6 +129,9 @@ def domain_xml(params, disks, seed, console, network, source=None, kvm_usable=Fa
     balloon = ElementTree.SubElement(devices, 'memballoon', model='virtio')
     # QEMU asks the guest's balloon driver for its memory figures (domain_info's stats).
     ElementTree.SubElement(balloon, 'stats', period=str(BALLOON_STATS_SECONDS))
+    if params['tpm']:
+        tpm = ElementTree.SubElement(devices, 'tpm', model='tpm-crb')
+        ElementTree.SubElement(tpm, 'backend', type='emulator', version='2.0')
     rng = ElementTree.SubElement(devices, 'rng', model='virtio')
     # QEMU's own getrandom(): no device node needed in QEMU's private /dev.
     ElementTree.SubElement(rng, 'backend', model='builtin')
@@ -140,7 +151,7 @@ def instance_metadata(params, source):
     ElementTree.register_namespace('embedvirt', CLONE_NAMESPACE)
     ElementTree.register_namespace('embedvirt-instance', INSTANCE_NAMESPACE)
     metadata = ElementTree.Element('metadata')
-    ElementTree.SubElement(metadata, INSTANCE_ELEMENT).text = json.dumps(record(params), sort_keys=True)
+    ElementTree.SubElement(metadata, INSTANCE_ELEMENT).text = record_text(record(params))
     if source is not None:
         ElementTree.SubElement(metadata, CLONE_ELEMENT, source=source)
     return metadata
@@ -155,6 +166,13 @@ def record(params):
     return json.loads(json.dumps(options))
 
 
+def record_text(options):
+    """A record (see record) as a definition holds it: an option of ADDED_LATER only when it is not
+    what its absence means, so a guest defined before it keeps its definition as it was."""
+    return json.dumps(dict((option, value) for option, value in options.items()
+                           if option not in ADDED_LATER or value != ADDED_LATER[option]), sort_keys=True)
+
+
 def recorded_options(xml):
     """The options of DEFINITION an instance's definition records, or None for a domain that
     this module did not define (or whose record is not a JSON object of them)."""
@@ -163,10 +181,13 @@ def recorded_options(xml):
         options = json.loads(text) if text else None
     except (ValueError, RecursionError):
         return None
-    if not isinstance(options, dict) or set(options) != set(DEFINITION):
+    if not isinstance(options, dict):
         return None
-    kinds = dict(memory=int, max_memory=int, vcpus=int, max_vcpus=int, firmware=str, accelerator=str, agent=bool,
-                 networks=list, extra_devices=list, disks=list)
+    options = dict(ADDED_LATER, **options)
+    if set(options) != set(DEFINITION):
+        return None
+    kinds = dict(memory=int, max_memory=int, vcpus=int, max_vcpus=int, firmware=str, secure_boot=bool, tpm=bool,
+                 accelerator=str, agent=bool, networks=list, extra_devices=list, disks=list)
     for key, kind in kinds.items():
         value = options[key]
         # The exact type: true is an int to isinstance, and no memory size.
@@ -346,6 +367,11 @@ class InstanceManager(Manager):
                 self.module.fail('max_%s is %d, less than %s %d: give a maximum of at least %d, or none'
                                  % (option, maximum, option, self.options[option], self.options[option]),
                                  error_kind='value')
+        if self.options['secure_boot'] and self.options['firmware'] != 'uefi':
+            self.module.fail('secure_boot needs firmware=uefi (Secure Boot is a feature of UEFI firmware): set '
+                             'firmware: uefi, or leave secure_boot out', error_kind='secure_boot')
+        if self.options['tpm'] and not (current and recorded and recorded['tpm']):
+            self.check_tpm()
         problem = _data_disks.disks_problem(self.options['disks'])
         paths = [path for path, dummy in self.data_disk_paths()]
         own = [self.disk, self.seed] + [self.root.join(instance_disk(self.name, target)) for target in CLONE_TARGETS]
@@ -641,8 +667,8 @@ class InstanceManager(Manager):
         for kind, value in steps:
             if kind == 'memory' and self.plan('memory %d MiB live' % value):
                 helper.domain_set_memory(name=self.name, kib=value * 1024)
-                self.domain = helper.domain_set_live_record(name=self.name, text=json.dumps(
-                    dict(started, memory=value), sort_keys=True))
+                self.domain = helper.domain_set_live_record(name=self.name,
+                                                            text=record_text(dict(started, memory=value)))
             elif kind == 'vcpus' and self.plan('vcpus %d live' % value):
                 self.domain = helper.domain_set_vcpus(name=self.name, count=value)
             elif kind == 'attach':
@@ -693,6 +719,26 @@ class InstanceManager(Manager):
         status = self.module.guard(self.module.client.connected_status)
         return _network.user_backend(status['libvirt'], status.get('passt'), status['qemu']['uid'] is not None,
                                      self.current and self.current['xml'])
+
+    def check_tpm(self):
+        """A TPM is given where swtpm runs as the helper's own user, as passt is (see
+        _network.user_backend): libvirt kills, as that user, the pid that swtpm's pidfile names,
+        in a directory it makes QEMU's own account's."""
+        if self.module.root_missing:
+            # A run would create the root with its default qemu.conf.
+            status = dict(qemu=dict(uid=0 if os.geteuid() == 0 else None), swtpm=True)
+        else:
+            status = self.module.guard(self.module.client.connected_status)
+        if status['qemu']['uid'] is not None:
+            self.module.fail("tpm: QEMU of root %s runs as an account of its own, and libvirt would kill as root the "
+                             "process that swtpm's pidfile names, which that account writes: a guest that escapes "
+                             "QEMU could have any process of the host killed. Give the TPM to a guest in a root of an "
+                             "ordinary user, or in a root whose qemu.conf runs QEMU as root (root_dir qemu_conf "
+                             "user: root), or leave tpm out" % self.root.path, error_kind='tpm')
+        if not status.get('swtpm'):
+            self.module.fail('tpm: swtpm is not installed on the hypervisor (the helper of root %s finds no swtpm and '
+                             'swtpm_setup): install the packages swtpm and swtpm-tools (the host role does), then '
+                             'run again' % self.root.path, error_kind='tpm')
 
     def kvm_usable(self):
         """What accelerator=auto makes of a guest: KVM when the root's QEMU may open /dev/kvm, for a
@@ -756,7 +802,9 @@ class InstanceManager(Manager):
             if current is not None:
                 self.run_domain_manager(dict(name=self.name, xml=None, state='undefined', autostart=None,
                                              shutdown_timeout=self.params['shutdown_timeout'], force=True,
-                                             remove_snapshots=self.params['remove_snapshots']))
+                                             remove_snapshots=self.params['remove_snapshots'],
+                                             # Its TPM state goes with its disk and NVRAM.
+                                             remove_tpm=True))
             for path in files:
                 if path in users:
                     self.module.warn("%s is kept: it is a disk of the domain(s) %s, not only of instance '%s'"

@@ -18,7 +18,7 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils._data_disks impo
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._network import card_key
 
 # Options whose change waits for the next start, whatever it is.
-COLD = ('firmware', 'accelerator', 'agent', 'extra_devices')
+COLD = ('firmware', 'secure_boot', 'tpm', 'accelerator', 'agent', 'extra_devices')
 KIB_PER_UNIT = {'KiB': 1, 'k': 1, 'MiB': 1024, 'M': 1024, 'GiB': 1024 ** 2, 'G': 1024 ** 2}
 
 

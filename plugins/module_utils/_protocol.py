@@ -154,6 +154,8 @@ ERROR_KINDS = {
     'checksum': 'the image does not match its checksum, or the checksum cannot be had',
     'cloud_init': 'cloud-init data this collection cannot put in a seed',
     'port': 'a port forward that cannot be bound',
+    'secure_boot': 'Secure Boot asked of a guest without UEFI firmware',
+    'tpm': "a TPM where swtpm is missing, or in a root whose QEMU has an account of its own",
     'wait_for': 'what wait_for asks cannot happen with these options',
     'disks': 'a data disk of an instance that cannot be (a bad name, a missing size, a path outside images/)',
     # the guest agent
@@ -303,9 +305,9 @@ class Operations:
         {done, steps, domain}."""
 
     @operation(changes=True)
-    def domain_undefine(self, name, remove_snapshots=False):
-        """Remove a domain's definition (its NVRAM stays); with remove_snapshots, its
-        snapshots first (libvirt refuses a domain that has any)."""
+    def domain_undefine(self, name, remove_snapshots=False, remove_tpm=False):
+        """Remove a domain's definition (its NVRAM stays, and its TPM state unless remove_tpm);
+        with remove_snapshots, its snapshots first (libvirt refuses a domain that has any)."""
 
     @operation()
     def domain_live_xml(self, name):

@@ -42,6 +42,9 @@ LEGACY_DEFAULTS = frozenset([
     '311298a9aa3b15dda6c5f98ba342497ab19b8182eca90db637d7b292e0fd6efd',
 ])
 
+# How qemu.conf names uid 0.
+ROOT_NAMES = ('root', '+0')
+
 KEY = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*$')
 
 TEMPLATE = '''\
@@ -104,7 +107,7 @@ def qemu_ids(text):
 def warnings(root_path, settings, namespaces_asked):
     """What the settings of a root of uid 0 give away, as sentences for the task's user."""
     said = []
-    if settings['user'] in ('root', '+0'):
+    if settings['user'] in ROOT_NAMES:
         said.append("QEMU of root %s runs as root, with every capability: a guest that escapes QEMU owns the host. "
                     "Leave qemu_conf.user and qemu_conf.group empty to run it as the root's own account" % root_path)
     elif (settings['user'] == _confinement.name(root_path) and os.path.exists(_confinement.KVM)
@@ -139,6 +142,10 @@ def render(settings):
     """qemu.conf text for settings (missing keys from DEFAULTS); ValueError names a bad value."""
     settings = dict(DEFAULTS, **settings)
     account = ['%s = %s' % (key, string(key, settings[key])) for key in ('user', 'group') if settings[key]]
+    if settings['user'] in ROOT_NAMES:
+        # swtpm as QEMU: libvirt's default account (tss) cannot reach a root's files.
+        account += ['swtpm_%s = %s' % (key, string(key, settings[key] or settings['user'])) for key in ('user', 'group')
+                    if 'swtpm_' + key not in settings['extra']]
     extra = []
     for key, value in sorted(settings['extra'].items()):
         if not KEY.match(key):

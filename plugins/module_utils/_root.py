@@ -89,8 +89,9 @@ SAVE_DIR = 'lib/qemu/save'
 # cache (it describes this host's QEMU; libvirt probes again).
 ARCHIVED_EMPTY = ('run', 'lib/qemu/channel', 'cache')
 # Left out whole: a running guest's directory (monitor socket, master key), which libvirt
-# removes when the guest stops.
-NOT_ARCHIVED = ('lib/qemu/domain-*',)
+# removes when the guest stops, and swtpm's logs, whose directory libvirt makes writable by
+# swtpm's group (mode 0730) at every start of a guest with a TPM, again if narrowed.
+NOT_ARCHIVED = ('lib/qemu/domain-*', 'log/swtpm')
 # Files whose text names the root by its absolute path, rewritten when a root is restored
 # at another path (patterns per path component): domain, secret, snapshot and checkpoint XML
 # and qemu.conf. The marker is written anew; qcow2 backing names are rebased.

@@ -45,8 +45,8 @@ options:
       - V(restarted) powers a running guest off as V(shutdown) does, at once after O(shutdown_timeout) seconds,
         and starts it again in a new QEMU, so a definition changed while it ran applies; a guest that is off
         is started. It changes something at every run, as a service's V(restarted) does.
-      - V(undefined) powers the guest off and removes its definition. Disk images and NVRAM files
-        are kept. A domain with snapshots is refused (C(error_kind=snapshots)) unless O(remove_snapshots=true).
+      - V(undefined) powers the guest off and removes its definition. Disk images, NVRAM files and TPM state
+        (C(lib/swtpm/<uuid>)) are kept. A domain with snapshots is refused (C(error_kind=snapshots)) unless O(remove_snapshots=true).
     type: str
     choices: [defined, running, paused, shutdown, destroyed, restarted, undefined]
     default: defined

@@ -192,11 +192,34 @@ options:
     default: live
   firmware:
     description:
-      - V(bios) (SeaBIOS) or V(uefi) (OVMF, without secure boot; Debian's C(ovmf) package). With V(uefi)
-        libvirt keeps the guest's NVRAM under the root (C(lib/qemu/nvram/)).
+      - V(bios) (SeaBIOS) or V(uefi) (OVMF; Debian's C(ovmf) package). With V(uefi) libvirt keeps the guest's
+        NVRAM under the root (C(lib/qemu/nvram/)).
       - V(bios) for a new guest when left out.
     type: str
     choices: [bios, uefi]
+  secure_boot:
+    description:
+      - With O(firmware=uefi), boot with UEFI Secure Boot on: OVMF's Secure Boot build with Microsoft's keys
+        enrolled (Debian's C(OVMF_CODE_4M.secboot.fd) and C(OVMF_VARS_4M.ms.fd), as libvirt chooses them), and
+        SMM. The guest must boot a signed chain, such as Debian's C(shim-signed), C(grub-efi-amd64-signed) and
+        its kernel, as Debian's and most distributions' cloud images do.
+      - Refused (C(error_kind=secure_boot)) without O(firmware=uefi).
+      - V(false) for a new guest when left out.
+    type: bool
+  tpm:
+    description:
+      - An emulated TPM 2.0 (C(tpm-crb), run by swtpm). Its state lives under the root
+        (C(lib/swtpm/<uuid>/)), so archives of the root (M(embedvirt.libvirt.root_dir)) carry it; undefining
+        the instance removes it with the disk, undefining the domain with M(embedvirt.libvirt.domain) keeps it.
+      - Only where QEMU runs as the helper's own user, as passt is (see RV(network_backend)): a root of an ordinary
+        user, or a root of root's whose qemu.conf runs QEMU as root. libvirt kills, as the helper's user, the
+        process that swtpm's pidfile names, in a directory that a QEMU with an account of its own writes, so
+        such roots (the default for roots of root's) are refused (C(error_kind=tpm)), and so is a hypervisor
+        without swtpm (packages C(swtpm) and C(swtpm-tools), which the host role installs).
+      - In a root of an ordinary user libvirt makes swtpm's local certificate authority under that user's
+        C(~/.config/); in a root of root's, C(/var/lib/swtpm-localca).
+      - V(false) for a new guest when left out.
+    type: bool
   accelerator:
     description:
       - V(kvm), V(tcg) (emulation, slow but works anywhere), or V(auto).
@@ -386,12 +409,13 @@ attributes:
     support: full
 notes:
   - Options left out never reset an existing guest to the module's defaults. The definition records in its
-    C(<metadata>) the values of O(memory), O(max_memory), O(vcpus), O(max_vcpus), O(firmware), O(accelerator),
+    C(<metadata>) the values of O(memory), O(max_memory), O(vcpus), O(max_vcpus), O(firmware), O(secure_boot), O(tpm),
+    O(accelerator),
     O(agent), O(network) or O(networks), O(extra_devices) and O(disks) it was built from, and a task that leaves one
     out keeps the recorded value.
   - "Changes to a running guest: each is made in the stored definition always, and at once where it can be:
     O(memory) within O(max_memory), more O(vcpus) within O(max_vcpus), O(disks) on virtio and scsi, a larger disk.
-    The others (O(firmware), O(accelerator), O(agent), the cards, O(extra_devices), the maxima, sata disks) are
+    The others (O(firmware), O(secure_boot), O(tpm), O(accelerator), O(agent), the cards, O(extra_devices), the maxima, sata disks) are
     listed in RV(pending_restart) and apply at the guest's next start, or now with O(apply=restart). Each is
     measured against what the guest runs with, so what waits is listed again by every run until the guest
     restarts."
@@ -495,6 +519,17 @@ EXAMPLES = r'''
 - name: Which user networking db got, and why
   ansible.builtin.debug:
     msg: "{{ db.network_backend.name }}: {{ db.network_backend.reason }}"
+
+- name: A guest with Secure Boot and a TPM 2.0, in a root of the user who runs the task
+  embedvirt.libvirt.instance:
+    root: ~/vms
+    name: secure
+    image: https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-genericcloud-amd64.qcow2
+    checksum: sha512:https://cloud.debian.org/images/cloud/bookworm/latest/SHA512SUMS
+    firmware: uefi
+    secure_boot: true
+    tpm: true
+    wait_for: agent
 
 - name: Reboot web (a new QEMU, so every change applies)
   embedvirt.libvirt.instance:
@@ -632,6 +667,8 @@ def main():
             remove_disks=dict(type='bool', default=False),
             apply=dict(type='str', choices=['live', 'restart'], default='live'),
             firmware=dict(type='str', choices=['bios', 'uefi']),
+            secure_boot=dict(type='bool'),
+            tpm=dict(type='bool'),
             accelerator=dict(type='str', choices=['auto', 'kvm', 'tcg']),
             cloud_init=dict(type='dict', options=dict(
                 user_data=dict(type='raw'),

@@ -2,9 +2,10 @@
 # Builds the cloud-style test image for the instance tests, once, into .cache/guest/
 # (ignored by git): an ordinary Debian cloud image in miniature that boots by itself from
 # its own disk, BIOS or UEFI, and waits for a NoCloud seed (a disk labelled cidata):
-#   partition 1  FAT, active, ESP type: syslinux (BIOS, with syslinux's MBR) and systemd-boot
-#                (UEFI, \EFI\BOOT\BOOTX64.EFI), Debian's cloud kernel and its initramfs-tools
-#                initrd (root=LABEL=, virtio drivers);
+#   partition 1  FAT, active, ESP type: syslinux (BIOS, with syslinux's MBR) and Debian's
+#                signed shim and GRUB (UEFI, \EFI\BOOT\BOOTX64.EFI: a chain that Secure Boot
+#                with Microsoft's keys accepts), Debian's signed cloud kernel and its
+#                initramfs-tools initrd (root=LABEL=, virtio drivers);
 #   partition 2  ext4 labelled embedvirt-root, last on the disk so cloud-init's growpart can
 #                grow it: debootstrap bookworm (minbase) with systemd, udev, cloud-init
 #                (NoCloud and None only), openssh-server, qemu-guest-agent, python3, sudo,
@@ -21,14 +22,14 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/common.sh"
 step_name=cloud
 out=${1:-$here/../../.cache/guest}
-version=3   # bump when what this script builds changes
+version=4   # bump when what this script builds changes
 if [ -s "$out/cloud.qcow2" ] && [ -s "$out/cloud.qcow2.sha256" ] \
    && [ "$(cat "$out/cloud.version" 2>/dev/null)" = "$version" ]; then
   echo "$out" >&3; exit 0
 fi
 
 need_packages debootstrap e2fsprogs dosfstools mtools syslinux syslinux-common fdisk \
-  systemd-boot-efi qemu-utils
+  qemu-utils
 
 work=$(mktemp -d /var/tmp/embedvirt-cloud.XXXXXX)
 trap 'rm -rf "$work"' EXIT
@@ -76,22 +77,29 @@ rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* \
   "$rootfs"/var/log/*.log "$rootfs"/var/lib/cloud/*
 kver=$(ls "$rootfs/lib/modules")
 
-step "boot partition (syslinux, systemd-boot, kernel $kver)"
+step "signed shim and GRUB"
+# Unpacked, not installed: their maintainer scripts would install them to this host's ESP.
+(cd "$work" && apt-get download -o APT::Sandbox::User=root shim-signed grub-efi-amd64-signed >/dev/null 2>&1)
+for deb in "$work"/shim-signed_*.deb "$work"/grub-efi-amd64-signed_*.deb; do dpkg-deb -x "$deb" "$work/efi"; done
+
+step "boot partition (syslinux, shim and GRUB, kernel $kver)"
 boot=$work/boot.img
 mkfs.vfat -C -F 32 -n EMBEDVIRT "$boot" $((128 * 1024)) >/dev/null
 syslinux --install "$boot"
 printf 'DEFAULT linux\nPROMPT 0\nTIMEOUT 0\nLABEL linux\n  LINUX /vmlinuz\n  INITRD /initrd.img\n  APPEND %s\n' \
   "$cmdline" >"$work/syslinux.cfg"
-printf 'default embedvirt.conf\ntimeout 0\n' >"$work/loader.conf"
-printf 'title Debian\nlinux /vmlinuz\ninitrd /initrd.img\noptions %s\n' "$cmdline" >"$work/entry.conf"
+# GRUB's root is the partition it was loaded from; Debian's signed GRUB reads the grub.cfg
+# next to itself when its own prefix (\EFI\debian) has none.
+printf 'set timeout=0\nlinux /vmlinuz %s\ninitrd /initrd.img\nboot\n' "$cmdline" >"$work/grub.cfg"
 export MTOOLS_SKIP_CHECK=1
-mmd -i "$boot" ::/EFI ::/EFI/BOOT ::/loader ::/loader/entries
+mmd -i "$boot" ::/EFI ::/EFI/BOOT
 mcopy -i "$boot" "$rootfs/boot/vmlinuz-$kver" ::/vmlinuz
 mcopy -i "$boot" "$rootfs/boot/initrd.img-$kver" ::/initrd.img
 mcopy -i "$boot" "$work/syslinux.cfg" ::/syslinux.cfg
-mcopy -i "$boot" /usr/lib/systemd/boot/efi/systemd-bootx64.efi ::/EFI/BOOT/BOOTX64.EFI
-mcopy -i "$boot" "$work/loader.conf" ::/loader/loader.conf
-mcopy -i "$boot" "$work/entry.conf" ::/loader/entries/embedvirt.conf
+# shim, started as the removable-media loader, starts the grubx64.efi beside it.
+mcopy -i "$boot" "$work/efi/usr/lib/shim/shimx64.efi.signed" ::/EFI/BOOT/BOOTX64.EFI
+mcopy -i "$boot" "$work/efi/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed" ::/EFI/BOOT/grubx64.efi
+mcopy -i "$boot" "$work/grub.cfg" ::/EFI/BOOT/grub.cfg
 # The kernel and initrd live on the boot partition only.
 rm -f "$rootfs"/boot/vmlinuz-* "$rootfs"/boot/initrd.img-* "$rootfs"/vmlinuz* "$rootfs"/initrd.img*
 

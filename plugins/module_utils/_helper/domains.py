@@ -85,7 +85,7 @@ class Domains(DriverUser):
         for dom in self.qemu.listAllDomains(flags):
             if dom.name().startswith(_root.PROBE_PREFIX):
                 try:
-                    dom.undefineFlags(self.libvirt.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM)
+                    dom.undefineFlags(self.keep_files())
                     log.warning('removed the scratch domain %s, left by a helper that died', dom.name())
                 except self.libvirt.libvirtError as e:
                     log.warning('cannot remove the scratch domain %s: %s', dom.name(), e)
@@ -203,7 +203,7 @@ class Domains(DriverUser):
             try:
                 stored = probe.XMLDesc(self.libvirt.VIR_DOMAIN_XML_INACTIVE)
             finally:
-                probe.undefineFlags(self.libvirt.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM)
+                probe.undefineFlags(self.keep_files())
         stored = stored.replace(probe_name, xml_escape(real_name))
         if real_uuid:
             return define_xml, stored.replace(probe_uuid, real_uuid)
@@ -324,7 +324,13 @@ class Domains(DriverUser):
         dom.blockResize(disk, size, self.libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES)
         return self.domain_detail(dom)
 
-    def domain_undefine(self, name, remove_snapshots):
+    def keep_files(self, remove_tpm=False):
+        """undefineFlags that keep a domain's NVRAM and (unless remove_tpm) its TPM state: the
+        guest's data, where libvirt's default would delete the TPM's."""
+        tpm = self.libvirt.VIR_DOMAIN_UNDEFINE_TPM if remove_tpm else self.libvirt.VIR_DOMAIN_UNDEFINE_KEEP_TPM
+        return self.libvirt.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM | tpm
+
+    def domain_undefine(self, name, remove_snapshots, remove_tpm=False):
         dom = self.domain_required(name)
         snapshots = dom.snapshotListNames(0)
         if snapshots and not remove_snapshots:
@@ -337,7 +343,7 @@ class Domains(DriverUser):
             for snap in dom.listAllSnapshots(self.libvirt.VIR_DOMAIN_SNAPSHOT_LIST_ROOTS):
                 snap.delete(self.libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_CHILDREN)
         # NVRAM stays: it is the guest's data, and undefining is about the definition.
-        dom.undefineFlags(self.libvirt.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM)
+        dom.undefineFlags(self.keep_files(remove_tpm))
         return self.domain_get(name)
 
     def domain_clones(self, name):

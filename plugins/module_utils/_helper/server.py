@@ -238,6 +238,8 @@ class Helper:
             'qemu': self.confinement.status(),
             # The program libvirt runs for a user-mode card's passt backend, found as libvirt finds it.
             'passt': shutil.which('passt'),
+            # libvirt runs swtpm_setup once per TPM, then swtpm.
+            'swtpm': shutil.which('swtpm') if shutil.which('swtpm_setup') else None,
         }
 
     def stop(self):

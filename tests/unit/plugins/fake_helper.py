@@ -229,7 +229,7 @@ class FakeHelper:
     def snapshot_revert(self, name, snapshot):
         return self.detail(name)
 
-    def domain_undefine(self, name, remove_snapshots=False):
+    def domain_undefine(self, name, remove_snapshots=False, remove_tpm=False):
         domain = self.required(name)
         if domain.get('snapshots') and not remove_snapshots:
             raise FakeError('snapshots', "domain '%s' has snapshots" % name)

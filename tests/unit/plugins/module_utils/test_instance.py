@@ -65,7 +65,7 @@ def test_a_source_an_overlay_cannot_be_put_on_is_refused(xml, problem):
 
 
 PARAMS = dict(name='c', accelerator='tcg', memory=512, max_memory=None, vcpus=1, max_vcpus=None, firmware='bios',
-              agent=False, extra_devices=None, disks=[], networks=[{'type': 'none', 'port_forwards': [], 'mac': None}])
+              secure_boot=False, tpm=False, agent=False, extra_devices=None, disks=[], networks=[{'type': 'none', 'port_forwards': [], 'mac': None}])
 
 
 def test_a_clones_definition_names_its_source_and_attaches_its_overlays_after_the_seed():
@@ -91,8 +91,8 @@ def test_an_instance_from_an_image_is_no_clone():
 def test_a_definition_records_the_options_it_is_built_from_and_a_network_as_set():
     xml = domain_xml(PARAMS, [('/r/images/c.qcow2', 'vda')], None, '/r/log/console/c.log', ('', []))
     assert recorded_options(xml) == dict(memory=512, max_memory=None, vcpus=1, max_vcpus=None, firmware='bios',
-                                         accelerator='tcg', agent=False, networks=[{'type': 'none'}],
-                                         extra_devices=None, disks=[])
+                                         secure_boot=False, tpm=False, accelerator='tcg', agent=False,
+                                         networks=[{'type': 'none'}], extra_devices=None, disks=[])
     # Without a seed: a guest whose seed the task keeps as it is.
     assert [d.find('target').get('dev') for d in ElementTree.fromstring(xml).iterfind('devices/disk')] == ['vda']
 
@@ -115,6 +115,8 @@ def recorded(**changes):
     recorded(memory=None),
     recorded(extra_devices=[1]),
     recorded(more=1),
+    recorded(tpm=1),
+    recorded(secure_boot='yes'),
     recorded(disks=[{'name': '../x', 'size': '1G', 'format': 'qcow2', 'bus': 'virtio', 'file': None,
                      'backing_file': None}]),
     recorded(disks=[{'name': 'x', 'size': '1G', 'format': 'qcow2', 'bus': 'ide', 'file': None,
@@ -129,6 +131,34 @@ def test_a_record_that_is_not_one_of_the_options_counts_as_none(text):
 def test_a_well_formed_record_is_read_back():
     assert recorded_options(record(recorded(extra_devices=['<hostdev/>'], firmware='uefi', memory=64, vcpus=2))) \
         == dict(DEFINITION, firmware='uefi', memory=64, vcpus=2, extra_devices=['<hostdev/>'])
+
+
+def test_secure_boot_and_tpm_are_recorded_only_when_on_so_an_older_guest_keeps_its_definition():
+    plain = domain_xml(PARAMS, [('/r/images/c.qcow2', 'vda')], None, '/r/log/console/c.log', ('', []))
+    text = ElementTree.fromstring(plain).findtext('metadata/' + INSTANCE_ELEMENT)
+    assert 'tpm' not in json.loads(text) and 'secure_boot' not in json.loads(text)
+    # A record written before the two options existed reads as both off.
+    older = dict(DEFINITION)
+    del older['tpm'], older['secure_boot']
+    assert recorded_options(record(json.dumps(older))) == DEFINITION
+    on = dict(PARAMS, firmware='uefi', secure_boot=True, tpm=True)
+    xml = domain_xml(on, [('/r/images/c.qcow2', 'vda')], None, '/r/log/console/c.log', ('', []))
+    assert recorded_options(xml)['tpm'] is True and recorded_options(xml)['secure_boot'] is True
+
+
+def test_secure_boot_asks_for_enrolled_keys_and_smm_and_tpm_for_an_emulated_tpm_2():
+    def tree(**changes):
+        return ElementTree.fromstring(domain_xml(dict(PARAMS, firmware='uefi', **changes), [('/r/i/c.qcow2', 'vda')],
+                                                 None, '/r/log/console/c.log', ('', [])))
+    on = tree(secure_boot=True, tpm=True)
+    features = dict((f.get('name'), f.get('enabled')) for f in on.iterfind('os/firmware/feature'))
+    assert features == {'secure-boot': 'yes', 'enrolled-keys': 'yes'}
+    assert on.find('features/smm').get('state') == 'on'
+    assert on.find('devices/tpm').get('model') == 'tpm-crb'
+    assert on.find('devices/tpm/backend').attrib == {'type': 'emulator', 'version': '2.0'}
+    off = tree()
+    assert [f.get('enabled') for f in off.iterfind('os/firmware/feature')] == ['no']
+    assert off.find('features/smm') is None and off.find('devices/tpm') is None
 
 
 @pytest.mark.parametrize('disks', [

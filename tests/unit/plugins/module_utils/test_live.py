@@ -42,6 +42,8 @@ def test_what_waited_still_waits_on_the_next_run_and_is_measured_against_the_run
     assert live_changes(options(), options(memory=2048, max_memory=4096), live(), {}) == (
         [], ['memory', 'max_memory'])
     assert live_changes(options(), options(firmware='uefi'), live(), {}) == ([], ['firmware'])
+    assert live_changes(options(), options(firmware='uefi', secure_boot=True, tpm=True), live(), {}) == (
+        [], ['firmware', 'secure_boot', 'tpm'])
 
 
 def test_fewer_vcpus_wait_as_the_guest_booted_with_them():

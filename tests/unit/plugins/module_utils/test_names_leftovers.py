@@ -85,6 +85,8 @@ class FakeLibvirt:
     VIR_CONNECT_LIST_DOMAINS_INACTIVE = 2
     VIR_CONNECT_LIST_DOMAINS_PERSISTENT = 4
     VIR_DOMAIN_UNDEFINE_KEEP_NVRAM = 8
+    VIR_DOMAIN_UNDEFINE_TPM = 32
+    VIR_DOMAIN_UNDEFINE_KEEP_TPM = 64
 
 
 def driver_with(path, names):
@@ -111,7 +113,8 @@ def test_leftovers_go_and_nothing_else(tmp_path):
     (tmp_path / 'etc' / 'qemu' / 'link.xml.new').symlink_to(outside)
     driver.clean_leftovers()
     assert ('list', 6) in driver.qemu.log
-    assert ('undefine', PROBE_PREFIX + 'abc', 8) in driver.qemu.log
+    # NVRAM and TPM state kept (8 | 64): a probe has none, yet a wrong flag must never cost a guest's.
+    assert ('undefine', PROBE_PREFIX + 'abc', 72) in driver.qemu.log
     assert not any(entry[:2] == ('undefine', 'web') for entry in driver.qemu.log)
     assert sorted(p.name for p in (tmp_path / 'etc' / 'qemu').iterdir()) == ['web.xml']
     assert list((tmp_path / 'etc' / 'secrets').iterdir()) == []
@@ -124,7 +127,7 @@ def test_leftovers_that_cannot_go_never_stop_a_helper(tmp_path):
     (tmp_path / 'etc' / 'qemu').symlink_to(tmp_path)
     (tmp_path / 'x.xml.new').write_text('keep')
     driver.clean_leftovers()  # no etc/secrets, etc/qemu a link: nothing raised
-    assert ('undefine', PROBE_PREFIX + 'b', 8) in driver.qemu.log
+    assert ('undefine', PROBE_PREFIX + 'b', 72) in driver.qemu.log
     assert (tmp_path / 'x.xml.new').exists()
 
 

@@ -70,6 +70,18 @@ def test_qemu_ids_are_none_for_root_and_numbers_for_plus_ids():
         qemu_conf.qemu_ids('user = "embedvirt-no-such-user"\n')
 
 
+def test_qemu_as_root_runs_swtpm_as_root_unless_extra_says_otherwise():
+    # libvirt's default swtpm account (tss) cannot reach the files of a root.
+    lines = settings_lines(qemu_conf.render(qemu_conf.settings_for(0, '/r', dict(user='root', group='root'))))
+    assert lines[:4] == ['user = "root"', 'group = "root"', 'swtpm_user = "root"', 'swtpm_group = "root"']
+    lines = settings_lines(qemu_conf.render(qemu_conf.settings_for(0, '/r', dict(user='+0', extra={'swtpm_user': '"tss"'}))))
+    # swtpm's group is QEMU's, here the root's own account's group.
+    assert 'swtpm_group = "%s"' % _confinement.name('/r') in lines
+    assert 'swtpm_user = "tss"' in lines and 'swtpm_user = "+0"' not in lines
+    own = qemu_conf.render(qemu_conf.settings_for(0, '/r', mount_namespace=True))
+    assert 'swtpm' not in own
+
+
 def test_options_replace_defaults_and_unset_ones_keep_them():
     settings = qemu_conf.settings_for(0, '/r', dict(user='qemu', group=None, cgroup_controllers=['cpu', 'memory'],
                                                     extra={'max_files': 4096, 'set_process_name': True,

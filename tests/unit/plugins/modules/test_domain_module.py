@@ -67,7 +67,7 @@ def test_undefine_with_snapshots_is_refused_before_anything_changes_unless_asked
     assert predicted['actions'] == ['destroy', 'delete_snapshots', 'undefine'] and fake_helper.changes() == []
     result = run(fake_helper, name='web', state='undefined', remove_snapshots=True)
     assert result['actions'] == ['destroy', 'delete_snapshots', 'undefine'] and fake_helper.domains == {}
-    assert fake_helper.args_of('domain_undefine') == [{'name': 'web', 'remove_snapshots': True}]
+    assert fake_helper.args_of('domain_undefine') == [{'name': 'web', 'remove_snapshots': True, 'remove_tpm': False}]
 
 
 def test_redefining_a_running_domain_warns_when_it_takes_effect(fake_helper):
