@@ -20,6 +20,7 @@ packages=(
   python3 python3-venv python3-apt   # the venv, and the apt module the host role runs
   git procps iproute2
   mtools dosfstools   # independent readers of the cloud-init seed's FAT image (unit tests)
+  default-jre-headless   # ansible-rulebook's rule engine (the events target)
   "$@"   # what the caller needs on top (hacking/test.sh: an SSH server for the hypervisor tests)
 )
 missing=()
@@ -47,6 +48,17 @@ if [ ! -x "$venv/bin/ansible" ] || ! cmp -s "$requirements" "$venv/requirements-
   cp "$requirements" "$venv/requirements-dev.txt"
 fi
 [ -z "$core" ] || rm -f "$requirements"
+
+# ansible-rulebook in a venv of its own (its dependencies are not the controller's), for the
+# events target, which runs it with the collection's event source.
+if ! $venv_only && { [ ! -x .cache/rulebook/bin/ansible-rulebook ] \
+    || ! cmp -s hacking/rulebook-requirements.txt .cache/rulebook/requirements.txt; }; then
+  echo "bootstrap: building .cache/rulebook" >&2
+  rm -rf .cache/rulebook
+  /usr/bin/python3 -m venv .cache/rulebook
+  .cache/rulebook/bin/pip install -q --disable-pip-version-check -r hacking/rulebook-requirements.txt >&2
+  cp hacking/rulebook-requirements.txt .cache/rulebook/requirements.txt
+fi
 
 # Ansible finds the collection here, whatever the checkout is called.
 if [ -z "$core" ]; then

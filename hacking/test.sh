@@ -142,8 +142,8 @@ for suite in "${suites[@]}"; do
          || [ ! -s "$cloud/cloud.qcow2.sha256" ]; then
         failed=$((failed + 1)); names_failed+=("integration (cloud image build)"); continue
       fi
-      printf 'embedvirt_guest_image: %s\nembedvirt_cloud_image: %s\nembedvirt_cloud_image_sha256: %s\n' \
-        "$guest" "$cloud/cloud.qcow2" "$(cat "$cloud/cloud.qcow2.sha256")" \
+      printf 'embedvirt_guest_image: %s\nembedvirt_cloud_image: %s\nembedvirt_cloud_image_sha256: %s\nembedvirt_rulebook: %s\n' \
+        "$guest" "$cloud/cloud.qcow2" "$(cat "$cloud/cloud.qcow2.sha256")" "$checkout/.cache/rulebook/bin/ansible-rulebook" \
         >tests/integration/integration_config.yml
       # The Debian 13 suite, when asked for too, runs meanwhile: its guests wait for I/O and
       # timers much of the time, and both suites fit on two cores in less time than one after the other.

@@ -24,7 +24,7 @@ PACKAGE = __name__.rsplit('.', 1)[0]
 HELPER_MODULES = tuple(PACKAGE + '.' + name for name in (
     '_protocol', '_root', '_root_dir', '_rules', '_versions', '_network', '_confinement', '_qemu_conf', '_helper',
     '_helper.errors', '_helper.drivers', '_helper.domains', '_helper.agent', '_helper.secrets', '_helper.snapshots',
-    '_helper.confine', '_helper.server'))
+    '_helper.events', '_helper.confine', '_helper.server'))
 HELPER_MAIN = PACKAGE + '._helper.server'
 # The relay on a hypervisor (plugin_utils/_hypervisor.py): a client there, with the helper to start.
 RELAY_MODULES = tuple(PACKAGE + '.' + name for name in ('_bundle', '_client', '_client_error', '_helper_start', '_helper_python')) + HELPER_MODULES

@@ -87,6 +87,24 @@ class HelperConnection(Control):
     def close(self):
         self.sock.close()
 
+    def messages(self):
+        """The messages of a subscription (see Operations.events_subscribe) as they come;
+        HelperClientError when the helper closes it or falls silent past its heartbeats."""
+        silence = _protocol.HEARTBEAT_SECONDS * _protocol.HEARTBEAT_MISSED
+        while True:
+            try:
+                line = self.reader.read(silence)
+            except TimeoutError:
+                raise unresponsive(self.root, self.peer_pid, 'sent no event nor heartbeat within %d s' % silence)
+            except (_protocol.MessageTooLong, OSError) as e:
+                raise HelperClientError('lost the subscription to the helper (pid %d): %s' % (self.peer_pid, e),
+                                        _protocol.ERROR_CONNECTION, pid=self.peer_pid)
+            if line is None:
+                raise HelperClientError('the helper (pid %d) of %s ended the subscription (it stopped)'
+                                        % (self.peer_pid, self.root.path), _protocol.ERROR_CONNECTION,
+                                        'subscribe again: that starts a helper', self.peer_pid)
+            yield _protocol.decode(line)
+
 
 class HelperClient(Operations):
     """Calls into the helper of one root, starting it under the root's lock when needed: its
@@ -170,6 +188,15 @@ class HelperClient(Operations):
         if self.connection is not None:
             self.connection.close()
             self.connection = None
+
+    def subscribe(self, events=None, domains=None, queue=None):
+        """(reply, messages): a subscription to the root's domain events on this client's
+        connection, which carries nothing else after; see Operations.events_subscribe."""
+        args = dict(events=events, domains=domains)
+        if queue is not None:
+            args['queue'] = queue
+        reply = self.events_subscribe(**args)
+        return reply, self.connection.messages()
 
     # --- internals -------------------------------------------------------------------
     def _connection_to_helper(self, rootdir):

@@ -58,6 +58,11 @@ DOMAIN_STATES = ('nostate', 'running', 'blocked', 'paused', 'shutdown', 'shutoff
 # The states in which a domain has a QEMU process.
 ACTIVE_STATES = ('running', 'blocked', 'paused', 'shutdown', 'crashed', 'pmsuspended')
 
+# A subscription (Operations.events_subscribe) without events says it is alive this often; a
+# client that hears nothing for HEARTBEAT_MISSED of them takes the helper for gone.
+HEARTBEAT_SECONDS = 10
+HEARTBEAT_MISSED = 3
+
 # Raw bytes per guest-file-read/write call: 256 KiB made qemu-ga drop the message here
 # (libvirt then reports the agent "not available for now"); 32-128 KiB all ran ~2.5-3 MiB/s
 # under TCG.
@@ -308,6 +313,19 @@ class Operations:
     def domain_undefine(self, name, remove_snapshots=False, remove_tpm=False):
         """Remove a domain's definition (its NVRAM stays, and its TPM state unless remove_tpm);
         with remove_snapshots, its snapshots first (libvirt refuses a domain that has any)."""
+
+    # --- events ----------------------------------------------------------------------------
+    @operation()
+    def events_subscribe(self, events=None, domains=None, queue=1000):
+        """Make this connection a subscription to domain events. After the reply ({subscribed,
+        root, sequence, events, queue}) the helper sends one {"event": {...}} message per event
+        of the types in events (all when None) of the domains named (all when None), and a
+        {"heartbeat": time} after HEARTBEAT_SECONDS without one, until the client closes the
+        connection or the helper stops. An event has type, root, domain, uuid, time, sequence
+        (the helper's counter) and what its type adds (reason, device...). Unread events wait in
+        a queue of at most `queue`; the newest are dropped beyond, and an "events_dropped" event
+        with their number comes before the next one. A subscription keeps its helper from its
+        idle exit."""
 
     @operation()
     def domain_live_xml(self, name):

@@ -86,6 +86,13 @@ helper:
       description: Version of the libvirt library the helper runs, and so of its embedded drivers.
       type: str
       sample: 11.3.0
+    subscribers:
+      description:
+        - Subscriptions to the root's domain events, such as those of the C(embedvirt.libvirt.domain_events) event
+          source for ansible-rulebook. While there is one the helper does not exit when idle; one that is stopped
+          under a subscription is started again by the subscriber's next attempt.
+      type: int
+      sample: 1
 '''
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._common import EmbedvirtModule

@@ -31,7 +31,8 @@ DEFAULT_SSH_ARGS = ('-o', 'ControlMaster=auto', '-o', 'ControlPersist=60s',
 # Extra time allowed on top of a call's own timeout for the round trip over SSH.
 TRANSPORT_SLACK = 30
 # Runs on the hypervisor. Line 1 of its stdin is this program, line 2 the root and the bundle
-# of the client's modules, then one request per line (_protocol's messages, both ways).
+# of the client's modules, then one request per line (_protocol's messages, both ways). A
+# subscription's messages are passed on until either side ends the session.
 RELAY = r'''
 import importlib, json, sys
 
@@ -49,7 +50,16 @@ for line in stdin:
         if op is None:
             raise client.HelperClientError('the relay has no operation %r' % request['op'], protocol.ERROR_PROTOCOL)
         helper = helper or client.HelperClient(setup['root'], python=setup['helper_python'], create=False)
-        reply = protocol.reply_message(request['id'], result=helper.request(op, request['args']))
+        if op.name != 'events_subscribe':
+            reply = protocol.reply_message(request['id'], result=helper.request(op, request['args']))
+        else:
+            result, messages = helper.subscribe(**request['args'])
+            stdout.write(protocol.encode(protocol.reply_message(request['id'], result=result)))
+            stdout.flush()
+            # Until the helper ends it (an error reply follows) or the session goes (EPIPE).
+            for message in messages:
+                stdout.write(protocol.encode(message))
+                stdout.flush()
     except client.HelperClientError as e:
         reply = protocol.reply_message(request['id'], error=e.to_dict())
     except RootError as e:
@@ -117,6 +127,30 @@ class RemoteHelperClient(Operations):
         if not reply['ok']:
             raise HelperClientError.from_reply(reply['error'])
         return reply['result']
+
+    def subscribe(self, events=None, domains=None, queue=None):
+        """(reply, messages) of a subscription over this session, as HelperClient.subscribe."""
+        args = dict(events=events, domains=domains)
+        if queue is not None:
+            args['queue'] = queue
+        reply = self.events_subscribe(**args)
+        return reply, self._messages()
+
+    def _messages(self):
+        silence = _protocol.HEARTBEAT_SECONDS * _protocol.HEARTBEAT_MISSED + TRANSPORT_SLACK
+        while True:
+            try:
+                line = self.reader.read(silence)
+            except (TimeoutError, _protocol.MessageTooLong):
+                self.close()
+                raise HelperClientError('hypervisor %s sent no event nor heartbeat within %d s'
+                                        % (self.hypervisor, silence), 'timeout')
+            if line is None:
+                raise self._session_ended('events_subscribe')
+            message = _protocol.decode(line)
+            if 'error' in message:
+                raise HelperClientError.from_reply(message['error'])
+            yield message
 
     def close(self):
         if self.process is not None:

@@ -22,6 +22,8 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import
     AGENT_CHUNK_BYTES, CALL_SECONDS, MAX_MESSAGE_BYTES)
 
 AGENT_CALL_SECONDS = 30
+# A wait for the agent asks again when it connects (its event), else this often.
+AGENT_RETRY_SECONDS = 2
 # How long a guest may be too busy to answer libvirt's sync before its agent counts as gone.
 AGENT_BUSY_SECONDS = 120
 REPEATABLE_AGENT_COMMANDS = ('guest-ping', 'guest-info', 'guest-exec-status')
@@ -191,16 +193,18 @@ class GuestAgent(DriverUser):
     def guest_wait_agent(self, name, timeout):
         """Wait until the guest agent answers a ping; its info (version, enabled commands)."""
         deadline = time.time() + timeout
-        while True:
-            try:
-                self.agent(name, 'guest-ping', timeout=AGENT_CALL_SECONDS)
-                return agent_info(self.agent(name, 'guest-info'), name)
-            except HelperError as e:
-                if e.kind != 'agent_unavailable' or time.time() >= deadline:
-                    if e.kind == 'agent_unavailable':
-                        e.message = '%s (waited %d s)' % (e.message, timeout)
-                    raise
-            time.sleep(0.5)
+        # Asked again when the agent connects (its event), and at least every AGENT_RETRY_SECONDS.
+        with self.domains.events.watch(name, ('agent_connected',)) as connected:
+            while True:
+                try:
+                    self.agent(name, 'guest-ping', timeout=AGENT_CALL_SECONDS)
+                    return agent_info(self.agent(name, 'guest-info'), name)
+                except HelperError as e:
+                    if e.kind != 'agent_unavailable' or time.time() >= deadline:
+                        if e.kind == 'agent_unavailable':
+                            e.message = '%s (waited %d s)' % (e.message, timeout)
+                        raise
+                connected.wait(min(AGENT_RETRY_SECONDS, max(0, deadline - time.time())))
 
     def guest_exec(self, name, argv, input_data, env, timeout):
         """Run argv in the guest, wait for it; exit code and output (base64).

@@ -33,8 +33,9 @@ ElementTree.register_namespace('embedvirt-instance', INSTANCE_NAMESPACE)
 class Domains(DriverUser):
     """The domains of the root."""
 
-    def __init__(self, drivers):
+    def __init__(self, drivers, events):
         super().__init__(drivers)
+        self.events = events  # the root's domain events (_helper.events), which waits listen to
         # One scratch definition at a time (see normalize_definition).
         self.probe_lock = threading.Lock()
 
@@ -260,16 +261,18 @@ class Domains(DriverUser):
             # A paused guest cannot see the power button (libvirt refuses the request).
             dom.resume()
             steps.append('resume')
-        dom.shutdown()
-        steps.append('shutdown')
         deadline = time.time() + timeout
-        while True:
-            current = self.domain_get(name)
-            if current is None or current['state'] == 'shutoff':
-                return {'done': True, 'steps': steps, 'domain': current}
-            if time.time() >= deadline:
-                break
-            time.sleep(0.2)
+        # Woken by the event that it stopped; the state is read again at least every second.
+        with self.events.watch(name, ('stopped', 'undefined')) as stopped:
+            dom.shutdown()
+            steps.append('shutdown')
+            while True:
+                current = self.domain_get(name)
+                if current is None or current['state'] == 'shutoff':
+                    return {'done': True, 'steps': steps, 'domain': current}
+                if time.time() >= deadline:
+                    break
+                stopped.wait(min(1, deadline - time.time()))
         if not force:
             return {'done': False, 'steps': steps, 'domain': current}
         self.destroy(dom)

@@ -22,6 +22,7 @@ import logging
 import os
 import shutil
 import resource
+import select
 import signal
 import socketserver
 import sys
@@ -37,6 +38,7 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.drivers 
     Drivers, reset_runtime_state_after_reboot)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.errors import (
     HelperError, hint_for_libvirt_error)
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.events import Events
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.secrets import Secrets
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.snapshots import Snapshots
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import RootError
@@ -84,12 +86,13 @@ class Helper:
         self.allowed_uids = {0, os.geteuid(), os.stat(root).st_uid}
         self.confinement = Confinement(self.root)
         self.drivers = Drivers(self.root)
-        self.domains = Domains(self.drivers)
+        self.events = Events(self.drivers)
+        self.domains = Domains(self.drivers, self.events)
         self.server = None
         self.socket_inode = None
         self.implementations = implementations(
             (self, self.drivers, self.domains, GuestAgent(self.drivers, self.domains), Secrets(self.drivers),
-             Snapshots(self.drivers, self.domains)))
+             Snapshots(self.drivers, self.domains), self.events))
 
     # --- lifecycle -------------------------------------------------------------------
     def start(self):
@@ -113,6 +116,7 @@ class Helper:
                               % (self.root.path, e), 'make etc/qemu and etc/qemu/autostart plain directories '
                               'of the owner of the root again, as libvirt makes them')
         self.drivers.open()
+        self.events.register()
         self.confinement.after_open()
         self.domains.clean_leftovers()
         if os.path.lexists(self.socket_path):
@@ -171,7 +175,8 @@ class Helper:
         while not self.stop_requested.is_set():
             time.sleep(0.5)
             with self.lock:
-                idle = not self.in_flight and time.time() - self.last_activity
+                # A subscriber keeps it up: it is there to hear what happens, however long.
+                idle = not self.in_flight and not self.events.count() and time.time() - self.last_activity
                 timeout = self.idle_timeout
             if timeout and idle and idle > timeout:
                 log.info('idle for %d s (idle timeout %d s)', idle, timeout)
@@ -189,6 +194,10 @@ class Helper:
         with self.lock:
             del self.in_flight[number]
             self.served += 1
+            self.last_activity = time.time()
+
+    def touch(self):
+        with self.lock:
             self.last_activity = time.time()
 
     def handle(self, request):
@@ -240,6 +249,7 @@ class Helper:
             'passt': shutil.which('passt'),
             # libvirt runs swtpm_setup once per TPM, then swtpm.
             'swtpm': shutil.which('swtpm') if shutil.which('swtpm_setup') else None,
+            'subscribers': self.events.count(),
         }
 
     def stop(self):
@@ -287,6 +297,10 @@ class Handler(socketserver.BaseRequestHandler):
                 self.request.sendall(_protocol.encode(answer(helper, line)))
                 if turn.give_back():
                     helper.give_memory_back()
+                subscriber = helper.events.claim()
+                if subscriber is not None:
+                    self.stream(helper, subscriber)
+                    break
                 if helper.drivers.restart_requested:
                     log.info('restarting so that libvirt reloads the secrets from disk')
                     helper.stop_requested.set()
@@ -297,6 +311,39 @@ class Handler(socketserver.BaseRequestHandler):
         finally:
             if turn.give_back():
                 helper.give_memory_back()
+
+    def stream(self, helper, subscriber):
+        """Send a subscription's messages until the client closes it or the helper stops. Only
+        what the socket takes at once is sent: a client that stops reading holds this thread
+        and its own queue (which then drops), never the helper's event loop or another client."""
+        sock = self.request
+        sock.setblocking(False)
+        poller = select.poll()
+        pending, quiet_since = b'', time.time()
+        try:
+            while not helper.stop_requested.is_set():
+                if not pending:
+                    message = subscriber.get(POLL_SECONDS)
+                    if message is None and time.time() - quiet_since >= _protocol.HEARTBEAT_SECONDS:
+                        message = {'heartbeat': time.time()}
+                    if message is not None:
+                        pending, quiet_since = _protocol.encode(message), time.time()
+                poller.register(sock.fileno(), select.POLLIN | (select.POLLOUT if pending else 0))
+                for _fd, flags in poller.poll(POLL_SECONDS * 1000 if pending else 0):
+                    if flags & select.POLLIN and not sock.recv(1 << 16):
+                        return  # closed; what else a subscriber sends is not read
+                    if flags & (select.POLLHUP | select.POLLERR):
+                        return
+                    if flags & select.POLLOUT:
+                        try:
+                            pending = pending[sock.send(pending):]
+                        except BlockingIOError:
+                            pass
+        except OSError:
+            return
+        finally:
+            helper.events.unsubscribe(subscriber)
+            helper.touch()
 
 
 class LargeTurns:

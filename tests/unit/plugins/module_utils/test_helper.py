@@ -13,7 +13,7 @@ import pytest
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils import _protocol, _root, _root_dir
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper import (
-    agent, domains, drivers, errors, secrets, server, snapshots)
+    agent, domains, drivers, errors, events, secrets, server, snapshots)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.errors import HelperError
 
 
@@ -198,9 +198,9 @@ def test_a_request_of_more_values_than_any_request_holds_is_refused_before_it_is
 
 def test_every_operation_has_exactly_one_implementation_in_the_helper():
     helper = server.Helper.__new__(server.Helper)
-    parts = [helper, drivers.Drivers(None), domains.Domains(drivers.Drivers(None)),
+    parts = [helper, drivers.Drivers(None), domains.Domains(drivers.Drivers(None), None),
              agent.GuestAgent(drivers.Drivers(None), None), secrets.Secrets(drivers.Drivers(None)),
-             snapshots.Snapshots(drivers.Drivers(None), None)]
+             snapshots.Snapshots(drivers.Drivers(None), None), events.Events(drivers.Drivers(None))]
     found = server.implementations(parts)
     assert sorted(found) == sorted(_protocol.OPERATIONS)
 

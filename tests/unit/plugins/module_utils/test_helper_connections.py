@@ -8,17 +8,19 @@ import os
 import socket
 import threading
 import time
+import types
 
 import pytest
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils import _protocol
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper import server
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper import events, server
 
 LARGE = _protocol.SMALL_MESSAGE_BYTES * 2
 
 
 class Drivers:
     restart_requested = False
+    root = type('Root', (), {'path': '/r'})()
 
     def prepare_thread(self):
         pass
@@ -36,6 +38,7 @@ class Helper:
         self.stop_requested = threading.Event()
         self.large_turns = server.LargeTurns(1)
         self.allowed_uids = {0, os.geteuid()}
+        self.events = events.Events(self.drivers)
 
     give_memory_back = server.Helper.give_memory_back
 
@@ -46,13 +49,18 @@ class Helper:
     def end(self, number):
         pass
 
-    @staticmethod
-    def handle(request):
+    def touch(self):
+        pass
+
+    def handle(self, request):
+        if request.get('op') == 'events_subscribe':
+            return self.events.events_subscribe(**request['args'])
         return {'size': len(request.get('data', '')), 'reply': 'r' * request.get('reply', 0)}
 
 
 @pytest.fixture
-def helper_socket(tmp_path, monkeypatch):
+def served(tmp_path, monkeypatch):
+    """The server on a fake helper: its socket's path and the helper."""
     monkeypatch.setattr(server, 'LARGE_TURN_SECONDS', 1)
     monkeypatch.setattr(server, 'FIRST_REQUEST_SECONDS', 1)
     monkeypatch.setattr(server, 'REPLY_SECONDS', 1)
@@ -60,10 +68,15 @@ def helper_socket(tmp_path, monkeypatch):
     path = str(tmp_path / 'helper.sock')
     srv = server.Server(path, helper)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield path
+    yield types.SimpleNamespace(path=path, helper=helper)
     helper.stop_requested.set()
     srv.shutdown()
     srv.server_close()
+
+
+@pytest.fixture
+def helper_socket(served):
+    return served.path
 
 
 def connect(path):
@@ -141,3 +154,83 @@ def test_large_requests_get_their_turns_in_the_order_they_asked(helper_socket):
     for thread in threads:
         thread.join(10)
     assert answered == [0, 1, 2, 3, 4]
+
+
+class Dom:
+    def __init__(self, name):
+        self.named = name
+
+    def name(self):
+        return self.named
+
+    @staticmethod
+    def UUIDString():  # noqa: N802 (libvirt's name)
+        return '00000000-0000-0000-0000-000000000001'
+
+
+def subscribe(path, **args):
+    sock = connect(path)
+    sock.sendall(json.dumps({'id': 1, 'op': 'events_subscribe', 'args': args}).encode() + b'\n')
+    reader = sock.makefile('rb')
+    reply = json.loads(reader.readline())
+    assert reply['ok'], reply
+    return sock, reader
+
+
+def wait_for_subscribers(helper, count):
+    deadline = time.time() + 5
+    while helper.events.count() != count:
+        assert time.time() < deadline
+        time.sleep(0.01)
+
+
+def test_events_reach_each_subscriber_in_order_filtered_and_the_queue_drops_what_a_stalled_one_cannot_take(
+        served):
+    helper = served.helper
+    every, only_web, stalled = (subscribe(served.path, queue=5000), subscribe(served.path, domains=['web'], queue=5000),
+                                subscribe(served.path, queue=3))
+    wait_for_subscribers(helper, 3)
+    # The stalled subscriber never reads: once its socket is full, its queue of 3 fills and drops.
+    stalled[0].setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    started = time.time()
+    for number in range(3000):
+        helper.events.on_lifecycle(None, Dom('web' if number % 2 else 'db'), 2, 0, None)
+    assert time.time() - started < 5  # never waits for a subscriber
+    got = [json.loads(every[1].readline())['event'] for dummy in range(3000)]
+    assert [event['sequence'] for event in got] == list(range(1, 3001))
+    assert got[0] == dict(got[0], type='started', reason='booted', domain='db', root='/r')
+    web = [json.loads(only_web[1].readline())['event'] for dummy in range(1500)]
+    assert set(event['domain'] for event in web) == {'web'}
+    # What the stalled one reads: what its socket and queue held, then how many were lost,
+    # then (after it caught up) the next events again. Every sequence number is accounted for.
+    seen, dropped = [], 0
+    while len(seen) + dropped < 3000:
+        event = json.loads(stalled[1].readline())['event']
+        if event['type'] == 'events_dropped':
+            dropped += event['dropped']
+        else:
+            seen.append(event['sequence'])
+    assert dropped > 0 and seen == sorted(seen)
+    helper.events.on_lifecycle(None, Dom('web'), 5, 5, None)
+    assert json.loads(stalled[1].readline())['event'] == dict(
+        json.loads(every[1].readline())['event'], type='stopped', reason='failed')
+
+
+def test_a_subscription_that_closes_is_forgotten_and_a_quiet_one_hears_heartbeats(served, monkeypatch):
+    monkeypatch.setattr(_protocol, 'HEARTBEAT_SECONDS', 0.3)
+    helper = served.helper
+    quiet, gone = subscribe(served.path), subscribe(served.path)
+    wait_for_subscribers(helper, 2)
+    gone[1].close()  # the file object holds the socket open too
+    gone[0].close()
+    wait_for_subscribers(helper, 1)
+    assert 'heartbeat' in json.loads(quiet[1].readline())
+
+
+def test_a_subscription_with_an_unknown_event_or_queue_is_refused(served):
+    for args in ({'events': ['started', 'exploded']}, {'queue': 0}, {'queue': True}):
+        sock = connect(served.path)
+        sock.sendall(json.dumps({'id': 1, 'op': 'events_subscribe', 'args': args}).encode() + b'\n')
+        reply = json.loads(sock.makefile('rb').readline())
+        assert not reply['ok'] and reply['error']['kind'] == 'value'
+    assert served.helper.events.count() == 0

@@ -1,0 +1,144 @@
+# -*- coding: utf-8 -*-
+# Copyright: embedvirt.libvirt contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""embedvirt.libvirt.domain_events: domain events of embedded libvirt roots, for ansible-rulebook.
+
+Each root's helper streams its guests' events (libvirt's callbacks in the helper's event
+loop) to this source, on this machine or on a hypervisor over SSH, as the guest_agent
+connection reaches one. Each event is a dict:
+
+  type      defined, undefined, started, paused, resumed, stopped, shutdown, pmsuspended,
+            crashed, reboot, agent_connected, agent_disconnected, watchdog, io_error,
+            block_job, balloon_change, device_added, device_removed; and from this source
+            helper_restarted (after a reconnection: events may be missing) and
+            events_dropped (dropped: how many this source did not read in time)
+  root, domain, uuid, time (seconds since the epoch), sequence (the helper's counter),
+  hypervisor (null on this machine), and what the type adds: reason (lifecycle events:
+  stopped has shutdown, destroyed, crashed, failed - QEMU ended unasked - ...), device,
+  path, action, disk, job, status, actual_kib.
+
+Arguments:
+  roots            list of root paths (or root: one path)
+  hypervisor       SSH host of the roots (optional; this machine when left out)
+  ssh_args         extra ssh arguments, a string or a list
+  python           the hypervisor's Python for the relay (python3)
+  helper_python    the Python that runs the root's helper there, if not the default
+  events           event types to pass on (all when left out)
+  domains          domain names to pass on (all when left out)
+  queue            events the helper keeps for this source while it does not read (1000)
+  reconnect_delay  seconds between attempts to reach a helper that went away (5)
+
+A subscription keeps the root's helper running (no idle exit), and a helper that stopped is
+started again by the next attempt: following a root keeps its drivers open.
+
+Example:
+  - name: Guests whose QEMU ended unasked come back
+    hosts: all
+    sources:
+      - embedvirt.libvirt.domain_events:
+          roots: [/srv/vms]
+          events: [stopped]
+    rules:
+      - name: Start it again
+        condition: event.reason in ["failed", "crashed"]
+        action:
+          run_playbook:
+            name: restart.yml
+"""
+
+import asyncio
+import logging
+import os
+import sys
+import threading
+import time
+
+# The collection's own client: this file is <collections>/ansible_collections/embedvirt/libvirt/
+# extensions/eda/plugins/event_source/domain_events.py, run by path (ansible-rulebook's runpy).
+COLLECTIONS = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), *(['..'] * 7)))
+if COLLECTIONS not in sys.path:
+    sys.path.append(COLLECTIONS)
+
+# pylint: disable=wrong-import-position
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._client_error import HelperClientError  # noqa: E402
+from ansible_collections.embedvirt.libvirt.plugins.plugin_utils._hypervisor import helper_client  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+RECONNECT_DELAY = 5
+# A subscription that cannot be made as asked: trying again would not help.
+FATAL_KINDS = ('value', 'protocol')
+
+
+def settings(args):
+    """The source's arguments, checked: ValueError names what is wrong."""
+    roots = args.get('roots') or ([args['root']] if args.get('root') else [])
+    if not roots or not all(isinstance(root, str) and root for root in roots):
+        raise ValueError('embedvirt.libvirt.domain_events needs roots: a list of root paths (or root: one path)')
+    for key in ('events', 'domains'):
+        value = args.get(key)
+        if value is not None and not (isinstance(value, list) and all(isinstance(item, str) for item in value)):
+            raise ValueError('embedvirt.libvirt.domain_events: %s must be a list of names' % key)
+    delay = args.get('reconnect_delay', RECONNECT_DELAY)
+    if not isinstance(delay, (int, float)) or isinstance(delay, bool) or delay <= 0:
+        raise ValueError('embedvirt.libvirt.domain_events: reconnect_delay must be a number of seconds above 0')
+    return dict(roots=roots, hypervisor=args.get('hypervisor'), ssh_args=args.get('ssh_args'),
+                python=args.get('python'), helper_python=args.get('helper_python'), events=args.get('events'),
+                domains=args.get('domains'), queue=args.get('queue'), reconnect_delay=delay)
+
+
+def follow(root, config, emit, fail):
+    """Pass on the events of one root for ever, subscribing again after the helper went away."""
+    hypervisor = config['hypervisor']
+    subscribed_before = False
+    while True:
+        client = helper_client(root, hypervisor, config['ssh_args'], config['python'], config['helper_python'])
+        try:
+            dummy, messages = client.subscribe(config['events'], config['domains'], config['queue'])
+            if subscribed_before:
+                emit(dict(type='helper_restarted', root=root, hypervisor=hypervisor, time=time.time()))
+            subscribed_before = True
+            for message in messages:
+                if 'event' in message:
+                    emit(dict(message['event'], hypervisor=hypervisor))
+        except HelperClientError as e:
+            if e.kind in FATAL_KINDS:
+                fail(e)
+                return
+            log.warning('embedvirt.libvirt.domain_events: root %s%s: %s; trying again in %s s', root,
+                        ' on %s' % hypervisor if hypervisor else '', e, config['reconnect_delay'])
+        finally:
+            client.close()
+        time.sleep(config['reconnect_delay'])
+
+
+async def main(queue, args):
+    """ansible-rulebook's entry point: put each event of the roots on queue."""
+    config = settings(args)
+    loop = asyncio.get_running_loop()
+    failed = loop.create_future()
+
+    def emit(event):
+        # ansible-rulebook's queue is bounded: a follower waits for room, and meanwhile its
+        # helper keeps (then drops and counts) what comes.
+        asyncio.run_coroutine_threadsafe(queue.put(event), loop).result()
+
+    def fail(error):
+        loop.call_soon_threadsafe(lambda: failed.done() or failed.set_exception(error))
+
+    for root in config['roots']:
+        # Daemon threads: each blocks on its helper's socket, and ends with the process.
+        threading.Thread(target=follow, args=(root, config, emit, fail), name='domain_events %s' % root,
+                         daemon=True).start()
+    await failed
+
+
+if __name__ == '__main__':
+    # python domain_events.py ROOT...: print the events of the roots on this machine.
+    class PrintQueue:
+        @staticmethod
+        async def put(event):
+            print(event, flush=True)
+
+    asyncio.run(main(PrintQueue(), {'roots': sys.argv[1:]}))
