@@ -8,7 +8,7 @@ On a machine shared with others who run guests, serialise heavy work:
 
 Each bench runs with --json; its human-readable report is kept in .cache/bench/<bench>.txt,
 its progress goes to stderr. --quick runs fewer rounds, 20 guests instead of 100 and 5 clones
-instead of 20: for trying the benches, not for figures to publish.
+instead of 20 (and fleets of 20 and 3): for trying the benches, not for figures to publish.
 """
 import argparse
 import json
@@ -26,6 +26,7 @@ BENCHES = [
     ('guest_agent_vs_libvirt_qemu', ['--runs', '2']),
     ('instance_vs_libvirtd', ['--rounds', '1']),
     ('clone_vs_copy', ['--clones', '5']),
+    ('fleet_vs_loop', ['--clones', '20', '--booted', '3']),
 ]
 
 

@@ -105,6 +105,10 @@ class EmbedvirtModule:
 
     def fail(self, msg, **result):
         """Fail the task, first undoing what undo callbacks were registered for."""
+        self.module.fail_json(msg=self.undone(msg), **result)
+
+    def undone(self, msg):
+        """Run the undo callbacks registered; msg, with what they undid."""
         while self.undo:
             what, function = self.undo.pop()
             try:
@@ -112,7 +116,7 @@ class EmbedvirtModule:
                 msg += ' (%s)' % what
             except Exception as e:  # pylint: disable=broad-except
                 msg += ' (could not undo: %s: %s)' % (what, e)
-        self.module.fail_json(msg=msg, **result)
+        return msg
 
     def on_failure_undo(self, what, function):
         """Register function to run if the task fails later; what says what it undoes."""

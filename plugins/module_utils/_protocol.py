@@ -159,6 +159,7 @@ ERROR_KINDS = {
     'checksum': 'the image does not match its checksum, or the checksum cannot be had',
     'cloud_init': 'cloud-init data this collection cannot put in a seed',
     'port': 'a port forward that cannot be bound',
+    'guests': 'one or more guests of an instances task failed (each one is in failures, with its own error_kind)',
     'secure_boot': 'Secure Boot asked of a guest without UEFI firmware',
     'tpm': "a TPM where swtpm is missing, or in a root whose QEMU has an account of its own",
     'wait_for': 'what wait_for asks cannot happen with these options',

@@ -620,74 +620,14 @@ actions:
 '''
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._common import EmbedvirtModule
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._instance import InstanceManager
-
-
-# A network card: the suboptions of network and of each item of networks.
-CARD = dict(
-    type=dict(type='str', choices=['none', 'user', 'bridge', 'tap'], default='user'),
-    port_forwards=dict(type='list', elements='dict', default=[], options=dict(
-        host=dict(type='int', required=True),
-        guest=dict(type='int', required=True),
-        protocol=dict(type='str', choices=['tcp', 'udp'], default='tcp'),
-        address=dict(type='str', default='127.0.0.1'),
-    )),
-    bridge=dict(type='str'),
-    tap=dict(type='str'),
-    mac=dict(type='str'),
-)
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._instance import (
+    ARGUMENT_SPEC, MUTUALLY_EXCLUSIVE, InstanceManager)
 
 
 def main():
     module = EmbedvirtModule(
-        dict(
-            name=dict(type='str', required=True),
-            state=dict(type='str', choices=['running', 'shutdown', 'destroyed', 'restarted', 'undefined'],
-                       default='running'),
-            image=dict(type='str'),
-            clone_from=dict(type='str'),
-            remove_snapshots=dict(type='bool', default=False),
-            checksum=dict(type='str'),
-            allow_unverified=dict(type='bool', default=False),
-            remove_image=dict(type='bool', default=False),
-            download_timeout=dict(type='int', default=1800),
-            disk_size=dict(type='str'),
-            memory=dict(type='int'),
-            max_memory=dict(type='int'),
-            vcpus=dict(type='int'),
-            max_vcpus=dict(type='int'),
-            disks=dict(type='list', elements='dict', options=dict(
-                name=dict(type='str', required=True),
-                size=dict(type='str'),
-                format=dict(type='str', choices=['qcow2', 'raw'], default='qcow2'),
-                bus=dict(type='str', choices=['virtio', 'scsi', 'sata'], default='virtio'),
-                file=dict(type='str'),
-                backing_file=dict(type='str'),
-            )),
-            remove_disks=dict(type='bool', default=False),
-            apply=dict(type='str', choices=['live', 'restart'], default='live'),
-            firmware=dict(type='str', choices=['bios', 'uefi']),
-            secure_boot=dict(type='bool'),
-            tpm=dict(type='bool'),
-            accelerator=dict(type='str', choices=['auto', 'kvm', 'tcg']),
-            cloud_init=dict(type='dict', options=dict(
-                user_data=dict(type='raw'),
-                meta_data=dict(type='dict'),
-                network_config=dict(type='raw'),
-                hostname=dict(type='str'),
-                ssh_authorized_keys=dict(type='list', elements='str', no_log=False),
-            )),
-            network=dict(type='dict', options=CARD),
-            networks=dict(type='list', elements='dict', options=CARD),
-            agent=dict(type='bool'),
-            extra_devices=dict(type='list', elements='str'),
-            autostart=dict(type='bool'),
-            wait_for=dict(type='str', choices=['none', 'agent', 'ssh'], default='none'),
-            wait_timeout=dict(type='int', default=300),
-            shutdown_timeout=dict(type='int', default=120),
-            force=dict(type='bool', default=False),
-        ),
-        mutually_exclusive=[('clone_from', 'image'), ('clone_from', 'checksum'), ('network', 'networks')],
+        ARGUMENT_SPEC,
+        mutually_exclusive=MUTUALLY_EXCLUSIVE,
         supports_check_mode=True,
     )
     module.exit(**InstanceManager(module).run())
