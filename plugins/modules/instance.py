@@ -199,7 +199,7 @@ options:
     choices: [bios, uefi]
   secure_boot:
     description:
-      - With O(firmware=uefi), boot with UEFI Secure Boot on: OVMF's Secure Boot build with Microsoft's keys
+      - With O(firmware=uefi), boot with UEFI Secure Boot on, through OVMF's Secure Boot build with Microsoft's keys
         enrolled (Debian's C(OVMF_CODE_4M.secboot.fd) and C(OVMF_VARS_4M.ms.fd), as libvirt chooses them), and
         SMM. The guest must boot a signed chain, such as Debian's C(shim-signed), C(grub-efi-amd64-signed) and
         its kernel, as Debian's and most distributions' cloud images do.
@@ -211,8 +211,8 @@ options:
       - An emulated TPM 2.0 (C(tpm-crb), run by swtpm). Its state lives under the root
         (C(lib/swtpm/<uuid>/)), so archives of the root (M(embedvirt.libvirt.root_dir)) carry it; undefining
         the instance removes it with the disk, undefining the domain with M(embedvirt.libvirt.domain) keeps it.
-      - Only where QEMU runs as the helper's own user, as passt is (see RV(network_backend)): a root of an ordinary
-        user, or a root of root's whose qemu.conf runs QEMU as root. libvirt kills, as the helper's user, the
+      - Only where QEMU runs as the helper's own user, as passt is (see RV(network_backend)), that is in a root of an
+        ordinary user, or in a root of root's whose qemu.conf runs QEMU as root. libvirt kills, as the helper's user, the
         process that swtpm's pidfile names, in a directory that a QEMU with an account of its own writes, so
         such roots (the default for roots of root's) are refused (C(error_kind=tpm)), and so is a hypervisor
         without swtpm (packages C(swtpm) and C(swtpm-tools), which the host role installs).

@@ -10,36 +10,40 @@ short_description: Many guests of one root converged in one task, in parallel
 version_added: 0.1.0
 description:
   - Converges every guest of O(guests), each one exactly as M(embedvirt.libvirt.instance) would with the same
-    options, in one task: the root's helper serves the guests' requests at once (definitions, starts, disks, waits
+    options, in one task. The root's helper serves the guests' requests at once (definitions, starts, disks, waits
     for their agents or SSH), at most O(parallel) guests at a time.
-  - Guests go in waves. First one guest for each O(guests[].image) (a base image is fetched and verified once, then
-    shared), then the other guests, then the linked clones (O(guests[].clone_from)), whose template may be a guest
-    of the waves before.
+  - Guests go in waves. First one guest for each base image
+    (O(embedvirt.libvirt.instance#module:image): an image is fetched and verified once, then shared), then the
+    other guests, then the linked clones (O(embedvirt.libvirt.instance#module:clone_from)), whose template may be
+    a guest of the waves before.
   - A guest that fails does not stop the others (unless O(stop_on_failure=true)); the task fails at the end with
     C(error_kind=guests), naming each guest that failed and why, and returns what the others did.
   - With O(exclusive=true), the root's instances that O(guests) does not list are undefined as
-    M(embedvirt.libvirt.instance) O(guests[].state=undefined) does (their disks, seeds and NVRAM go), linked clones
-    before their templates. A template that keeps clones stays, and so does a domain that another module defined;
-    both are listed in RV(kept). Check mode and diff mode show the removals first.
+    M(embedvirt.libvirt.instance) does with O(embedvirt.libvirt.instance#module:state=undefined) (their disks,
+    seeds and NVRAM go), linked clones before their templates. A template that keeps clones stays, and so does a
+    domain that another module defined; both are listed in RV(kept). Check mode and diff mode show the removals
+    first.
 options:
   guests:
     description:
-      - The guests, each a dict of the options of M(embedvirt.libvirt.instance) (O(guests[].name) required) on top
-        of O(defaults), or only its name (a string). Each is checked as that module checks its options before
-        anything is done; the task fails naming every guest that is wrong.
+      - The guests, each a dict of the options of M(embedvirt.libvirt.instance)
+        (O(embedvirt.libvirt.instance#module:name) required) on top of O(defaults), or only its name (a string).
+        Each is checked as that module checks its options before anything is done; the task fails naming every
+        guest that is wrong.
       - The root options (O(root), O(helper_python), O(helper_idle_timeout)) are the task's, for every guest.
     type: list
     elements: raw
     required: true
   defaults:
-    description: Options every guest gets unless it gives its own (such as O(guests[].image) and
-      O(guests[].checksum), or O(guests[].clone_from)).
+    description: Options every guest gets unless it gives its own (such as
+      O(embedvirt.libvirt.instance#module:image) and O(embedvirt.libvirt.instance#module:checksum), or
+      O(embedvirt.libvirt.instance#module:clone_from)).
     type: dict
     default: {}
   parallel:
     description:
       - How many guests are converged at once. Under TCG a guest's boot takes a CPU core much of the time; with
-        O(guests[].wait_for), more guests than cores mostly wait.
+        O(embedvirt.libvirt.instance#module:wait_for), more guests than cores mostly wait.
     type: int
     default: 4
   exclusive:
@@ -71,7 +75,7 @@ notes:
 seealso:
   - module: embedvirt.libvirt.instance
 author:
-  - embedvirt.libvirt contributors
+  - Embedvirt Developers (@embedvirt)
 '''
 
 EXAMPLES = r'''
@@ -100,7 +104,10 @@ EXAMPLES = r'''
 
 - name: What each guest did
   ansible.builtin.debug:
-    msg: "{{ fleet.guests | dict2items | map(attribute='key') | zip(fleet.guests.values() | map(attribute='actions')) }}"
+    msg: "{{ item.key }}: {{ item.value.actions }}"
+  loop: "{{ fleet.guests | dict2items }}"
+  loop_control:
+    label: "{{ item.key }}"
 '''
 
 RETURN = r'''

@@ -218,7 +218,8 @@ class Events:
         self.publish(dom, 'io_error', path=path, device=device, action=named(IO_ERROR_ACTIONS, action), reason=reason)
 
     def on_block_job(self, _conn, dom, disk, job, status, _opaque):
-        self.publish(dom, 'block_job', disk=disk, job=named(BLOCK_JOB_TYPES, job), status=named(BLOCK_JOB_STATES, status))
+        self.publish(dom, 'block_job', disk=disk, job=named(BLOCK_JOB_TYPES, job),
+                     status=named(BLOCK_JOB_STATES, status))
 
     def on_balloon(self, _conn, dom, actual, _opaque):
         self.publish(dom, 'balloon_change', actual_kib=actual)

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Subscribers of a root's helper, through the collection's own client, for the events target.
 
   subscribers.py COLLECTIONS stalled ROOT DIR   subscribe (a queue of 5; DIR/ready says it did) and read
