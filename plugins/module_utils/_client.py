@@ -103,7 +103,11 @@ class HelperConnection(Control):
                 raise HelperClientError('the helper (pid %d) of %s ended the subscription (it stopped)'
                                         % (self.peer_pid, self.root.path), _protocol.ERROR_CONNECTION,
                                         'subscribe again: that starts a helper', self.peer_pid)
-            yield _protocol.decode(line)
+            try:
+                yield _protocol.decode(line)
+            except ValueError as e:
+                raise HelperClientError('the helper (pid %d) sent a subscription something that is not JSON: %s'
+                                        % (self.peer_pid, e), _protocol.ERROR_PROTOCOL, pid=self.peer_pid)
 
 
 class HelperClient(Operations):
@@ -190,13 +194,24 @@ class HelperClient(Operations):
             self.connection = None
 
     def subscribe(self, events=None, domains=None, queue=None):
-        """(reply, messages): a subscription to the root's domain events on this client's
-        connection, which carries nothing else after; see Operations.events_subscribe."""
-        args = dict(events=events, domains=domains)
-        if queue is not None:
-            args['queue'] = queue
-        reply = self.events_subscribe(**args)
-        return reply, self.connection.messages()
+        """(reply, messages): a subscription to the root's domain events on a connection of its
+        own (this client's, which it takes); see Operations.events_subscribe. A helper of
+        another release of this collection serves it too when it can: a follower of events must
+        not replace, again and again, the helper that the playbooks' release starts."""
+        args = dict(events=events, domains=domains, queue=_protocol.EVENTS_QUEUE if queue is None else queue)
+        status = self.greeting if self.connection is not None else self.connect()
+        if status is None or status.get('protocol') != _protocol.PROTOCOL:
+            self.ensure()
+        try:
+            reply = self._send(Operations.events_subscribe.operation, args)
+        except HelperClientError as e:
+            if e.kind != _protocol.ERROR_PROTOCOL or self.greeting['version'] == self.version:
+                raise
+            self.close()  # a helper too old to know subscriptions: replaced by this release's
+            self.ensure()
+            reply = self._send(Operations.events_subscribe.operation, args)
+        connection, self.connection = self.connection, None
+        return reply, connection.messages()
 
     # --- internals -------------------------------------------------------------------
     def _connection_to_helper(self, rootdir):

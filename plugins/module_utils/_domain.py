@@ -149,7 +149,7 @@ class DomainManager(Manager):
             # Bad input must change nothing: a definition this task made goes if it fails later.
             self.module.on_failure_undo(
                 'the definition this task made was removed again',
-                lambda: self.module.client.domain_undefine(name=name, remove_tpm=True))
+                lambda: self.module.client.domain_undefine(name=name))
         if current is not None and current['state'] in ACTIVE_STATES and self.params.get('warn_running', True):
             self.module.warn("domain '%s' is %s: its new definition takes effect at its next "
                              "start" % (name, current['state']))

@@ -61,6 +61,20 @@ class GuestModule(EmbedvirtModule):
     def warn(self, msg):
         self.warnings.append(msg)
 
+    # AnsibleModule's own would end the whole task from this guest's thread (fail_json).
+    def get_bin_path(self, name):
+        path = self.module.get_bin_path(name)
+        if path is None:
+            self.fail('%s is not installed on the hypervisor: install it (the host role does)' % name,
+                      error_kind='os')
+        return path
+
+    def run_command(self, args, **kwargs):
+        try:
+            return self.module.run_command(args, handle_exceptions=False, **kwargs)
+        except OSError as e:
+            return self.fail('cannot run %s: %s' % (args[0], e), error_kind='os')
+
     def close(self):
         self.client.close()
 
@@ -79,12 +93,16 @@ class FleetManager(Manager):
 
     def run(self):
         guests = self.guest_params()
+        if self.params['exclusive'] and not guests:
+            self.module.fail('guests is empty and exclusive is true, which would remove every instance of root %s: '
+                             'list the guests to keep, or leave exclusive out' % self.params['root'], error_kind='value')
         before = sorted(domain['name'] for domain in self.module.helper_or_fail.domain_list())
-        waves = self.waves(guests)
-        for wave in waves:
+        for wave in self.waves(guests):
             self.converge(wave)
-        if self.params['exclusive']:
+        if self.params['exclusive'] and not self.failed:
             self.remove_unlisted(set(guest['name'] for guest in guests), before)
+        elif self.params['exclusive']:
+            self.module.warn('exclusive: nothing was removed, as guests failed')
         if self.failed:
             self.module.fail('%d of %d guests failed: %s. Fix: see each one in failures; the others were converged'
                              % (len(self.failed), self.attempted,
@@ -167,12 +185,17 @@ class FleetManager(Manager):
         return self.params['stop_on_failure'] and bool(self.failed)
 
     def one(self, params):
-        """(result, failure) of one guest's task, on its own connection."""
+        """(result, failure, warnings) of one guest's task, on its own connection."""
         guest = GuestModule(self.module, params)
         try:
             return InstanceManager(guest).run(), None, guest.warnings
         except GuestFailed as e:
             return None, e.result, guest.warnings
+        except (Exception, SystemExit) as e:  # pylint: disable=broad-except
+            # A bug: this guest fails with what it was, its undo done; the others go on.
+            msg = guest.undone('failed: %s: %s. Fix: this is a bug, report it with the output of -vvv'
+                               % (type(e).__name__, e))
+            return None, dict(msg=msg, error_kind='internal'), guest.warnings
         finally:
             guest.close()
 
@@ -201,26 +224,40 @@ class FleetManager(Manager):
         instances = [name for name in unlisted if details[name] and recorded_options(details[name]['xml'])]
         self.kept.extend(dict(name=name, reason='not an instance (another module defined it)')
                          for name in unlisted if name not in instances)
-        clones = [name for name in instances if clone_source(details[name]['xml'])]
-        for wave in (clones, [name for name in instances if name not in clones]):
-            for name in wave:
-                if self.stopping():
-                    self.not_started.append(name)
-                    continue
+        # Clones first, then what they were built on; a clone of a clone before its source. What
+        # keeps a clone (one listed, or one that failed to go) stays.
+        waiting = [name for name in instances if clone_source(details[name]['xml'])]
+        waiting += [name for name in instances if name not in waiting]
+        while waiting:
+            progress = False
+            for name in list(waiting):
                 users = self.module.helper_or_fail.domain_clones(name=name)
-                kept = [user for user in users if user not in self.removed]
-                if kept:
-                    self.kept.append(dict(name=name, reason='the source of the linked clones %s' % ', '.join(kept)))
-                    continue
-                if users and self.module.check_mode:
-                    # Its clones go first, which check mode only predicts: so is its own removal.
-                    self.plan('%s: undefine (after its clones)' % name)
-                    self.removed.append(name)
-                    continue
-                self.record(name, self.one(self.params_of_removal(name)))
-                if name not in self.failed:
-                    self.results.pop(name)
-                    self.removed.append(name)
+                if [user for user in users if user in waiting]:
+                    continue  # its clones go first
+                waiting.remove(name)
+                progress = True
+                self.remove(name, users)
+            if not progress:
+                for name in waiting:
+                    self.kept.append(dict(name=name, reason='a source of linked clones that were not removed'))
+                return
+
+    def remove(self, name, users):
+        """Undefine one unlisted instance whose unlisted clones went (or would go) before it."""
+        kept = [user for user in users if user not in self.removed]
+        if self.stopping():
+            self.not_started.append(name)
+        elif kept:
+            self.kept.append(dict(name=name, reason='the source of the linked clones %s' % ', '.join(kept)))
+        elif users and self.module.check_mode:
+            # Its clones go first, which check mode only predicts: so is its own removal.
+            self.plan('%s: undefine (after its clones)' % name)
+            self.removed.append(name)
+        else:
+            self.record(name, self.one(self.params_of_removal(name)))
+            if name not in self.failed:
+                self.results.pop(name)
+                self.removed.append(name)
 
     def params_of_removal(self, name):
         params = dict((key, spec.get('default')) for key, spec in ARGUMENT_SPEC.items())

@@ -19,6 +19,7 @@ that names only the guest acts on it as the domain module does."""
 
 import json
 import os
+import shutil
 import socket
 import stat
 import string
@@ -32,6 +33,7 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils._domain import D
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._images import BaseImage, ImageError, is_url, parse_checksum
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import (
     ACTIVE_STATES, CLONE_ELEMENT, CLONE_NAMESPACE, INSTANCE_NAMESPACE)
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._rules import tpm_problem
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import (
     BASE_IMAGES, CONSOLE_DIR, IMAGES, RootError, console_log, domain_name_problem, instance_disk, instance_seed,
     nvram_file, real_path)
@@ -435,7 +437,7 @@ class InstanceManager(Manager):
         if self.options['secure_boot'] and self.options['firmware'] != 'uefi':
             self.module.fail('secure_boot needs firmware=uefi (Secure Boot is a feature of UEFI firmware): set '
                              'firmware: uefi, or leave secure_boot out', error_kind='secure_boot')
-        if self.options['tpm'] and not (current and recorded and recorded['tpm']):
+        if self.options['tpm']:
             self.check_tpm()
         problem = _data_disks.disks_problem(self.options['disks'])
         paths = [path for path, dummy in self.data_disk_paths()]
@@ -786,20 +788,15 @@ class InstanceManager(Manager):
                                      self.current and self.current['xml'])
 
     def check_tpm(self):
-        """A TPM is given where swtpm runs as the helper's own user, as passt is (see
-        _network.user_backend): libvirt kills, as that user, the pid that swtpm's pidfile names,
-        in a directory it makes QEMU's own account's."""
+        """The rule of _rules.tpm_problem before anything changes (the helper applies it again),
+        and swtpm there."""
         if self.module.root_missing:
-            # A run would create the root with its default qemu.conf.
-            status = dict(qemu=dict(uid=0 if os.geteuid() == 0 else None), swtpm=True)
+            # A run would create the root with its default qemu.conf, and its helper find swtpm as this task does.
+            status = dict(qemu=dict(uid=0 if os.geteuid() == 0 else None),
+                          swtpm=shutil.which('swtpm') and shutil.which('swtpm_setup'))
         else:
             status = self.module.guard(self.module.client.connected_status)
-        if status['qemu']['uid'] is not None:
-            self.module.fail("tpm: QEMU of root %s runs as an account of its own, and libvirt would kill as root the "
-                             "process that swtpm's pidfile names, which that account writes: a guest that escapes "
-                             "QEMU could have any process of the host killed. Give the TPM to a guest in a root of an "
-                             "ordinary user, or in a root whose qemu.conf runs QEMU as root (root_dir qemu_conf "
-                             "user: root), or leave tpm out" % self.root.path, error_kind='tpm')
+        self.refuse(tpm_problem(self.name, True, status['qemu']['uid'] is not None))
         if not status.get('swtpm'):
             self.module.fail('tpm: swtpm is not installed on the hypervisor (the helper of root %s finds no swtpm and '
                              'swtpm_setup): install the packages swtpm and swtpm-tools (the host role does), then '

@@ -62,6 +62,8 @@ ACTIVE_STATES = ('running', 'blocked', 'paused', 'shutdown', 'crashed', 'pmsuspe
 # client that hears nothing for HEARTBEAT_MISSED of them takes the helper for gone.
 HEARTBEAT_SECONDS = 10
 HEARTBEAT_MISSED = 3
+# Unread events a subscription keeps when it does not say how many.
+EVENTS_QUEUE = 1000
 
 # Raw bytes per guest-file-read/write call: 256 KiB made qemu-ga drop the message here
 # (libvirt then reports the agent "not available for now"); 32-128 KiB all ran ~2.5-3 MiB/s
@@ -317,7 +319,7 @@ class Operations:
 
     # --- events ----------------------------------------------------------------------------
     @operation()
-    def events_subscribe(self, events=None, domains=None, queue=1000):
+    def events_subscribe(self, events=None, domains=None, queue=EVENTS_QUEUE):
         """Make this connection a subscription to domain events. After the reply ({subscribed,
         root, sequence, events, queue}) the helper sends one {"event": {...}} message per event
         of the types in events (all when None) of the domains named (all when None), and a

@@ -49,11 +49,12 @@ PATH_BYTES = rb'A-Za-z0-9._+@\x80-\xff-'
 
 
 # What a root of uid 0 may hold from an archive that is not uid 0's own (check_for_root):
-# qemu.conf settings root_dir writes itself, and no definition element that runs a host
-# program, hands QEMU a host device or passes it options of its own.
-ROOT_QEMU_CONF_KEYS = ('user', 'group', 'swtpm_user', 'swtpm_group', 'stdio_handler', 'security_driver',
-                       'cgroup_controllers', 'namespaces')
-ROOT_REFUSED_TAGS = ('script', 'downscript', 'hostdev')
+# qemu.conf settings root_dir writes itself (but swtpm's account, which only matters to a TPM),
+# and no definition element that runs a host program, hands QEMU a host device or passes it
+# options of its own.
+ROOT_QEMU_CONF_KEYS = ('user', 'group', 'stdio_handler', 'security_driver', 'cgroup_controllers', 'namespaces')
+# A TPM runs swtpm, a host program, on state the archive's writer made.
+ROOT_REFUSED_TAGS = ('script', 'downscript', 'hostdev', 'tpm')
 QEMU_NAMESPACE = '{http://libvirt.org/schemas/domain/qemu/1.0}'
 # Free text in a definition: not read as paths.
 FREE_TEXT = ('metadata', 'description', 'title')

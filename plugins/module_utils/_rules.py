@@ -31,6 +31,20 @@ def clone_source_problem(name, clones, action):
             'and use that')
 
 
+def tpm_problem(name, has_tpm, qemu_account):
+    """An emulated TPM (swtpm) is given only where QEMU runs as the helper's own user: libvirt
+    kills, as that user, the process that swtpm's pidfile names, in a directory it gives QEMU's
+    account (as passt's, see _network.user_backend). The helper checks it on every define and
+    start, instance before it changes anything. (error kind, problem, fix), or None."""
+    if not (has_tpm and qemu_account):
+        return None
+    return ('tpm', "domain '%s' has an emulated TPM, and QEMU of this root runs as an account of its own: libvirt "
+            "would kill as root the process that swtpm's pidfile names, which that account writes, so a guest that "
+            "escapes QEMU could have any process of the host killed" % name,
+            'give the TPM to a guest in a root of an ordinary user, or in a root whose qemu.conf runs QEMU as root '
+            '(root_dir qemu_conf user: root), or leave it out (instance tpm: false, no <tpm> element)')
+
+
 def name_problem(snapshot, deleting=False):
     """What forbids a snapshot name, as (error kind, problem, fix), or None: one plain word
     (_root.snapshot_name_problem), and not digits only. QEMU's revert (qemu-img snapshot -a,

@@ -13,14 +13,15 @@ description:
     options, in one task. The root's helper serves the guests' requests at once (definitions, starts, disks, waits
     for their agents or SSH), at most O(parallel) guests at a time.
   - Guests go in waves. First one guest for each base image
-    (O(embedvirt.libvirt.instance#module:image): an image is fetched and verified once, then shared), then the
-    other guests, then the linked clones (O(embedvirt.libvirt.instance#module:clone_from)), whose template may be
+    (O(embedvirt.libvirt.instance#module:image), so that an image is fetched and verified once, then shared), then
+    the other guests, then the linked clones (O(embedvirt.libvirt.instance#module:clone_from)), whose template may be
     a guest of the waves before.
   - A guest that fails does not stop the others (unless O(stop_on_failure=true)); the task fails at the end with
     C(error_kind=guests), naming each guest that failed and why, and returns what the others did.
   - With O(exclusive=true), the root's instances that O(guests) does not list are undefined as
     M(embedvirt.libvirt.instance) does with O(embedvirt.libvirt.instance#module:state=undefined) (their disks,
-    seeds and NVRAM go), linked clones before their templates. A template that keeps clones stays, and so does a
+    seeds, NVRAM and TPM state go), linked clones before their templates. An empty O(guests) is refused with
+    O(exclusive=true), and nothing is removed when a listed guest failed. A template that keeps clones stays, and so does a
     domain that another module defined; both are listed in RV(kept). Check mode and diff mode show the removals
     first.
 options:

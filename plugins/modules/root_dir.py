@@ -62,7 +62,7 @@ description:
     task's user owns, or that group or others may write. A restore that makes a root of root's from an archive that is not root's own archive of
     a root of root's refuses (V(archive) error) definitions naming an C(<emulator>) other than a
     C(qemu-system-*) or C(qemu-kvm) of root's in directories only root may write, any file outside the
-    new root (disk, kernel, initrd, loader, socket...), C(<hostdev>), C(<script>) and C(qemu:) elements,
+    new root (disk, kernel, initrd, loader, socket...), C(<hostdev>), C(<script>), C(<tpm>) and C(qemu:) elements,
     definitions over 1 MiB, and C(qemu.conf) settings other than those root_dir writes or naming a path, as its guests would run as
     root. Restore such an archive with O(owner) the user whose root it was.
   - The C(embedvirt.libvirt.root) role uses this module and adds the boot service, whose unit name and

@@ -103,6 +103,7 @@ class RemoteHelperClient(Operations):
         self.reader = None
         self.errors = None
         self.next_id = 0
+        self.subscribed = False
 
     def request(self, op, args):
         if self.process is None:
@@ -134,6 +135,7 @@ class RemoteHelperClient(Operations):
         if queue is not None:
             args['queue'] = queue
         reply = self.events_subscribe(**args)
+        self.subscribed = True
         return reply, self._messages()
 
     def _messages(self):
@@ -147,13 +149,20 @@ class RemoteHelperClient(Operations):
                                         % (self.hypervisor, silence), 'timeout')
             if line is None:
                 raise self._session_ended('events_subscribe')
-            message = _protocol.decode(line)
+            try:
+                message = _protocol.decode(line)
+            except ValueError as e:
+                self.close()
+                raise HelperClientError('hypervisor %s sent a subscription something that is not JSON: %s'
+                                        % (self.hypervisor, e), _protocol.ERROR_PROTOCOL)
             if 'error' in message:
                 raise HelperClientError.from_reply(message['error'])
             yield message
 
     def close(self):
         if self.process is not None:
+            if self.subscribed:
+                self.process.kill()  # the relay streams and reads nothing more from us
             try:
                 self.process.stdin.close()
                 self.process.wait(10)

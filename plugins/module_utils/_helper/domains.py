@@ -22,7 +22,8 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.errors i
     HelperError, hint_for_libvirt_error, parse_xml)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import (
     CLONE_ELEMENT, CLONE_NAMESPACE, DOMAIN_STATES, INSTANCE_NAMESPACE)
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._rules import AUTOSTART, START, clone_source_problem
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._rules import (
+    AUTOSTART, START, clone_source_problem, tpm_problem)
 
 log = logging.getLogger('embedvirt.helper')
 # The prefixes an instance's metadata keeps when a definition is written out again here.
@@ -33,9 +34,10 @@ ElementTree.register_namespace('embedvirt-instance', INSTANCE_NAMESPACE)
 class Domains(DriverUser):
     """The domains of the root."""
 
-    def __init__(self, drivers, events):
+    def __init__(self, drivers, events, confinement):
         super().__init__(drivers)
         self.events = events  # the root's domain events (_helper.events), which waits listen to
+        self.confinement = confinement  # whether QEMU has an account of its own (_helper.confine)
         # One scratch definition at a time (see normalize_definition).
         self.probe_lock = threading.Lock()
 
@@ -211,19 +213,24 @@ class Domains(DriverUser):
         return define_xml, stored.replace('  <uuid>%s</uuid>\n' % probe_uuid, '')
 
     def domain_define(self, xml):
-        self.refuse_running_source(self.parse_definition(xml)[0])
+        tree = self.parse_definition(xml)[0]
+        self.refuse_running_source(tree)
+        self.refuse_tpm(tree)
         return self.domain_detail(self.qemu.defineXML(xml))
 
     def domain_create(self, xml, paused):
         tree, name_el = self.parse_definition(xml)
         self.refuse_clone_source(name_el.text, START)
         self.refuse_running_source(tree)
+        self.refuse_tpm(tree)
         flags = self.libvirt.VIR_DOMAIN_START_PAUSED if paused else 0
         return self.domain_detail(self.qemu.createXML(xml, flags))
 
     def domain_start(self, name, paused):
         self.refuse_clone_source(name, START)
         dom = self.domain_required(name)
+        # Also a guest defined before QEMU got an account of its own, or restored.
+        self.refuse_tpm(ElementTree.fromstring(dom.XMLDesc(self.libvirt.VIR_DOMAIN_XML_INACTIVE)))
         dom.createWithFlags(self.libvirt.VIR_DOMAIN_START_PAUSED if paused else 0)
         return self.domain_detail(dom)
 
@@ -374,6 +381,13 @@ class Domains(DriverUser):
             raise HelperError('clone_source', "domain '%s' is a linked clone of '%s', which starts with the root "
                               "(autostart)" % (tree.findtext('name'), source.name()),
                               'set autostart=false on the source first')
+
+    def refuse_tpm(self, tree):
+        """The rule of tpm_problem, for a definition (parsed)."""
+        problem = tpm_problem(tree.findtext('name'), tree.find("devices/tpm/backend[@type='emulator']") is not None,
+                              self.confinement.status()['uid'] is not None)
+        if problem:
+            raise HelperError(*problem)
 
     def refuse_clone_source(self, name, action):
         """The rule every operation that would start or write a source of linked clones calls

@@ -20,6 +20,7 @@ import threading
 import time
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.errors import HelperError
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import EVENTS_QUEUE
 
 log = logging.getLogger('embedvirt.helper')
 
@@ -47,9 +48,11 @@ BLOCK_JOB_STATES = ('completed', 'failed', 'canceled', 'ready')
 EVENT_TYPES = tuple(name for name, _details in LIFECYCLE.values()) + (
     'reboot', 'agent_connected', 'agent_disconnected', 'watchdog', 'io_error', 'block_job', 'balloon_change',
     'device_added', 'device_removed')
-# What a subscriber's queue may hold when it does not say, and at most.
-QUEUE_DEFAULT = 1000
-QUEUE_MAX = 100000
+# What a subscriber's queue may hold at most (some 650 bytes an event: 6.5 MB), and how many
+# subscriptions a helper keeps (each holds a thread): those who may connect own the root, but
+# a loop of theirs must not exhaust the helper.
+QUEUE_MAX = 10000
+SUBSCRIBERS_MAX = 256
 # A wait inside the helper needs only to hear that something happened.
 WATCH_QUEUE = 16
 
@@ -140,19 +143,25 @@ class Events:
             self.callbacks.append(conn.domainEventRegisterAny(None, getattr(libvirt, name), handler, None))
 
     # --- subscriptions ------------------------------------------------------------------
-    def events_subscribe(self, events=None, domains=None, queue=QUEUE_DEFAULT):
+    def events_subscribe(self, events=None, domains=None, queue=EVENTS_QUEUE):
         """Make this connection a subscription (the server streams it after the reply)."""
+        for key, value in (('events', events), ('domains', domains)):
+            if value is not None and not (isinstance(value, list) and all(isinstance(name, str) for name in value)):
+                raise HelperError('value', '%s is %.80r: give a list of names' % (key, value),
+                                  'leave %s out for all' % key)
         unknown = sorted(set(events or ()) - set(EVENT_TYPES))
         if unknown:
             raise HelperError('value', 'events: %s: no such event type' % ', '.join(unknown),
                               'use among %s' % ', '.join(EVENT_TYPES))
         if not isinstance(queue, int) or isinstance(queue, bool) or not 1 <= queue <= QUEUE_MAX:
             raise HelperError('value', 'queue is %r: give a number of events from 1 to %d' % (queue, QUEUE_MAX),
-                              'leave queue out for %d' % QUEUE_DEFAULT)
-        if domains is not None and not all(isinstance(name, str) for name in domains):
-            raise HelperError('value', 'domains must be a list of names', 'give domain names')
+                              'leave queue out for %d' % EVENTS_QUEUE)
         subscriber = Subscriber(self.drivers.root.path, events, domains, queue)
         with self.lock:
+            if len(self.subscribers) >= SUBSCRIBERS_MAX:
+                raise HelperError('value', 'the helper of %s already has %d subscriptions, its most'
+                                  % (self.drivers.root.path, SUBSCRIBERS_MAX),
+                                  'end subscriptions that are no longer read (stop their rulebooks or scripts)')
             self.subscribers.add(subscriber)
             sequence = self.sequence
         self.local.subscriber = subscriber

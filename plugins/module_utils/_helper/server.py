@@ -87,7 +87,7 @@ class Helper:
         self.confinement = Confinement(self.root)
         self.drivers = Drivers(self.root)
         self.events = Events(self.drivers)
-        self.domains = Domains(self.drivers, self.events)
+        self.domains = Domains(self.drivers, self.events, self.confinement)
         self.server = None
         self.socket_inode = None
         self.implementations = implementations(
@@ -294,13 +294,20 @@ class Handler(socketserver.BaseRequestHandler):
                     # Not carried out: the client may safely ask the next helper.
                     self.request.sendall(_protocol.encode(stopping_reply(helper, line)))
                     break
-                self.request.sendall(_protocol.encode(answer(helper, line)))
-                if turn.give_back():
-                    helper.give_memory_back()
+                reply = answer(helper, line)
+                # A subscription is given up however its connection ends, also before its reply went out.
                 subscriber = helper.events.claim()
-                if subscriber is not None:
-                    self.stream(helper, subscriber)
-                    break
+                try:
+                    self.request.sendall(_protocol.encode(reply))
+                    if turn.give_back():
+                        helper.give_memory_back()
+                    if subscriber is not None:
+                        self.stream(helper, subscriber)
+                        break
+                finally:
+                    if subscriber is not None:
+                        helper.events.unsubscribe(subscriber)
+                        helper.touch()
                 if helper.drivers.restart_requested:
                     log.info('restarting so that libvirt reloads the secrets from disk')
                     helper.stop_requested.set()
@@ -341,9 +348,6 @@ class Handler(socketserver.BaseRequestHandler):
                             pass
         except OSError:
             return
-        finally:
-            helper.events.unsubscribe(subscriber)
-            helper.touch()
 
 
 class LargeTurns:

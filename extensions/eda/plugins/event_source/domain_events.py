@@ -62,13 +62,14 @@ if COLLECTIONS not in sys.path:
 
 # pylint: disable=wrong-import-position
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._client_error import HelperClientError  # noqa: E402
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import RootError  # noqa: E402
 from ansible_collections.embedvirt.libvirt.plugins.plugin_utils._hypervisor import helper_client  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 RECONNECT_DELAY = 5
 # A subscription that cannot be made as asked: trying again would not help.
-FATAL_KINDS = ('value', 'protocol')
+FATAL_KINDS = ('value', 'protocol', 'root')
 
 
 def settings(args):
@@ -93,8 +94,9 @@ def follow(root, config, emit, fail):
     hypervisor = config['hypervisor']
     subscribed_before = False
     while True:
-        client = helper_client(root, hypervisor, config['ssh_args'], config['python'], config['helper_python'])
+        client = None
         try:
+            client = helper_client(root, hypervisor, config['ssh_args'], config['python'], config['helper_python'])
             dummy, messages = client.subscribe(config['events'], config['domains'], config['queue'])
             if subscribed_before:
                 emit(dict(type='helper_restarted', root=root, hypervisor=hypervisor, time=time.time()))
@@ -102,15 +104,23 @@ def follow(root, config, emit, fail):
             for message in messages:
                 if 'event' in message:
                     emit(dict(message['event'], hypervisor=hypervisor))
-        except HelperClientError as e:
-            if e.kind in FATAL_KINDS:
+        except (HelperClientError, RootError, ValueError) as e:
+            if not isinstance(e, HelperClientError) or e.kind in FATAL_KINDS:
                 fail(e)
                 return
-            log.warning('embedvirt.libvirt.domain_events: root %s%s: %s; trying again in %s s', root,
-                        ' on %s' % hypervisor if hypervisor else '', e, config['reconnect_delay'])
+            warn(root, hypervisor, e, config)
+        except Exception as e:  # pylint: disable=broad-except
+            # Whatever else ends a subscription (a broken pipe, an SSH session gone) is tried again.
+            warn(root, hypervisor, e, config)
         finally:
-            client.close()
+            if client is not None:
+                client.close()
         time.sleep(config['reconnect_delay'])
+
+
+def warn(root, hypervisor, error, config):
+    log.warning('embedvirt.libvirt.domain_events: root %s%s: %s; trying again in %s s', root,
+                ' on %s' % hypervisor if hypervisor else '', error, config['reconnect_delay'])
 
 
 async def main(queue, args):

@@ -198,7 +198,7 @@ def test_a_request_of_more_values_than_any_request_holds_is_refused_before_it_is
 
 def test_every_operation_has_exactly_one_implementation_in_the_helper():
     helper = server.Helper.__new__(server.Helper)
-    parts = [helper, drivers.Drivers(None), domains.Domains(drivers.Drivers(None), None),
+    parts = [helper, drivers.Drivers(None), domains.Domains(drivers.Drivers(None), None, None),
              agent.GuestAgent(drivers.Drivers(None), None), secrets.Secrets(drivers.Drivers(None)),
              snapshots.Snapshots(drivers.Drivers(None), None), events.Events(drivers.Drivers(None))]
     found = server.implementations(parts)

@@ -4,6 +4,7 @@
 """_instance: what a linked clone is built on, and the definition that says it is one."""
 
 import json
+import types
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
@@ -11,7 +12,11 @@ import pytest
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._instance import (
     DEFINITION, INSTANCE_ELEMENT, clone_disks, clone_source, domain_xml, recorded_options)
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.domains import Domains
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.drivers import Drivers
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.errors import HelperError
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import CLONE_ELEMENT
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._rules import tpm_problem
 
 IMAGES = '/r/images'
 
@@ -172,3 +177,19 @@ def test_a_clone_whose_disk_would_be_a_disk_of_its_source_is_refused(disks):
     with pytest.raises(ValueError, match="the clone's disk /r/images/c(-vdc)?.qcow2 would be the source's own disk: "
                                          "choose another name for the clone"):
         clone_disks(source(*disks), None, '/r', 'c', None)
+
+
+def test_an_emulated_tpm_is_refused_where_qemu_has_an_account_of_its_own_by_modules_and_helper_alike():
+    assert tpm_problem('web', True, False) is None and tpm_problem('web', False, True) is None
+    kind, problem, fix = tpm_problem('web', True, True)
+    assert kind == 'tpm' and "domain 'web' has an emulated TPM" in problem and 'qemu_conf user: root' in fix
+    helper = Domains(Drivers(None), None, types.SimpleNamespace(status=lambda: {'uid': 999}))
+    tree = ElementTree.fromstring("<domain><name>web</name><devices><tpm model='tpm-crb'>"
+                                  "<backend type='emulator' version='2.0'/></tpm></devices></domain>")
+    with pytest.raises(HelperError) as refused:
+        helper.refuse_tpm(tree)
+    assert refused.value.kind == 'tpm'
+    # A passthrough TPM is the host's own device: another rule (no host devices in roots) is not this one.
+    helper.refuse_tpm(ElementTree.fromstring("<domain><name>web</name><devices><tpm><backend type='passthrough'/>"
+                                             "</tpm></devices></domain>"))
+    Domains(Drivers(None), None, types.SimpleNamespace(status=lambda: {'uid': None})).refuse_tpm(tree)

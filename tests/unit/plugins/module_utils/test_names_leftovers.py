@@ -93,7 +93,7 @@ def driver_with(path, names):
     """The helper's Domains on fake drivers whose QEMU connection holds names."""
     root = _root_dir.EmbedRoot.__new__(_root_dir.EmbedRoot)
     root.path = str(path)  # pytest's tmp_path is longer than a root may be; nothing here makes sockets
-    return Domains(types.SimpleNamespace(root=root, libvirt=FakeLibvirt, qemu=FakeConnection(names)), None)
+    return Domains(types.SimpleNamespace(root=root, libvirt=FakeLibvirt, qemu=FakeConnection(names)), None, None)
 
 
 def test_listings_never_show_a_probe(tmp_path):
