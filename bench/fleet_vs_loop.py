@@ -87,8 +87,8 @@ def main():
     print('Guests from one template (the cloud test image), one run each:')
     print('%-58s %10s %10s %9s' % ('seconds', 'one task', 'a loop', 'ratio'))
     for what, times in rows:
-        print('%-58s %10.1f %10.1f %8.2fx  loop/task' % (what, times['fleet'], times['loop'],
-                                                          times['loop'] / times['fleet']))
+        ratio = times['loop'] / times['fleet']
+        print('%-58s %10.1f %10.1f %8.2fx  loop/task' % (what, times['fleet'], times['loop'], ratio))
     common.emit_json(args.json, [(what, times['fleet'], times['loop'], 's', times['loop'] / times['fleet'],
                                   'loop/task') for what, times in rows], clones=args.clones, booted=args.booted)
 
