@@ -40,13 +40,6 @@ def allocated(paths):
     return sum(os.stat(path).st_blocks * 512 for path in paths)
 
 
-def clean():
-    if os.path.isdir(ROOT):
-        common.helper_client(ROOT, create=False).stop()
-    common.kill_root_guests(ROOT)
-    shutil.rmtree(ROOT, ignore_errors=True)
-
-
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument('--clones', type=int, default=20)
@@ -58,7 +51,7 @@ def main():
                ANSIBLE_PYTHON_INTERPRETER=os.path.join(common.VENV, 'python'))
     work = tempfile.mkdtemp(prefix='evb-cl-', dir='/var/tmp')
     images = os.path.join(ROOT, 'images')
-    clean()
+    common.remove_root(ROOT)
     try:
         common.progress('template and %d clones' % args.clones)
         common_args = {'root': ROOT, 'accelerator': 'tcg', 'memory': 512, 'network': {'type': 'none'},
@@ -88,7 +81,7 @@ def main():
         theirs_s = time.perf_counter() - start
         theirs_bytes = allocated(copies)
     finally:
-        clean()
+        common.remove_root(ROOT)
         shutil.rmtree(work, ignore_errors=True)
 
     mib = 1024.0 ** 2

@@ -67,6 +67,14 @@ def kill_root_guests(root):
     subprocess.run(['pkill', '-9', '-f', 'guest=.*%s/' % root], check=False)
 
 
+def remove_root(root):
+    """A bench's root gone: its helper stopped, its guests killed, its files removed."""
+    if os.path.isdir(root):
+        helper_client(root, create=False).stop()
+    kill_root_guests(root)
+    shutil.rmtree(root, ignore_errors=True)
+
+
 def helper_client(root, **kwargs):
     sys.path.insert(0, COLLECTIONS)
     from ansible_collections.embedvirt.libvirt.plugins.module_utils._client import HelperClient

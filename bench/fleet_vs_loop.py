@@ -29,13 +29,6 @@ ROOT = '/tmp/evb-fl'
 TEMPLATE = 'tmpl'
 
 
-def clean():
-    if os.path.isdir(ROOT):
-        common.helper_client(ROOT, create=False).stop()
-    common.kill_root_guests(ROOT)
-    shutil.rmtree(ROOT, ignore_errors=True)
-
-
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument('--clones', type=int, default=100)
@@ -63,14 +56,14 @@ def main():
                 root=ROOT, parallel=4, defaults=instance, guests=names('f', count))},
         ]
 
-    clean()
+    common.remove_root(ROOT)
     try:
         common.progress('template, %d clones looped, %d in one task' % (args.clones, args.clones))
         template = {'name': 'template', 'embedvirt.libvirt.instance': dict(
             root=ROOT, name=TEMPLATE, image=IMAGE, checksum='sha256:' + sha256, accelerator='tcg',
             network={'type': 'none'}, state='destroyed')}
         dummy, made_times = play([template] + loop_and_fleet(made, args.clones), env, work)
-        clean()
+        common.remove_root(ROOT)
         boot_times = None
         if args.booted:
             common.progress('%d guests booted until their agents answer, looped, then in one task' % args.booted)
@@ -78,7 +71,7 @@ def main():
                 {'name': 'off', 'ansible.builtin.command': 'pkill -9 -f "guest=l[0-9]+,.*%s/"' % ROOT}]
                 + loop_and_fleet(booted, args.booted)[1:], env, work)
     finally:
-        clean()
+        common.remove_root(ROOT)
         shutil.rmtree(work, ignore_errors=True)
 
     rows = [('%d linked clones made: instances vs a loop of instance' % args.clones, made_times)]

@@ -159,13 +159,6 @@ def check_guest(port, key_file):
         raise RuntimeError('the guest on port %d says its hostname is %r, not %r' % (port, name, NAME))
 
 
-def clean_ours():
-    if os.path.isdir(ROOT):
-        common.helper_client(ROOT, create=False).stop()
-    common.kill_root_guests(ROOT)
-    shutil.rmtree(ROOT, ignore_errors=True)
-
-
 def clean_theirs(conn, pools_before):
     """The domain, its files and the storage pools libvirtd made meanwhile (virt-install makes
     one for the directory of a disk it is given); their XML first, for the report."""
@@ -212,7 +205,7 @@ def main():
     samples = {side: [] for side in sides}  # (wall, making, boot) per round
     task_samples = {side: [] for side in sides}  # {task: seconds} per round
     their_xml = None
-    clean_ours()
+    common.remove_root(ROOT)
     try:
         common.progress('libvirtd')
         start = time.perf_counter()
@@ -231,7 +224,7 @@ def main():
                             check_guest(args.ports[side == 'theirs'], key_file)
                         finally:
                             if side == 'ours':
-                                clean_ours()
+                                common.remove_root(ROOT)
                             else:
                                 their_xml = clean_theirs(conn, pools_before) or their_xml
                         samples[side].append((wall, wall - tasks[WAIT], tasks[WAIT]))
@@ -240,7 +233,7 @@ def main():
             finally:
                 conn.close()
     finally:
-        clean_ours()
+        common.remove_root(ROOT)
         shutil.rmtree(work, ignore_errors=True)
 
     medians = {side: [statistics.median(column) for column in zip(*rows)] for side, rows in samples.items()}

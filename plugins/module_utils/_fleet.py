@@ -20,7 +20,7 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils._client import H
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._common import (
     ROOT_ARGUMENT_SPEC, EmbedvirtModule, Manager, ModuleOperations)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._instance import (
-    ARGUMENT_SPEC, MUTUALLY_EXCLUSIVE, InstanceManager, clone_source, recorded_options)
+    ARGUMENT_SPEC, MUTUALLY_EXCLUSIVE, InstanceManager, recorded_options)
 
 # What a guest that failed said, in the task's message.
 MESSAGE_CHARACTERS = 300
@@ -73,7 +73,7 @@ class GuestModule(EmbedvirtModule):
         try:
             return self.module.run_command(args, handle_exceptions=False, **kwargs)
         except OSError as e:
-            return self.fail('cannot run %s: %s' % (args[0], e), error_kind='os')
+            self.fail('cannot run %s: %s' % (args[0], e), error_kind='os')
 
     def close(self):
         self.client.close()
@@ -224,20 +224,19 @@ class FleetManager(Manager):
         instances = [name for name in unlisted if details[name] and recorded_options(details[name]['xml'])]
         self.kept.extend(dict(name=name, reason='not an instance (another module defined it)')
                          for name in unlisted if name not in instances)
-        # Clones first, then what they were built on; a clone of a clone before its source. What
+        # Clones first, then what they were built on (a clone of a clone before its source). What
         # keeps a clone (one listed, or one that failed to go) stays.
-        waiting = [name for name in instances if clone_source(details[name]['xml'])]
-        waiting += [name for name in instances if name not in waiting]
+        clones = dict((name, self.module.helper_or_fail.domain_clones(name=name)) for name in instances)
+        waiting = list(instances)
         while waiting:
             progress = False
             for name in list(waiting):
-                users = self.module.helper_or_fail.domain_clones(name=name)
-                if [user for user in users if user in waiting]:
+                if [user for user in clones[name] if user in waiting]:
                     continue  # its clones go first
                 waiting.remove(name)
                 progress = True
-                self.remove(name, users)
-            if not progress:
+                self.remove(name, clones[name])
+            if not progress:  # only if libvirt's clones made a cycle: never loop for ever
                 for name in waiting:
                     self.kept.append(dict(name=name, reason='a source of linked clones that were not removed'))
                 return

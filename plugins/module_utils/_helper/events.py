@@ -123,7 +123,6 @@ class Events:
         self.watchers = set()
         self.sequence = 0
         self.local = threading.local()
-        self.callbacks = []
 
     def register(self):
         """Ask libvirt for every kind of event this helper passes on (after drivers.open())."""
@@ -140,7 +139,8 @@ class Events:
             ('VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED', self.on_device_removed),
         )
         for name, handler in handlers:
-            self.callbacks.append(conn.domainEventRegisterAny(None, getattr(libvirt, name), handler, None))
+            # For the helper's life: libvirt's callback ids are never needed to deregister.
+            conn.domainEventRegisterAny(None, getattr(libvirt, name), handler, None)
 
     # --- subscriptions ------------------------------------------------------------------
     def events_subscribe(self, events=None, domains=None, queue=EVENTS_QUEUE):
