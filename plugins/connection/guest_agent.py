@@ -174,14 +174,15 @@ from ansible.plugins.connection import ConnectionBase
 from ansible.utils.display import Display
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._client import HelperClientError
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import AGENT_CHUNK_BYTES
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import AGENT_WRITE_BYTES, FILE_READ_BYTES
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._root import RootError
 from ansible_collections.embedvirt.libvirt.plugins.plugin_utils._hypervisor import helper_client
 
 display = Display()
 
-# Bytes of a file per request to the helper (it splits them into agent-sized chunks).
-TRANSFER_BYTES = AGENT_CHUNK_BYTES * 32
+# Bytes of a file per write request to the helper (it splits them into agent-sized chunks);
+# a read request asks for FILE_READ_BYTES.
+TRANSFER_BYTES = AGENT_WRITE_BYTES * 32
 # What a command sees of the environment when the environment option replaces the agent's.
 BASE_ENVIRONMENT = {'PATH': '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'HOME': '/root'}
 # With the agent's own environment: a qemu-ga that systemd starts (every cloud image) has no
@@ -286,7 +287,7 @@ class Connection(ConnectionBase):
             size = 0
             with os.fdopen(fd, 'wb') as f:
                 while True:
-                    reply = self.call(self.client.guest_file_read, path=in_path, offset=size, length=TRANSFER_BYTES)
+                    reply = self.call(self.client.guest_file_read, path=in_path, offset=size, length=FILE_READ_BYTES)
                     chunk = base64.b64decode(reply['data'])
                     f.write(chunk)
                     digest.update(chunk)

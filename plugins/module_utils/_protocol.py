@@ -65,10 +65,16 @@ HEARTBEAT_MISSED = 3
 # Unread events a subscription keeps when it does not say how many.
 EVENTS_QUEUE = 1000
 
-# Raw bytes per guest-file-read/write call: 256 KiB made qemu-ga drop the message here
-# (libvirt then reports the agent "not available for now"); 32-128 KiB all ran ~2.5-3 MiB/s
-# under TCG.
-AGENT_CHUNK_BYTES = 96 * 1024
+# Raw bytes per guest-file-write call. qemu-ga drops a message of about 256 KiB of base64
+# (192 KiB of data always, 176 KiB sometimes: libvirt then waits out its timeout and reports
+# the agent "not available for now"); 64-128 KiB all ran 1.8-2.8 MiB/s under TCG, where
+# qemu-ga's parsing of each character is the bound (bench/put_file_vs_agent.py).
+AGENT_WRITE_BYTES = 96 * 1024
+# Raw bytes per guest-file-read call: the reply is the guest's, which libvirt bounds to 10 MB;
+# 512 KiB-1 MiB read 9.1-9.3 MiB/s under TCG, 96 KiB 6.6, 4 MiB 4.8.
+AGENT_READ_BYTES = 1024 * 1024
+# The most one guest_file_read returns: its reply (base64) stays well under MAX_MESSAGE_BYTES.
+FILE_READ_BYTES = 8 * 1024 * 1024
 
 # A linked clone's definition names its source in <metadata>: the helper refuses to start or
 # revert a source that clones are built on (instance writes it, see _instance.instance_metadata).
@@ -422,8 +428,9 @@ class Operations:
         """Write data (base64) to a file in the guest: {written}."""
 
     @operation()
-    def guest_file_read(self, name, path, offset=0, length=AGENT_CHUNK_BYTES * 16):
-        """Read up to length bytes at offset of a file in the guest: {data (base64), eof}."""
+    def guest_file_read(self, name, path, offset=0, length=FILE_READ_BYTES):
+        """Read up to length (at most FILE_READ_BYTES) bytes at offset of a file in the guest:
+        {data (base64), eof}."""
 
     # --- secrets -------------------------------------------------------------------------
     @operation()

@@ -19,7 +19,7 @@ from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.errors i
     HelperError, explain_agent_error)
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._network import guest_interfaces, host_addresses
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import (
-    AGENT_CHUNK_BYTES, CALL_SECONDS, MAX_MESSAGE_BYTES)
+    AGENT_READ_BYTES, AGENT_WRITE_BYTES, CALL_SECONDS, FILE_READ_BYTES, MAX_MESSAGE_BYTES)
 
 AGENT_CALL_SECONDS = 30
 # A wait for the agent asks again when it connects (its event), else this often.
@@ -274,8 +274,8 @@ class GuestAgent(DriverUser):
         handle = self.open_file(name, path, 'ab' if append else 'wb')
         try:
             raw = base64.b64decode(data)
-            for offset in range(0, len(raw), AGENT_CHUNK_BYTES) or [0]:
-                chunk = raw[offset:offset + AGENT_CHUNK_BYTES]
+            for offset in range(0, len(raw), AGENT_WRITE_BYTES) or [0]:
+                chunk = raw[offset:offset + AGENT_WRITE_BYTES]
                 reply = checked_object(self.agent(name, 'guest-file-write', {
                     'handle': handle, 'buf-b64': base64.b64encode(chunk).decode('ascii')}), name, 'guest-file-write')
                 written = checked_int(reply.get('count'), 'count', 0, len(chunk), name, 'guest-file-write')
@@ -288,7 +288,10 @@ class GuestAgent(DriverUser):
         return {'written': len(raw)}
 
     def guest_file_read(self, name, path, offset, length):
-        """Read up to length bytes at offset of a file in the guest; data (base64) and eof."""
+        """Read up to length bytes at offset of a file in the guest; data (base64) and eof.
+        At most FILE_READ_BYTES, so that the reply fits a message: the client reads on from
+        where the data ends until eof."""
+        length = min(length, FILE_READ_BYTES)
         handle = self.open_file(name, path, 'rb')
         parts = []
         eof = False
@@ -300,7 +303,7 @@ class GuestAgent(DriverUser):
                 checked_int(reply.get('position'), 'position', offset, offset, name, 'guest-file-seek')
             remaining = length
             while remaining > 0 and not eof:
-                count = min(remaining, AGENT_CHUNK_BYTES)
+                count = min(remaining, AGENT_READ_BYTES)
                 reply = checked_object(self.agent(name, 'guest-file-read', {'handle': handle, 'count': count}),
                                        name, 'guest-file-read')
                 chunk = checked_base64(reply.get('buf-b64', ''), 'buf-b64', count, name, 'guest-file-read')

@@ -16,11 +16,12 @@ from ansible.plugins.loader import connection_loader
 
 from ansible_collections.embedvirt.libvirt.plugins.connection import guest_agent
 from ansible_collections.embedvirt.libvirt.plugins.connection.guest_agent import TRANSFER_BYTES
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import FILE_READ_BYTES
 from ansible_collections.embedvirt.libvirt.tests.unit.plugins.fake_helper import FakeError
 
 NAME = 'ünïcødé ✓ file.bin'
 # More than one request's worth (3 MiB), and not a whole number of them.
-BIG = os.urandom(TRANSFER_BYTES + 512 * 1024 + 7)
+BIG = os.urandom(max(TRANSFER_BYTES, FILE_READ_BYTES) + 512 * 1024 + 7)
 
 
 def connection(root, **options):
@@ -81,7 +82,7 @@ def test_put_file_sends_a_big_file_in_chunks_and_verifies_it(guest, conn, tmp_pa
     local.write_bytes(BIG)
     conn.put_file(str(local), '/tmp/' + NAME)
     assert guest.files['/tmp/' + NAME] == BIG
-    assert [args['append'] for args in guest.args_of('guest_file_write')] == [False, True]
+    assert [args['append'] for args in guest.args_of('guest_file_write')] == [False] + [True] * (len(BIG) // TRANSFER_BYTES)
     assert guest.args_of('guest_exec')[-1]['argv'] == ['/bin/sh', '-c', guest_agent.PUT_CHECKSUM, '/tmp/' + NAME]
 
 
@@ -108,7 +109,7 @@ def test_fetch_file_reads_a_big_file_in_chunks_and_verifies_it(guest, conn, tmp_
     local = tmp_path / NAME
     conn.fetch_file('/tmp/' + NAME, str(local))
     assert hashlib.sha256(local.read_bytes()).digest() == hashlib.sha256(BIG).digest()
-    assert [args['offset'] for args in guest.args_of('guest_file_read')] == [0, TRANSFER_BYTES]
+    assert [args['offset'] for args in guest.args_of('guest_file_read')] == [0, FILE_READ_BYTES]
 
 
 def test_a_chunk_corrupted_on_the_way_fails_the_transfer(guest, conn, tmp_path, monkeypatch):

@@ -12,7 +12,8 @@ import pytest
 
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper import agent, drivers
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.errors import HelperError
-from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import AGENT_CHUNK_BYTES
+from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import (
+    AGENT_READ_BYTES, FILE_READ_BYTES)
 
 
 def b64(data):
@@ -115,18 +116,25 @@ def reads(data, count_of=len, eof=None):
 
 
 def test_a_file_is_read_in_chunks_of_the_agent():
-    data = os.urandom(AGENT_CHUNK_BYTES * 2 + 5)
+    data = os.urandom(AGENT_READ_BYTES * 2 + 5)
     guest = ScriptedAgent(guest_file_read=reads(data))
     assert guest.guest_file_read('web', '/f', 0, len(data) + 10) == {'data': b64(data), 'eof': True}
     assert [args['count'] for command, args in guest.calls if command == 'guest-file-read'] == [
-        AGENT_CHUNK_BYTES, AGENT_CHUNK_BYTES, 15]
+        AGENT_READ_BYTES, AGENT_READ_BYTES, 15]
+
+
+def test_one_read_returns_at_most_what_a_reply_carries():
+    data = os.urandom(FILE_READ_BYTES + AGENT_READ_BYTES)
+    guest = ScriptedAgent(guest_file_read=reads(data))
+    assert guest.guest_file_read('web', '/f', 0, len(data)) == {'data': b64(data[:FILE_READ_BYTES]), 'eof': False}
+    assert sum(args['count'] for command, args in guest.calls if command == 'guest-file-read') == FILE_READ_BYTES
 
 
 @pytest.mark.parametrize('answer, says', [
     # more than asked for: a guest must not make the helper hold more than it asked for
     (lambda arguments: {'count': arguments['count'] + 1, 'buf-b64': b64(b'x' * (arguments['count'] + 3))},
      'buf-b64 of %d characters (not base64 of at most %d bytes)'
-     % ((AGENT_CHUNK_BYTES + 3 + 2) // 3 * 4, AGENT_CHUNK_BYTES)),
+     % ((AGENT_READ_BYTES + 3 + 2) // 3 * 4, AGENT_READ_BYTES)),
     (reads(b'abc', count_of=lambda chunk: len(chunk) + 1), 'count 4 (not a whole number from 3 to 3)'),
     (reads(b'abc', eof='maybe'), "eof 'maybe'"),
     (lambda arguments: {'count': 1, 'buf-b64': 'Y'}, 'buf-b64 that is not base64'),
@@ -134,7 +142,7 @@ def test_a_file_is_read_in_chunks_of_the_agent():
 ])
 def test_a_hostile_file_read_is_refused_and_the_file_closed(answer, says):
     guest = ScriptedAgent(guest_file_read=answer)
-    failure = refused(guest, 'guest_file_read', '/f', 0, AGENT_CHUNK_BYTES * 4)
+    failure = refused(guest, 'guest_file_read', '/f', 0, AGENT_READ_BYTES * 4)
     assert failure.kind == 'agent_reply' and 'answered guest-file-read with ' + says in failure.message
     assert guest.calls[-1] == ('guest-file-close', {'handle': 7})
 
