@@ -68,9 +68,17 @@ def kill_root_guests(root):
 
 
 def remove_root(root):
-    """A bench's root gone: its helper stopped, its guests killed, its files removed."""
+    """A bench's root gone: its guests powered off through libvirt, its helper stopped, what is
+    left killed, its files removed. Through libvirt first: it counts the guests that use a file
+    outside the root (the test guest's kernel) and gives the file back to its owner after the
+    last; a guest only killed leaves it lent to its root's QEMU account, and the next root's
+    guests cannot start ("Setting different DAC user or group")."""
     if os.path.isdir(root):
-        helper_client(root, create=False).stop()
+        client = helper_client(root, create=False)
+        from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import ACTIVE_STATES
+        for domain in client.domain_list(states=list(ACTIVE_STATES)):
+            client.domain_destroy(name=domain['name'])
+        client.stop()
     kill_root_guests(root)
     shutil.rmtree(root, ignore_errors=True)
 
