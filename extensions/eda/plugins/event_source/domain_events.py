@@ -19,7 +19,9 @@ connection reaches one. Each event is a dict:
   path, action, disk, job, status, actual_kib.
 
 Arguments:
-  roots            list of root paths (or root: one path)
+  roots            list of roots (or root: one), each a path or, as in the domains inventory,
+                   a dict with path and any of hypervisor, ssh_args, python and helper_python,
+                   which override the arguments of the same name for that root
   hypervisor       SSH host of the roots (optional; this machine when left out)
   ssh_args         extra ssh arguments, a string or a list
   python           the hypervisor's Python for the relay (python3)
@@ -32,7 +34,7 @@ Arguments:
 A subscription keeps the root's helper running (no idle exit), and a helper that stopped is
 started again by the next attempt: following a root keeps its drivers open.
 
-Example:
+Examples:
   - name: Guests whose QEMU ended unasked come back
     hosts: all
     sources:
@@ -45,6 +47,21 @@ Example:
         action:
           run_playbook:
             name: restart.yml
+  - name: Every guest of three hypervisors
+    hosts: all
+    sources:
+      - embedvirt.libvirt.domain_events:
+          ssh_args: -i ~/.ssh/vms
+          roots:
+            - {path: /srv/vms, hypervisor: admin@vmhost1}
+            - {path: /srv/vms, hypervisor: admin@vmhost2}
+            - {path: /srv/lab, hypervisor: admin@vmhost3, helper_python: /opt/py/bin/python3}
+    rules:
+      - name: Say which guests stopped where
+        condition: event.type == "stopped"
+        action:
+          debug:
+            msg: "{{ event.domain }} on {{ event.hypervisor }}: {{ event.reason }}"
 """
 
 import asyncio
@@ -70,13 +87,18 @@ log = logging.getLogger(__name__)
 RECONNECT_DELAY = 5
 # A subscription that cannot be made as asked: trying again would not help.
 FATAL_KINDS = ('value', 'protocol', 'root')
+# What each root may set for itself (the source's arguments of the same names otherwise).
+PER_ROOT = ('hypervisor', 'ssh_args', 'python', 'helper_python')
 
 
 def settings(args):
-    """The source's arguments, checked: ValueError names what is wrong."""
+    """The source's arguments, checked: ValueError names what is wrong. Each root becomes a
+    dict with path and every key of PER_ROOT."""
     roots = args.get('roots') or ([args['root']] if args.get('root') else [])
-    if not roots or not all(isinstance(root, str) and root for root in roots):
-        raise ValueError('embedvirt.libvirt.domain_events needs roots: a list of root paths (or root: one path)')
+    if not roots or not isinstance(roots, list):
+        raise ValueError('embedvirt.libvirt.domain_events needs roots: a list of roots (or root: one), each a path '
+                         'or a dict with path and any of %s' % ', '.join(PER_ROOT))
+    roots = [root_settings(root, args) for root in roots]
     for key in ('events', 'domains'):
         value = args.get(key)
         if value is not None and not (isinstance(value, list) and all(isinstance(item, str) for item in value)):
@@ -84,19 +106,29 @@ def settings(args):
     delay = args.get('reconnect_delay', RECONNECT_DELAY)
     if not isinstance(delay, (int, float)) or isinstance(delay, bool) or delay <= 0:
         raise ValueError('embedvirt.libvirt.domain_events: reconnect_delay must be a number of seconds above 0')
-    return dict(roots=roots, hypervisor=args.get('hypervisor'), ssh_args=args.get('ssh_args'),
-                python=args.get('python'), helper_python=args.get('helper_python'), events=args.get('events'),
-                domains=args.get('domains'), queue=args.get('queue'), reconnect_delay=delay)
+    return dict(roots=roots, events=args.get('events'), domains=args.get('domains'), queue=args.get('queue'),
+                reconnect_delay=delay)
 
 
-def follow(root, config, emit, fail):
-    """Pass on the events of one root for ever, subscribing again after the helper went away."""
-    hypervisor = config['hypervisor']
+def root_settings(root, args):
+    """One entry of roots as a dict: path, and PER_ROOT from the entry or else from args."""
+    entry = root if isinstance(root, dict) else {'path': root}
+    unknown = sorted(set(entry) - set(PER_ROOT) - {'path'})
+    if unknown or not isinstance(entry.get('path'), str) or not entry['path']:
+        raise ValueError('embedvirt.libvirt.domain_events: each of roots is a path or a dict with path and any of %s'
+                         '; not %.80r' % (', '.join(PER_ROOT), root))
+    return dict(path=entry['path'], **dict((key, entry.get(key, args.get(key))) for key in PER_ROOT))
+
+
+def follow(target, config, emit, fail):
+    """Pass on the events of one root (an entry of settings' roots) for ever, subscribing again
+    after the helper went away."""
+    root, hypervisor = target['path'], target['hypervisor']
     subscribed_before = False
     while True:
         client = None
         try:
-            client = helper_client(root, hypervisor, config['ssh_args'], config['python'], config['helper_python'])
+            client = helper_client(root, hypervisor, target['ssh_args'], target['python'], target['helper_python'])
             dummy, messages = client.subscribe(config['events'], config['domains'], config['queue'])
             if subscribed_before:
                 emit(dict(type='helper_restarted', root=root, hypervisor=hypervisor, time=time.time()))
@@ -137,10 +169,11 @@ async def main(queue, args):
     def fail(error):
         loop.call_soon_threadsafe(lambda: failed.done() or failed.set_exception(error))
 
-    for root in config['roots']:
+    for target in config['roots']:
         # Daemon threads: each blocks on its helper's socket, and ends with the process.
-        threading.Thread(target=follow, args=(root, config, emit, fail), name='domain_events %s' % root,
-                         daemon=True).start()
+        threading.Thread(target=follow, args=(target, config, emit, fail), daemon=True,
+                         name='domain_events %s%s' % (target['path'], ' on %s' % target['hypervisor']
+                                                      if target['hypervisor'] else '')).start()
     await failed
 
 
