@@ -1,8 +1,9 @@
 #!/bin/sh
-# A private sshd on 127.0.0.1 that stands in for a remote hypervisor: root may log in with
-# the key this script makes. Usage: sshd.sh start|stop DIR PORT
+# A private sshd on a loopback address (127.0.0.1 unless given) that stands in for a remote
+# hypervisor: root may log in with the key this script makes, DIR/id.
+# Usage: sshd.sh start|stop DIR PORT [ADDRESS]
 set -eu
-action=$1 dir=$2 port=$3
+action=$1 dir=$2 port=$3 address=${4:-127.0.0.1}
 case $action in
   start)
     mkdir -p "$dir" /run/sshd
@@ -12,7 +13,7 @@ case $action in
     cp "$dir/id.pub" "$dir/authorized_keys"
     cat >"$dir/sshd_config" <<CONF
 Port $port
-ListenAddress 127.0.0.1
+ListenAddress $address
 HostKey $dir/host_key
 AuthorizedKeysFile $dir/authorized_keys
 PermitRootLogin prohibit-password
