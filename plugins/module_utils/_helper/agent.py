@@ -289,11 +289,17 @@ class GuestAgent(DriverUser):
 
     def guest_file_read(self, name, path, offset, length):
         """Read up to length bytes at offset of a file in the guest; data (base64) and eof.
-        At most FILE_READ_BYTES, so that the reply fits a message: the client reads on from
-        where the data ends until eof."""
+        At most FILE_READ_BYTES, so that the reply fits a message, and no more after a short
+        read (from a regular file qemu-ga reads short only at its end), so that a guest that
+        answers a few bytes at a time costs one agent call per request: the client reads on
+        from where the data ends until eof."""
+        for value, what in ((offset, 'offset'), (length, 'length')):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise HelperError('value', 'the %s of a read is %.40r' % (what, value),
+                                  'give a whole number of bytes, 0 or more')
         length = min(length, FILE_READ_BYTES)
         handle = self.open_file(name, path, 'rb')
-        parts = []
+        data = bytearray()
         eof = False
         try:
             if offset:
@@ -301,16 +307,16 @@ class GuestAgent(DriverUser):
                                                   {'handle': handle, 'offset': offset, 'whence': 'set'}),
                                        name, 'guest-file-seek')
                 checked_int(reply.get('position'), 'position', offset, offset, name, 'guest-file-seek')
-            remaining = length
-            while remaining > 0 and not eof:
-                count = min(remaining, AGENT_READ_BYTES)
+            while len(data) < length:
+                count = min(length - len(data), AGENT_READ_BYTES)
                 reply = checked_object(self.agent(name, 'guest-file-read', {'handle': handle, 'count': count}),
                                        name, 'guest-file-read')
                 chunk = checked_base64(reply.get('buf-b64', ''), 'buf-b64', count, name, 'guest-file-read')
                 checked_int(reply.get('count'), 'count', len(chunk), len(chunk), name, 'guest-file-read')
-                parts.append(chunk)
-                remaining -= len(chunk)
+                data += chunk
                 eof = checked_bool(reply.get('eof', False), 'eof', name, 'guest-file-read') or not chunk
+                if eof or len(chunk) < count:
+                    break
         finally:
             self.agent(name, 'guest-file-close', {'handle': handle})
-        return {'data': base64.b64encode(b''.join(parts)).decode('ascii'), 'eof': eof}
+        return {'data': base64.b64encode(data).decode('ascii'), 'eof': eof}

@@ -13,7 +13,7 @@ import pytest
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper import agent, drivers
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._helper.errors import HelperError
 from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import (
-    AGENT_READ_BYTES, FILE_READ_BYTES)
+    AGENT_READ_BYTES, FILE_READ_BYTES, MAX_MESSAGE_BYTES)
 
 
 def b64(data):
@@ -128,6 +128,24 @@ def test_one_read_returns_at_most_what_a_reply_carries():
     guest = ScriptedAgent(guest_file_read=reads(data))
     assert guest.guest_file_read('web', '/f', 0, len(data)) == {'data': b64(data[:FILE_READ_BYTES]), 'eof': False}
     assert sum(args['count'] for command, args in guest.calls if command == 'guest-file-read') == FILE_READ_BYTES
+
+
+def test_a_reply_of_the_biggest_read_fits_a_message():
+    assert (FILE_READ_BYTES + 2) // 3 * 4 + 64 * 1024 < MAX_MESSAGE_BYTES
+
+
+def test_a_guest_that_reads_a_few_bytes_at_a_time_costs_one_agent_call_per_request():
+    guest = ScriptedAgent(guest_file_read={'count': 2, 'buf-b64': b64(b'ab'), 'eof': False})
+    assert guest.guest_file_read('web', '/f', 0, FILE_READ_BYTES) == {'data': b64(b'ab'), 'eof': False}
+    assert [command for command, args in guest.calls if command == 'guest-file-read'] == ['guest-file-read']
+
+
+@pytest.mark.parametrize('offset, length', [(-1, 10), (0, -5), (0, None), ('0', 10), (0, True), (0, 1.5)])
+def test_a_read_needs_whole_numbers_of_bytes(offset, length):
+    guest = ScriptedAgent()
+    failure = refused(guest, 'guest_file_read', '/f', offset, length)
+    assert failure.kind == 'value' and 'a whole number of bytes' in failure.hint
+    assert guest.calls == []
 
 
 @pytest.mark.parametrize('answer, says', [
