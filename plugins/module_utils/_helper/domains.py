@@ -251,12 +251,14 @@ class Domains(DriverUser):
     def destroy(self, dom):
         """Power a guest off at once. One that went off meanwhile is off as asked: libvirt kills
         QEMU before it waits for the domain's job, so a destroy while a new helper reconnects
-        to the guest (or while the guest powers itself off) finds it no longer running."""
+        to the guest (or while the guest powers itself off) finds it no longer running, or, a
+        transient guest that the failed reconnect removed, no longer there."""
         try:
             dom.destroy()
         except self.libvirt.libvirtError as e:
             now = self.find(dom.name())  # None: a transient guest, gone with its QEMU
-            if e.get_error_code() != self.libvirt.VIR_ERR_OPERATION_INVALID or now is not None and now.isActive():
+            went_off = (self.libvirt.VIR_ERR_OPERATION_INVALID, self.libvirt.VIR_ERR_NO_DOMAIN)
+            if e.get_error_code() not in went_off or now is not None and now.isActive():
                 raise
 
     def domain_shutdown(self, name, timeout, force):
