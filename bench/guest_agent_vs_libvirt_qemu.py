@@ -87,14 +87,13 @@ def main():
     env = common.ansible_env()
     ansible = os.path.join(common.VENV, 'ansible')
     common.fresh_root(ROOT, 'images')
-    client = None
     rows = []
     try:
         common.progress('libvirtd')
         with common.Libvirtd():
             common.progress('booting the guests')
             system_guest('evb-sys')
-            client = embedded_guests(['b1', 'b2', 'b3', 'b4'])
+            embedded_guests(['b1', 'b2', 'b3', 'b4'])
             common.progress('timing')
             for label, module, margs in (('raw true', 'raw', 'true'),
                                          ('command true', 'ansible.builtin.command', 'true')):
@@ -116,9 +115,7 @@ def main():
             four = common.timed([ansible, '-i', inventory, 'ours', '-m', 'ansible.builtin.command', '-a', 'true',
                                  '-f', '4'], args.runs, env=env)
     finally:
-        if client is not None:
-            client.stop()
-        common.kill_root_guests(ROOT)
+        common.remove_root(ROOT)
         shutil.rmtree(work, ignore_errors=True)
     print('guest_agent (embedded, via helper) against community.libvirt libvirt_qemu (libvirtd), '
           'median of %d runs, pipelining on' % args.runs)

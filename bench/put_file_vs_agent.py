@@ -117,7 +117,6 @@ def main():
             rates.setdefault('fetch_file', []).append(timed_rate(size, conn.fetch_file, '/tmp/put.bin', fetched))
         conn.close()
     finally:
-        client.stop()
         common.remove_root(ROOT)
         sh('rm', '-rf', work)
     medians = dict((label, statistics.median(values)) for label, values in rates.items())
