@@ -19,10 +19,10 @@ connection reaches one. Each event is a dict:
   path, action, disk, job, status, actual_kib.
 
 Arguments:
-  roots            list of roots (or root: one), each a path or, as in the domains inventory,
-                   a dict with path and any of hypervisor, ssh_args, python and helper_python,
-                   which override the arguments of the same name for that root
-  hypervisor       SSH host of the roots (optional; this machine when left out)
+  roots            list of roots (or root: one), each a path or a dict with path and any of
+                   hypervisor, ssh_args, python and helper_python: that root's own values of
+                   the arguments below
+  hypervisor       SSH host of the roots that name none (this machine when left out)
   ssh_args         extra ssh arguments, a string or a list
   python           the hypervisor's Python for the relay (python3)
   helper_python    the Python that runs the root's helper there, if not the default
@@ -140,19 +140,24 @@ def follow(target, config, emit, fail):
             if not isinstance(e, HelperClientError) or e.kind in FATAL_KINDS:
                 fail(e)
                 return
-            warn(root, hypervisor, e, config)
+            warn(target, e, config)
         except Exception as e:  # pylint: disable=broad-except
             # Whatever else ends a subscription (a broken pipe, an SSH session gone) is tried again.
-            warn(root, hypervisor, e, config)
+            warn(target, e, config)
         finally:
             if client is not None:
                 client.close()
         time.sleep(config['reconnect_delay'])
 
 
-def warn(root, hypervisor, error, config):
-    log.warning('embedvirt.libvirt.domain_events: root %s%s: %s; trying again in %s s', root,
-                ' on %s' % hypervisor if hypervisor else '', error, config['reconnect_delay'])
+def described(target):
+    """A root of settings' roots, in words: its path, and where it is."""
+    return target['path'] + (' on %s' % target['hypervisor'] if target['hypervisor'] else '')
+
+
+def warn(target, error, config):
+    log.warning('embedvirt.libvirt.domain_events: root %s: %s; trying again in %s s', described(target), error,
+                config['reconnect_delay'])
 
 
 async def main(queue, args):
@@ -172,8 +177,7 @@ async def main(queue, args):
     for target in config['roots']:
         # Daemon threads: each blocks on its helper's socket, and ends with the process.
         threading.Thread(target=follow, args=(target, config, emit, fail), daemon=True,
-                         name='domain_events %s%s' % (target['path'], ' on %s' % target['hypervisor']
-                                                      if target['hypervisor'] else '')).start()
+                         name='domain_events %s' % described(target)).start()
     await failed
 
 
