@@ -75,9 +75,13 @@ def remove_root(root):
     guests cannot start ("Setting different DAC user or group")."""
     if os.path.isdir(root):
         client = helper_client(root, create=False)
+        from ansible_collections.embedvirt.libvirt.plugins.module_utils._client_error import HelperClientError
         from ansible_collections.embedvirt.libvirt.plugins.module_utils._protocol import ACTIVE_STATES
         for domain in client.domain_list(states=list(ACTIVE_STATES)):
-            client.domain_destroy(name=domain['name'])
+            try:
+                client.domain_destroy(name=domain['name'])
+            except HelperClientError as e:  # gone meanwhile: the kill below is for what is left
+                progress('%s: %s' % (domain['name'], e))
         client.stop()
     kill_root_guests(root)
     shutil.rmtree(root, ignore_errors=True)
