@@ -70,9 +70,10 @@ EVENTS_QUEUE = 1000
 # the agent "not available for now"); 64-128 KiB all ran 1.8-2.8 MiB/s under TCG, where
 # qemu-ga's parsing of each character is the bound (bench/put_file_vs_agent.py).
 AGENT_WRITE_BYTES = 96 * 1024
-# Raw bytes per guest-file-read call: the reply is the guest's, which libvirt bounds to 10 MB;
-# 512 KiB-1 MiB read 9.1-9.3 MiB/s under TCG, 96 KiB 6.6, 4 MiB 4.8.
-AGENT_READ_BYTES = 1024 * 1024
+# Raw bytes per guest-file-read call: the reply is the guest's, which libvirt bounds to 10 MB.
+# Under TCG (three runs of bench/put_file_vs_agent.py) 512 KiB read 9.1-11.8 MiB/s, 1 MiB
+# 7.8-10.7, 96 KiB 6.6-10.3, 4 MiB 4.4-5.1.
+AGENT_READ_BYTES = 512 * 1024
 # The most one guest_file_read returns: its reply (base64) stays well under MAX_MESSAGE_BYTES,
 # and the helper's copies of one reply (data, base64, JSON) near 20 MiB. Each request costs an
 # open, a seek and a close (about 6 ms under TCG).
