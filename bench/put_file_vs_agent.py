@@ -3,8 +3,9 @@ in one run.
 
 Raw rate: a loop of guest-file-write calls (guest-file-read for reading) sent one by one
 through the helper's plain `agent` operation, between one open and one close, for each chunk
-size from 64 KiB up to the largest that qemu-ga takes (a message of about 256 KiB of base64
-is dropped, 176 KiB of data already sometimes); the best of them is the raw rate. Ours:
+size of WRITE_CHUNKS_KIB (up to what qemu-ga takes: a message of about 256 KiB of base64 is
+dropped, 176 KiB of data already sometimes) and READ_CHUNKS_KIB; the best of each is the raw
+rate. Ours:
 put_file and fetch_file of the connection plugin (as Ansible calls them), which also verify
 the file by its sha256 inside the guest. Rounds alternate raw and ours, and the medians are
 compared: put_file with the best raw write rate (the goal: at least 70 %), fetch_file with the
